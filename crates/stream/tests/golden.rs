@@ -1,0 +1,133 @@
+//! Golden streams: the v1 format is frozen. Each `fixtures/streams/NAME.stream` must decode to
+//! exactly `NAME.dump`, and the uncompressed ones must be re-encoded byte for byte from their
+//! records. A later format change bumps the version and keeps these readable.
+//!
+//! To (re)create the fixtures after an intended, versioned change: `ANYSEND_BLESS=1 cargo test
+//! -p anysend-stream --test golden`, then review the diff.
+
+mod common;
+
+use std::path::PathBuf;
+
+use anysend_stream::dump::dump_stream;
+use anysend_stream::{StreamReader, StreamWriter, WriterOptions};
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/streams")
+}
+
+/// A record of a type this version does not know, marked skippable, spliced in by hand (no
+/// writer of ours can make one): readers must skip it.
+fn with_unknown_skippable() -> Vec<u8> {
+    let h = common::full_header();
+    let mut w = StreamWriter::new(Vec::new(), &h, WriterOptions::default()).unwrap();
+    w.write(&anysend_stream::Record::Mkdir { path: b"a".to_vec() }).unwrap();
+    let bytes = w.finish().unwrap();
+    // Rebuild: header, mkdir (index 0), unknown type 0x7001 (index 1), end (index 2).
+    let mut rd = StreamReader::new(&bytes[..]).unwrap();
+    let first = rd.next_frame().unwrap().unwrap();
+    let hdr_len = first.offset as usize;
+    let mkdir = &bytes[hdr_len..hdr_len + first.wire_len as usize];
+    let mut out = bytes[..hdr_len + mkdir.len()].to_vec();
+    let payload = b"future";
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&0x7001u16.to_le_bytes());
+    frame.extend_from_slice(&0x8000u16.to_le_bytes());
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(payload);
+    let mut h = crc32fast::Hasher::new();
+    h.update(&1u64.to_le_bytes());
+    h.update(&frame);
+    let unknown_crc = h.finalize();
+    frame.extend_from_slice(&unknown_crc.to_le_bytes());
+    out.extend_from_slice(&frame);
+    // The chain covers the header CRC and every record CRC before the end record.
+    let header_crc = &bytes[hdr_len - 4..hdr_len];
+    let mkdir_crc = &mkdir[mkdir.len() - 4..];
+    let mut chain = crc32fast::Hasher::new();
+    chain.update(header_crc);
+    chain.update(mkdir_crc);
+    chain.update(&unknown_crc.to_le_bytes());
+    let mut end = Vec::new();
+    end.extend_from_slice(&19u16.to_le_bytes());
+    end.extend_from_slice(&0u16.to_le_bytes());
+    end.extend_from_slice(&20u32.to_le_bytes());
+    end.extend_from_slice(&2u64.to_le_bytes());
+    end.extend_from_slice(&(out.len() as u64).to_le_bytes());
+    end.extend_from_slice(&chain.finalize().to_le_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&2u64.to_le_bytes());
+    h.update(&end);
+    end.extend_from_slice(&h.finalize().to_le_bytes());
+    out.extend_from_slice(&end);
+    out
+}
+
+struct Golden {
+    name: &'static str,
+    bytes: Vec<u8>,
+    /// Whether re-encoding the decoded records must give the same bytes (zstd output may
+    /// change between zstd versions, so compressed fixtures are only decoded).
+    reencode: bool,
+}
+
+fn goldens() -> Vec<Golden> {
+    let every = common::every_record();
+    let mut big = every.clone();
+    big.push(anysend_stream::Record::Write {
+        path: b"dir/big".to_vec(),
+        offset: 65536,
+        data: b"compressible ".repeat(1000).into(),
+    });
+    vec![
+        Golden {
+            name: "full-every-record",
+            bytes: common::write_stream(&common::full_header(), &every, None),
+            reencode: true,
+        },
+        Golden {
+            name: "incremental-zstd",
+            bytes: common::write_stream(&common::incremental_header(), &big, Some(3)),
+            reencode: false,
+        },
+        Golden {
+            name: "resumed",
+            bytes: common::write_stream(&common::resumed_header(), &every[..3], None),
+            reencode: true,
+        },
+        Golden {
+            name: "empty-full",
+            bytes: common::write_stream(&common::full_header(), &[], None),
+            reencode: true,
+        },
+        Golden { name: "unknown-skippable", bytes: with_unknown_skippable(), reencode: false },
+    ]
+}
+
+fn dump(bytes: &[u8]) -> String {
+    let mut out = Vec::new();
+    dump_stream(bytes, &mut out).expect("golden stream decodes");
+    String::from_utf8(out).expect("dump is ASCII")
+}
+
+#[test]
+fn golden_streams_decode_to_their_dumps() {
+    let bless = std::env::var_os("ANYSEND_BLESS").is_some();
+    for g in goldens() {
+        let stream_path = dir().join(format!("{}.stream", g.name));
+        let dump_path = dir().join(format!("{}.dump", g.name));
+        if bless {
+            std::fs::create_dir_all(dir()).unwrap();
+            std::fs::write(&stream_path, &g.bytes).unwrap();
+            std::fs::write(&dump_path, dump(&g.bytes)).unwrap();
+        }
+        let stored = std::fs::read(&stream_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", stream_path.display()));
+        let expected = std::fs::read_to_string(&dump_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", dump_path.display()));
+        assert_eq!(dump(&stored), expected, "{} no longer decodes to its dump", g.name);
+        if g.reencode {
+            assert_eq!(stored, g.bytes, "{}: the writer no longer writes the frozen bytes", g.name);
+        }
+    }
+}
