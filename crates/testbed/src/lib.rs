@@ -1,1 +1,31 @@
-//! Being built.
+//! Test bed for anysend: real btrfs snapshots on loop devices, destination
+//! file systems, a full-fidelity tree comparator and a corpus of scenarios.
+//!
+//! It is shaped around one question every end-to-end test asks: "does the
+//! received tree equal the snapshot in every property?". So:
+//! - [`privilege`] decides whether a test that needs root may run (and makes a
+//!   skip fatal in CI),
+//! - [`loopfs`] owns loop-mounted file systems as RAII guards,
+//! - [`compare`] walks two trees and lists every difference,
+//! - [`fsops`] holds small helpers to write scenario steps,
+//! - [`scenario`] runs scenarios on btrfs and checks send/receive chains,
+//! - [`corpus`] is the starting set of hazardous scenarios.
+
+pub mod cmd;
+pub mod compare;
+pub mod corpus;
+pub mod escape;
+pub mod fsops;
+mod inspect;
+pub mod loopfs;
+pub mod privilege;
+pub mod scenario;
+
+pub use compare::{
+    assert_trees_equal, compare, CompareError, CompareOptions, Difference, Property, Relaxation,
+    Report,
+};
+pub use corpus::corpus;
+pub use loopfs::{BtrfsFs, DestFs, DestKind};
+pub use privilege::{require_privileged, Privileged};
+pub use scenario::{check_chain, run_scenario_on_btrfs, Scenario, SendRecv, Step};
