@@ -1,0 +1,576 @@
+//! The fd-relative walker: reads both snapshots and records into a [`LinkCollector`] only what
+//! it cannot prove unchanged.
+//!
+//! * Every directory is opened with `openat` relative to its parent's fd and listed with
+//!   `getdents64` (`RawDir`, one large reused buffer); names are raw bytes and each listing is
+//!   sorted by name bytes, so the two listings of a directory present in both snapshots merge in
+//!   one linear pass into common / origin-only / target-only entries.
+//! * No absolute (or long relative) path is ever given to a syscall: paths are kept only as byte
+//!   strings for reporting, so depth and name length are unlimited. Open fds are bounded:
+//!   [`DirStack`] keeps at most `MAX_OPEN` directory fds per side open and re-opens a closed
+//!   ancestor component by component when the walk returns to it.
+//! * Identity needs to see everything that moved, including into new and out of deleted
+//!   subtrees, so one-sided directories are not walked when found: they wait in `pending`, keyed
+//!   by inode number. A target-only and an origin-only directory with the same identity become a
+//!   pair and are walked together (a moved directory's subtree is compared, not re-sent); the
+//!   rest are expanded one level at a time (their entries recorded, their subdirectories pending
+//!   again) until nothing is pending: a fixed point. Target-side expansion goes first so that a
+//!   directory moved out of a deleted subtree is usually matched before its old home is expanded.
+//! * Recorded: one-sided entries, common names whose identity differs, multiply-linked objects
+//!   (all their names, so hard links can be diffed), objects whose quick check fails, and the
+//!   chain of common directories above any of these (both sides), so memory follows the number
+//!   of changed entries, not the size of the tree.
+//!
+//! `d_type` decides nothing on its own: every entry that is compared or recorded is `statx`ed
+//! (needed anyway for the quick check), which also covers `DT_UNKNOWN`.
+
+use crate::error::{Error, Result, Side};
+use crate::inventory::Inventory;
+use crate::links::{compare, Identity, LinkCollector};
+use crate::model::join;
+use crate::plan::ORPHAN_DIR;
+use crate::stat::{statx_at, Kind, Meta};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{openat, AtFlags, Mode, OFlags, RawDir, CWD};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+
+/// Directory fds kept open per side and walk (plus the walk's start directory).
+const MAX_OPEN: usize = 32;
+/// getdents64 buffer, reused for every listing.
+const DIRENT_BUF: usize = 256 * 1024;
+
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+/// The two snapshot roots, opened once.
+pub struct Roots {
+    pub(crate) origin: OwnedFd,
+    pub(crate) target: OwnedFd,
+    pub(crate) origin_meta: Meta,
+    pub(crate) target_meta: Meta,
+}
+
+impl Roots {
+    /// Open both roots (the only paths ever resolved from the current directory).
+    pub fn open(origin: &Path, target: &Path) -> Result<Roots> {
+        let open = |p: &Path, side: Side| -> Result<(OwnedFd, Meta)> {
+            let show = p.as_os_str().as_encoded_bytes();
+            let fd =
+                openat(CWD, p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(|e| Error::io(side, show, "open root", e))?;
+            let meta = fstatx(&fd, side, b"")?;
+            Ok((fd, meta))
+        };
+        let (origin, origin_meta) = open(origin, Side::Origin)?;
+        let (target, target_meta) = open(target, Side::Target)?;
+        Ok(Roots { origin, target, origin_meta, target_meta })
+    }
+
+    pub(crate) fn fd(&self, side: Side) -> BorrowedFd<'_> {
+        match side {
+            Side::Origin => self.origin.as_fd(),
+            Side::Target => self.target.as_fd(),
+        }
+    }
+}
+
+/// `statx` of an open fd.
+pub(crate) fn fstatx<Fd: AsFd>(fd: Fd, side: Side, path: &[u8]) -> Result<Meta> {
+    statx_at(fd, c"", side, path, AtFlags::EMPTY_PATH)
+}
+
+/// Open `rel` (relative to the side's root, components separated by `/`) one component at a
+/// time with `O_NOFOLLOW`; the last component is opened with `last` flags.
+pub(crate) fn open_rel(roots: &Roots, side: Side, rel: &[u8], last: OFlags) -> Result<OwnedFd> {
+    let root = roots.fd(side);
+    let mut cur: Option<OwnedFd> = None;
+    let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+    if comps.is_empty() {
+        return openat(root, c".", last | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Error::io(side, rel, "openat", e));
+    }
+    for (i, c) in comps.iter().enumerate() {
+        let flags = if i + 1 == comps.len() {
+            last | OFlags::NOFOLLOW | OFlags::CLOEXEC
+        } else {
+            dir_flags()
+        };
+        let base = cur.as_ref().map_or(root, |f| f.as_fd());
+        let fd = openat(base, *c, flags, Mode::empty())
+            .map_err(|e| Error::io(side, rel, "openat", e))?;
+        cur = Some(fd);
+    }
+    cur.ok_or_else(|| Error::Internal("empty path".into()))
+}
+
+struct DFrame {
+    name: Vec<u8>,
+    ino: u64,
+    fd: Option<OwnedFd>,
+    path_len: usize,
+}
+
+/// A chain of open directories on one side with a bounded number of open fds.
+struct DirStack {
+    side: Side,
+    frames: Vec<DFrame>,
+    path: Vec<u8>,
+}
+
+impl DirStack {
+    fn open(roots: &Roots, side: Side, path: &[u8], ino: u64) -> Result<DirStack> {
+        // A fresh open file description, so listing does not move a shared offset.
+        let fd = open_rel(roots, side, path, OFlags::RDONLY | OFlags::DIRECTORY)?;
+        let meta = fstatx(&fd, side, path)?;
+        if meta.ino != ino || meta.kind != Kind::Dir {
+            return Err(Error::Inconsistent(format!(
+                "{side} {:?} changed during the walk",
+                String::from_utf8_lossy(path)
+            )));
+        }
+        Ok(DirStack {
+            side,
+            frames: vec![DFrame { name: Vec::new(), ino, fd: Some(fd), path_len: path.len() }],
+            path: path.to_vec(),
+        })
+    }
+
+    fn top_fd(&mut self) -> Result<BorrowedFd<'_>> {
+        let top = self.frames.len() - 1;
+        if self.frames[top].fd.is_none() {
+            self.reopen(top)?;
+        }
+        self.frames[top]
+            .fd
+            .as_ref()
+            .map(|f| f.as_fd())
+            .ok_or_else(|| Error::Internal("no fd".into()))
+    }
+
+    fn reopen(&mut self, k: usize) -> Result<()> {
+        let Some(j) = (0..k).rev().find(|&j| self.frames[j].fd.is_some()) else {
+            return Err(Error::Internal("start directory closed".into()));
+        };
+        let mut cur: Option<OwnedFd> = None;
+        for i in j + 1..=k {
+            let base = match &cur {
+                Some(f) => f.as_fd(),
+                None => self.frames[j]
+                    .fd
+                    .as_ref()
+                    .map(|f| f.as_fd())
+                    .ok_or_else(|| Error::Internal("no fd".into()))?,
+            };
+            let path = &self.path[..self.frames[i].path_len];
+            let fd = openat(base, self.frames[i].name.as_slice(), dir_flags(), Mode::empty())
+                .map_err(|e| Error::io(self.side, path, "openat", e))?;
+            cur = Some(fd);
+        }
+        let fd = cur.ok_or_else(|| Error::Internal("nothing reopened".into()))?;
+        let meta = fstatx(&fd, self.side, &self.path[..self.frames[k].path_len])?;
+        if meta.ino != self.frames[k].ino {
+            return Err(Error::Inconsistent(format!(
+                "{} {:?} changed during the walk",
+                self.side,
+                String::from_utf8_lossy(&self.path[..self.frames[k].path_len])
+            )));
+        }
+        self.frames[k].fd = Some(fd);
+        self.limit();
+        Ok(())
+    }
+
+    /// Close the shallowest open fds (never the start directory or the top) beyond MAX_OPEN.
+    fn limit(&mut self) {
+        let top = self.frames.len() - 1;
+        let mut open = self.frames.iter().filter(|f| f.fd.is_some()).count();
+        let mut i = 1;
+        while open > MAX_OPEN && i < top {
+            if self.frames[i].fd.take().is_some() {
+                open -= 1;
+            }
+            i += 1;
+        }
+    }
+
+    fn push(&mut self, name: &[u8], ino: u64) -> Result<()> {
+        let path = join(&self.path, name);
+        let side = self.side;
+        let fd = {
+            let parent = self.top_fd()?;
+            openat(parent, name, dir_flags(), Mode::empty())
+                .map_err(|e| Error::io(side, &path, "openat", e))?
+        };
+        self.path = path;
+        self.frames.push(DFrame {
+            name: name.to_vec(),
+            ino,
+            fd: Some(fd),
+            path_len: self.path.len(),
+        });
+        self.limit();
+        Ok(())
+    }
+
+    fn pop(&mut self) {
+        self.frames.pop();
+        if let Some(f) = self.frames.last() {
+            self.path.truncate(f.path_len);
+        }
+    }
+}
+
+/// One directory entry from getdents64.
+struct DEnt {
+    name: Vec<u8>,
+    ino: u64,
+}
+
+fn list(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, side: Side, path: &[u8]) -> Result<Vec<DEnt>> {
+    let mut out = Vec::new();
+    let mut iter = RawDir::new(fd, buf.spare_capacity_mut());
+    while let Some(e) = iter.next() {
+        let e = e.map_err(|e| Error::io(side, path, "getdents64", e))?;
+        let name = e.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        out.push(DEnt { name: name.to_vec(), ino: e.ino() });
+    }
+    out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+fn readlink(fd: BorrowedFd<'_>, name: &[u8], side: Side, path: &[u8]) -> Result<Vec<u8>> {
+    rustix::fs::readlinkat(fd, name, Vec::new())
+        .map(|c| c.into_bytes())
+        .map_err(|e| Error::io(side, path, "readlinkat", e))
+}
+
+#[derive(Clone)]
+struct PendingDir {
+    path: Vec<u8>,
+    meta: Meta,
+}
+
+struct PairFrame {
+    o_meta: Meta,
+    t_meta: Meta,
+    o_name: Vec<u8>,
+    t_name: Vec<u8>,
+    registered: bool,
+    subdirs: std::vec::IntoIter<(Vec<u8>, Meta, Vec<u8>, Meta)>,
+}
+
+struct Walker<'a> {
+    roots: &'a Roots,
+    identity: Identity,
+    c: LinkCollector,
+    buf: Vec<u8>,
+    /// One-sided directories not yet paired or expanded, by inode number; [0] origin, [1] target.
+    pending: [BTreeMap<u64, PendingDir>; 2],
+    pairs: VecDeque<(PendingDir, PendingDir)>,
+    stop: &'a mut dyn FnMut() -> bool,
+}
+
+fn si(side: Side) -> usize {
+    match side {
+        Side::Origin => 0,
+        Side::Target => 1,
+    }
+}
+
+/// Walk both snapshots and build the planner's inventory. `stop` is polled once per directory.
+pub fn walk(
+    roots: &Roots,
+    identity: Identity,
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Inventory> {
+    let mut w = Walker {
+        roots,
+        identity,
+        c: LinkCollector::new(identity, roots.origin_meta.clone(), roots.target_meta.clone()),
+        buf: Vec::with_capacity(DIRENT_BUF),
+        pending: [BTreeMap::new(), BTreeMap::new()],
+        pairs: VecDeque::new(),
+        stop,
+    };
+    let root = |m: &Meta| PendingDir { path: Vec::new(), meta: m.clone() };
+    w.walk_pair(root(&roots.origin_meta), root(&roots.target_meta), true)?;
+    loop {
+        if let Some((o, t)) = w.pairs.pop_front() {
+            w.walk_pair(o, t, false)?;
+        } else if let Some((_, d)) = w.pending[1].pop_first() {
+            w.expand(Side::Target, d)?;
+        } else if let Some((_, d)) = w.pending[0].pop_first() {
+            w.expand(Side::Origin, d)?;
+        } else {
+            break;
+        }
+    }
+    w.c.finish()
+}
+
+impl Walker<'_> {
+    fn check_stop(&mut self) -> Result<()> {
+        if (self.stop)() {
+            return Err(Error::Stopped);
+        }
+        Ok(())
+    }
+
+    /// A one-sided directory: pair it with its other half if that is waiting, else wait.
+    fn add_pending(&mut self, side: Side, d: PendingDir) {
+        let other = 1 - si(side);
+        if self.identity == Identity::Inode {
+            if let Some(o) = self.pending[other].get(&d.meta.ino) {
+                if o.meta.same_object(&d.meta) {
+                    if let Some(o) = self.pending[other].remove(&d.meta.ino) {
+                        match side {
+                            Side::Origin => self.pairs.push_back((d, o)),
+                            Side::Target => self.pairs.push_back((o, d)),
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+        self.pending[si(side)].insert(d.meta.ino, d);
+    }
+
+    /// Record the common directories of the current pair walk on both sides, innermost first
+    /// until one already recorded.
+    fn register(&mut self, frames: &mut [PairFrame]) -> Result<()> {
+        let mut k = frames.len();
+        while k > 0 && !frames[k - 1].registered {
+            k -= 1;
+        }
+        for i in k..frames.len() {
+            let (parent, me) = frames.split_at_mut(i);
+            let (Some(p), Some(f)) = (parent.last(), me.first_mut()) else {
+                return Err(Error::Internal("unregistered walk start".into()));
+            };
+            self.c.record(Side::Origin, p.o_meta.ino, &f.o_name, &f.o_meta, None);
+            self.c.record(Side::Target, p.t_meta.ino, &f.t_name, &f.t_meta, None);
+            if self.identity == Identity::Path && !self.c.pair(f.o_meta.ino, f.t_meta.ino) {
+                return Err(Error::Inconsistent(format!(
+                    "directory {:?} paired twice",
+                    String::from_utf8_lossy(&f.t_name)
+                )));
+            }
+            f.registered = true;
+        }
+        Ok(())
+    }
+
+    fn one_sided(
+        &mut self,
+        side: Side,
+        dir: BorrowedFd<'_>,
+        dir_path: &[u8],
+        parent_ino: u64,
+        name: &[u8],
+        meta: &Meta,
+    ) -> Result<()> {
+        let path = join(dir_path, name);
+        let lt =
+            if meta.kind == Kind::Symlink { Some(readlink(dir, name, side, &path)?) } else { None };
+        self.c.record(side, parent_ino, name, meta, lt.as_deref());
+        if meta.kind == Kind::Dir {
+            self.add_pending(side, PendingDir { path, meta: meta.clone() });
+        }
+        Ok(())
+    }
+
+    fn walk_pair(&mut self, o: PendingDir, t: PendingDir, is_root: bool) -> Result<()> {
+        let mut os = DirStack::open(self.roots, Side::Origin, &o.path, o.meta.ino)?;
+        let mut ts = DirStack::open(self.roots, Side::Target, &t.path, t.meta.ino)?;
+        let mut frames = vec![PairFrame {
+            o_meta: o.meta,
+            t_meta: t.meta,
+            o_name: Vec::new(),
+            t_name: Vec::new(),
+            registered: true,
+            subdirs: Vec::new().into_iter(),
+        }];
+        let subs = self.scan_pair(&mut os, &mut ts, &mut frames, is_root)?;
+        frames[0].subdirs = subs.into_iter();
+        while let Some(top) = frames.last_mut() {
+            match top.subdirs.next() {
+                Some((on, om, tn, tm)) => {
+                    os.push(&on, om.ino)?;
+                    ts.push(&tn, tm.ino)?;
+                    let changed = compare(&om, &tm, self.identity).is_some();
+                    frames.push(PairFrame {
+                        o_meta: om,
+                        t_meta: tm,
+                        o_name: on,
+                        t_name: tn,
+                        registered: false,
+                        subdirs: Vec::new().into_iter(),
+                    });
+                    if changed {
+                        self.register(&mut frames)?;
+                    }
+                    let subs = self.scan_pair(&mut os, &mut ts, &mut frames, false)?;
+                    if let Some(f) = frames.last_mut() {
+                        f.subdirs = subs.into_iter();
+                    }
+                }
+                None => {
+                    frames.pop();
+                    if !frames.is_empty() {
+                        os.pop();
+                        ts.pop();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Merge the listings of the current (origin, target) directory pair; returns the common
+    /// subdirectories to descend into.
+    #[allow(clippy::type_complexity)]
+    fn scan_pair(
+        &mut self,
+        os: &mut DirStack,
+        ts: &mut DirStack,
+        frames: &mut [PairFrame],
+        is_root: bool,
+    ) -> Result<Vec<(Vec<u8>, Meta, Vec<u8>, Meta)>> {
+        self.check_stop()?;
+        let (o_ino, t_ino) = match frames.last() {
+            Some(f) => (f.o_meta.ino, f.t_meta.ino),
+            None => return Err(Error::Internal("no frame".into())),
+        };
+        let opath = os.path.clone();
+        let tpath = ts.path.clone();
+        let ofd = os.top_fd()?;
+        let tfd = ts.top_fd()?;
+        let ol = list(ofd, &mut self.buf, Side::Origin, &opath)?;
+        let tl = list(tfd, &mut self.buf, Side::Target, &tpath)?;
+        if is_root {
+            for e in ol.iter().chain(tl.iter()) {
+                if e.name.starts_with(ORPHAN_DIR) {
+                    self.c.reserve_root_name(&e.name);
+                }
+            }
+        }
+        let mut subdirs = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < ol.len() || j < tl.len() {
+            let ord = match (ol.get(i), tl.get(j)) {
+                (Some(a), Some(b)) => a.name.cmp(&b.name),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            match ord {
+                std::cmp::Ordering::Less => {
+                    let e = &ol[i];
+                    let m = statx_at(
+                        ofd,
+                        &e.name,
+                        Side::Origin,
+                        &join(&opath, &e.name),
+                        AtFlags::empty(),
+                    )?;
+                    self.register(frames)?;
+                    self.one_sided(Side::Origin, ofd, &opath, o_ino, &e.name, &m)?;
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    let e = &tl[j];
+                    let m = statx_at(
+                        tfd,
+                        &e.name,
+                        Side::Target,
+                        &join(&tpath, &e.name),
+                        AtFlags::empty(),
+                    )?;
+                    self.register(frames)?;
+                    self.one_sided(Side::Target, tfd, &tpath, t_ino, &e.name, &m)?;
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    let (oe, te) = (&ol[i], &tl[j]);
+                    let name = &oe.name;
+                    let om =
+                        statx_at(ofd, name, Side::Origin, &join(&opath, name), AtFlags::empty())?;
+                    let tm =
+                        statx_at(tfd, name, Side::Target, &join(&tpath, name), AtFlags::empty())?;
+                    if om.ino != oe.ino || tm.ino != te.ino {
+                        return Err(Error::Inconsistent(format!(
+                            "{:?} changed during the walk",
+                            String::from_utf8_lossy(name)
+                        )));
+                    }
+                    let mut lts = None;
+                    let mut same = om.kind == tm.kind
+                        && match self.identity {
+                            Identity::Inode => om.ino == tm.ino && om.same_object(&tm),
+                            Identity::Path => om.same_object(&Meta { btime: None, ..tm.clone() }),
+                        };
+                    if same
+                        && om.kind == Kind::Symlink
+                        && (self.identity == Identity::Path
+                            || compare(&om, &tm, self.identity).is_some())
+                    {
+                        let a = readlink(ofd, name, Side::Origin, &opath)?;
+                        let b = readlink(tfd, name, Side::Target, &tpath)?;
+                        same = a == b;
+                        lts = Some((a, b));
+                    }
+                    let multi = om.kind != Kind::Dir && (om.nlink > 1 || tm.nlink > 1);
+                    if same && self.identity == Identity::Path && multi {
+                        same = self.c.pair(om.ino, tm.ino);
+                    }
+                    if !same {
+                        self.register(frames)?;
+                        self.one_sided(Side::Origin, ofd, &opath, o_ino, name, &om)?;
+                        self.one_sided(Side::Target, tfd, &tpath, t_ino, name, &tm)?;
+                    } else if om.kind == Kind::Dir {
+                        subdirs.push((name.clone(), om, te.name.clone(), tm));
+                    } else if multi || compare(&om, &tm, self.identity).is_some() {
+                        self.register(frames)?;
+                        let (a, b) = match (lts, om.kind) {
+                            (Some((a, b)), _) => (Some(a), Some(b)),
+                            (None, Kind::Symlink) => (
+                                Some(readlink(ofd, name, Side::Origin, &opath)?),
+                                Some(readlink(tfd, name, Side::Target, &tpath)?),
+                            ),
+                            _ => (None, None),
+                        };
+                        if self.identity == Identity::Path && !multi && !self.c.pair(om.ino, tm.ino)
+                        {
+                            return Err(Error::Inconsistent(format!(
+                                "{:?} paired twice",
+                                String::from_utf8_lossy(name)
+                            )));
+                        }
+                        self.c.record(Side::Origin, o_ino, name, &om, a.as_deref());
+                        self.c.record(Side::Target, t_ino, name, &tm, b.as_deref());
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        Ok(subdirs)
+    }
+
+    /// One level of a one-sided directory: every entry is recorded; subdirectories wait.
+    fn expand(&mut self, side: Side, d: PendingDir) -> Result<()> {
+        self.check_stop()?;
+        let mut ds = DirStack::open(self.roots, side, &d.path, d.meta.ino)?;
+        let fd = ds.top_fd()?;
+        let entries = list(fd, &mut self.buf, side, &d.path)?;
+        for e in &entries {
+            let m = statx_at(fd, &e.name, side, &join(&d.path, &e.name), AtFlags::empty())?;
+            self.one_sided(side, fd, &d.path, d.meta.ino, &e.name, &m)?;
+        }
+        Ok(())
+    }
+}
