@@ -122,80 +122,48 @@ int_codec!(
     "8 bytes, two's complement (seconds may precede 1970)"
 );
 
-/// A u32 shown in octal: permission bits.
-pub(crate) struct Mode;
-impl Codec for Mode {
-    type Value = u32;
-    const KIND: &'static str = "mode";
-    const LAYOUT: &'static str =
-        "u32; only the permission bits 0o7777 (setuid, setgid, sticky, rwx)";
-    fn put<'a>(v: &'a u32, out: &mut Vec<u8>) -> Result<Option<&'a [u8]>, FieldProblem> {
-        check_range(u64::from(*v), 0o7777)?;
-        U32::put(v, out)
-    }
-    fn get(cur: &mut Cursor) -> Result<u32, FieldProblem> {
-        let v = U32::get(cur)?;
-        check_range(u64::from(v), 0o7777)?;
-        Ok(v)
-    }
-    fn show(v: &u32, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{v:04o}")
-    }
+/// A u32 with its own upper bound and display form; the bound is checked in both directions.
+macro_rules! u32_codec {
+    ($(#[$doc:meta])* $name:ident, $kind:expr, $layout:expr, max = $max:expr, show = $show:literal) => {
+        $(#[$doc])*
+        pub(crate) struct $name;
+        impl Codec for $name {
+            type Value = u32;
+            const KIND: &'static str = $kind;
+            const LAYOUT: &'static str = $layout;
+            fn put<'a>(v: &'a u32, out: &mut Vec<u8>) -> Result<Option<&'a [u8]>, FieldProblem> {
+                check_range(u64::from(*v), $max)?;
+                U32::put(v, out)
+            }
+            fn get(cur: &mut Cursor) -> Result<u32, FieldProblem> {
+                let v = U32::get(cur)?;
+                check_range(u64::from(v), $max)?;
+                Ok(v)
+            }
+            fn show(v: &u32, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, $show, v)
+            }
+        }
+    };
 }
 
-/// A u32 shown in hex: chattr flag bits.
-pub(crate) struct Hex32;
-impl Codec for Hex32 {
-    type Value = u32;
-    const KIND: &'static str = "flags32";
-    const LAYOUT: &'static str = "u32 bit set, shown in hex";
-    fn put<'a>(v: &'a u32, out: &mut Vec<u8>) -> Result<Option<&'a [u8]>, FieldProblem> {
-        U32::put(v, out)
-    }
-    fn get(cur: &mut Cursor) -> Result<u32, FieldProblem> {
-        U32::get(cur)
-    }
-    fn show(v: &u32, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{v:#010x}")
-    }
-}
-
-/// A CRC-32 value, shown in hex.
-pub(crate) struct Crc32;
-impl Codec for Crc32 {
-    type Value = u32;
-    const KIND: &'static str = "crc32";
-    const LAYOUT: &'static str = "u32 CRC-32 value, shown in hex";
-    fn put<'a>(v: &'a u32, out: &mut Vec<u8>) -> Result<Option<&'a [u8]>, FieldProblem> {
-        U32::put(v, out)
-    }
-    fn get(cur: &mut Cursor) -> Result<u32, FieldProblem> {
-        U32::get(cur)
-    }
-    fn show(v: &u32, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{v:#010x}")
-    }
-}
-
-/// Nanoseconds within a second.
-pub(crate) struct Nanos;
-impl Codec for Nanos {
-    type Value = u32;
-    const KIND: &'static str = "nsec";
-    const LAYOUT: &'static str = "u32, below 1000000000";
-    fn put<'a>(v: &'a u32, out: &mut Vec<u8>) -> Result<Option<&'a [u8]>, FieldProblem> {
-        check_range(u64::from(*v), 999_999_999)?;
-        U32::put(v, out)
-    }
-    fn get(cur: &mut Cursor) -> Result<u32, FieldProblem> {
-        let v = U32::get(cur)?;
-        check_range(u64::from(v), 999_999_999)?;
-        Ok(v)
-    }
-    fn show(v: &u32, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{v:09}")
-    }
-}
+u32_codec!(
+    /// Permission bits, shown in octal.
+    Mode, "mode", "u32; only the permission bits 0o7777 (setuid, setgid, sticky, rwx)",
+    max = 0o7777, show = "{:04o}"
+);
+u32_codec!(
+    /// Inode flag bits (chattr), shown in hex.
+    Hex32, "flags32", "u32 bit set, shown in hex", max = u64::from(u32::MAX), show = "{:#010x}"
+);
+u32_codec!(
+    /// A CRC-32 value, shown in hex.
+    Crc32, "crc32", "u32 CRC-32 value, shown in hex", max = u64::from(u32::MAX), show = "{:#010x}"
+);
+u32_codec!(
+    /// Nanoseconds within a second.
+    Nanos, "nsec", "u32, below 1000000000", max = 999_999_999, show = "{:09}"
+);
 
 fn check_range(v: u64, max: u64) -> Result<(), FieldProblem> {
     if v > max {
