@@ -30,16 +30,8 @@ fn btrfs_send_recv(origin: Option<&Path>, target: &Path, dest: &Path) -> Result<
     }
     args.extend(["-f".as_ref(), stream.as_os_str(), target.as_os_str()]);
     run("btrfs", &args).map_err(|e| e.to_string())?;
-    run(
-        "btrfs",
-        [
-            "receive".as_ref(),
-            "-f".as_ref(),
-            stream.as_os_str(),
-            dest.as_os_str(),
-        ],
-    )
-    .map_err(|e| e.to_string())?;
+    run("btrfs", ["receive".as_ref(), "-f".as_ref(), stream.as_os_str(), dest.as_os_str()])
+        .map_err(|e| e.to_string())?;
     let name = target.file_name().ok_or("target has no name")?;
     Ok(dest.join(name))
 }
@@ -76,14 +68,15 @@ fn btrfs_relaxations(scenario: &str) -> CompareOptions {
     let none = CompareOptions::new();
     match scenario {
         "chattr_flags" => {
-            none.relax(Property::Flags, NO_FLAGS)
-                .relax_at(Property::Mtime, b"", ORPHAN_ROOT_MTIME)
+            none.relax(Property::Flags, NO_FLAGS).relax_at(Property::Mtime, b"", ORPHAN_ROOT_MTIME)
         }
         "mtime_ns" => none.relax_at(Property::Mtime, b"", ORPHAN_ROOT_MTIME),
         "ownership" => none.relax_at(Property::Mode, b"suid", CHOWN_CLEARS_SETUID),
-        "sparse_files" => none
-            .relax_at(Property::Holes, b"dense", HOLES_AS_ZEROS)
-            .relax_at(Property::Holes, b"hole_start", HOLES_AS_ZEROS),
+        "sparse_files" => none.relax_at(Property::Holes, b"dense", HOLES_AS_ZEROS).relax_at(
+            Property::Holes,
+            b"hole_start",
+            HOLES_AS_ZEROS,
+        ),
         "truncation" => none.relax_at(Property::Holes, b"t1", HOLES_AS_ZEROS),
         _ => none,
     }
@@ -95,13 +88,7 @@ fn sanity(name: &str) {
     };
     let scenario = corpus::scenario(name).expect("scenario in corpus");
     let src = BtrfsFs::new(FS_SIZE);
-    check_chain(
-        &scenario,
-        &src,
-        DestKind::Btrfs,
-        &btrfs_relaxations(name),
-        &btrfs_send_recv,
-    );
+    check_chain(&scenario, &src, DestKind::Btrfs, &btrfs_relaxations(name), &btrfs_send_recv);
 }
 
 macro_rules! sanity_tests {
@@ -137,11 +124,7 @@ sanity_tests!(
 fn every_corpus_scenario_is_covered() {
     let mut expected: Vec<&str> = NAMES.to_vec();
     expected.retain(|n| *n != "deep_tree");
-    assert_eq!(
-        COVERED,
-        expected.as_slice(),
-        "add new corpus scenarios here"
-    );
+    assert_eq!(COVERED, expected.as_slice(), "add new corpus scenarios here");
     let built: Vec<&str> = corpus::corpus().iter().map(|s| s.name).collect();
     assert_eq!(built, NAMES, "corpus::NAMES out of sync with corpus()");
 }
@@ -169,9 +152,7 @@ fn deep_tree_is_beyond_btrfs_send() {
     let allowed = [Property::Content, Property::Size, Property::Mtime];
     assert!(r.properties().iter().all(|p| allowed.contains(p)), "{r}");
     assert!(
-        r.differences
-            .iter()
-            .any(|d| d.property == Property::Content && d.path.len() > 4096),
+        r.differences.iter().any(|d| d.property == Property::Content && d.path.len() > 4096),
         "{r}"
     );
 }

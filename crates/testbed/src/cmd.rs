@@ -21,21 +21,13 @@ pub enum CmdError {
         source: std::io::Error,
     },
     #[error("`{cmd}` failed ({status}); stderr: {stderr}")]
-    Failed {
-        cmd: String,
-        status: String,
-        stderr: String,
-    },
+    Failed { cmd: String, status: String, stderr: String },
 }
 
 /// Full path of `tool`, looked up in PATH and then the sbin directories.
 pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let extra = [
-        OsString::from("/usr/sbin"),
-        OsString::from("/sbin"),
-        OsString::from("/usr/bin"),
-    ];
+    let extra = [OsString::from("/usr/sbin"), OsString::from("/sbin"), OsString::from("/usr/bin")];
     std::env::split_paths(&path)
         .chain(extra.iter().map(PathBuf::from))
         .map(|dir| dir.join(tool))
@@ -70,10 +62,7 @@ where
         .args(&arg_refs)
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| CmdError::Spawn {
-            cmd: cmd.clone(),
-            source,
-        })?;
+        .map_err(|source| CmdError::Spawn { cmd: cmd.clone(), source })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {

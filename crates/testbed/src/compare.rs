@@ -177,14 +177,7 @@ pub struct Difference {
 
 impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {}: a={} b={}",
-            display_path(&self.path),
-            self.property,
-            self.a,
-            self.b
-        )
+        write!(f, "{}: {}: a={} b={}", display_path(&self.path), self.property, self.a, self.b)
     }
 }
 
@@ -413,10 +406,7 @@ pub fn compare(a: &Path, b: &Path, opts: &CompareOptions) -> Result<Report> {
             r.reason
         );
     }
-    Ok(Report {
-        differences: w.diffs,
-        relaxations,
-    })
+    Ok(Report { differences: w.diffs, relaxations })
 }
 
 /// Compares and panics with a readable list of all differences.
@@ -440,12 +430,7 @@ impl Walker {
         if let Some(r) = self.relaxed.iter_mut().find(|r| r.matches(property, path)) {
             r.suppressed += 1;
         } else {
-            self.diffs.push(Difference {
-                path: path.to_vec(),
-                property,
-                a,
-                b,
-            });
+            self.diffs.push(Difference { path: path.to_vec(), property, a, b });
         }
     }
 
@@ -453,28 +438,13 @@ impl Walker {
     fn compare_common_meta(&mut self, path: &[u8], a: &Stat, b: &Stat) {
         let (ma, mb) = (a.st_mode & 0o7777, b.st_mode & 0o7777);
         if ma != mb {
-            self.report(
-                path,
-                Property::Mode,
-                format!("{ma:04o}"),
-                format!("{mb:04o}"),
-            );
+            self.report(path, Property::Mode, format!("{ma:04o}"), format!("{mb:04o}"));
         }
         if a.st_uid != b.st_uid {
-            self.report(
-                path,
-                Property::Uid,
-                a.st_uid.to_string(),
-                b.st_uid.to_string(),
-            );
+            self.report(path, Property::Uid, a.st_uid.to_string(), b.st_uid.to_string());
         }
         if a.st_gid != b.st_gid {
-            self.report(
-                path,
-                Property::Gid,
-                a.st_gid.to_string(),
-                b.st_gid.to_string(),
-            );
+            self.report(path, Property::Gid, a.st_gid.to_string(), b.st_gid.to_string());
         }
         if (a.st_mtime, a.st_mtime_nsec) != (b.st_mtime, b.st_mtime_nsec) {
             self.report(
@@ -574,18 +544,10 @@ impl Walker {
             .map_err(io_err("lstat", &path))?;
         let sb = rustix::fs::statat(db, oname, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(io_err("lstat", &path))?;
-        let (ta, tb) = (
-            FileType::from_raw_mode(sa.st_mode),
-            FileType::from_raw_mode(sb.st_mode),
-        );
+        let (ta, tb) = (FileType::from_raw_mode(sa.st_mode), FileType::from_raw_mode(sb.st_mode));
         if ta != tb {
             // Nothing else is comparable between different types.
-            self.report(
-                &path,
-                Property::FileType,
-                type_name(ta).into(),
-                type_name(tb).into(),
-            );
+            self.report(&path, Property::FileType, type_name(ta).into(), type_name(tb).into());
             return Ok(());
         }
         self.compare_common_meta(&path, &sa, &sb);
@@ -711,12 +673,8 @@ impl Walker {
             by_ino
         };
         let (ga, gb) = (groups(&self.inodes[0]), groups(&self.inodes[1]));
-        let render = |g: &[Vec<u8>]| {
-            g.iter()
-                .map(|p| escape_bytes(p))
-                .collect::<Vec<_>>()
-                .join(" = ")
-        };
+        let render =
+            |g: &[Vec<u8>]| g.iter().map(|p| escape_bytes(p)).collect::<Vec<_>>().join(" = ");
         let paths: Vec<Vec<u8>> = self.inodes[0].keys().cloned().collect();
         for p in paths {
             let a = &ga[&self.inodes[0][&p]];

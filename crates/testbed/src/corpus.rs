@@ -84,14 +84,11 @@ fn renames_across_dirs() -> Scenario {
             rename(r.join("a/sub"), r.join("b/sub2"))?;
             rename(r.join("b/h"), r.join("a/h"))
         })
-        .step(
-            "move back under new names, nest a dir in its sibling",
-            |r: &Path| {
-                rename(r.join("b/sub2"), r.join("a/sub3"))?;
-                rename(r.join("b/f1"), r.join("a/sub3/f1"))?;
-                rename(r.join("a"), r.join("b/a"))
-            },
-        )
+        .step("move back under new names, nest a dir in its sibling", |r: &Path| {
+            rename(r.join("b/sub2"), r.join("a/sub3"))?;
+            rename(r.join("b/f1"), r.join("a/sub3/f1"))?;
+            rename(r.join("a"), r.join("b/a"))
+        })
 }
 
 fn swapped_names() -> Scenario {
@@ -176,14 +173,11 @@ fn hardlinks() -> Scenario {
             write_file(r.join("n"), b"n data")?;
             hardlink(r.join("n"), r.join("d/n2"))
         })
-        .step(
-            "a link becomes a separate file with equal content",
-            |r: &Path| {
-                // h4 and d/h3 were one inode; now they are two with equal bytes.
-                remove(r.join("h4"))?;
-                write_file(r.join("h4"), b"h data")
-            },
-        )
+        .step("a link becomes a separate file with equal content", |r: &Path| {
+            // h4 and d/h3 were one inode; now they are two with equal bytes.
+            remove(r.join("h4"))?;
+            write_file(r.join("h4"), b"h data")
+        })
 }
 
 fn inode_reuse() -> Scenario {
@@ -202,22 +196,19 @@ fn inode_reuse() -> Scenario {
             mkdir(r.join("d"))?;
             write_file(r.join("d/inner"), b"inner")
         })
-        .step(
-            "delete all, create new ones in the same step",
-            |r: &Path| {
-                for i in 0..40 {
-                    remove(r.join(format!("f{i:02}")))?;
-                }
-                remove_tree(r.join("d"))?;
-                for i in 0..40 {
-                    write_file(r.join(format!("n{i:02}")), format!("new {i}").as_bytes())?;
-                }
-                mkdir(r.join("f00"))?;
-                write_file(r.join("f01"), b"recreated with other content")?;
-                symlink(b"f01", r.join("f02"))?;
-                write_file(r.join("d"), b"d is a file now")
-            },
-        )
+        .step("delete all, create new ones in the same step", |r: &Path| {
+            for i in 0..40 {
+                remove(r.join(format!("f{i:02}")))?;
+            }
+            remove_tree(r.join("d"))?;
+            for i in 0..40 {
+                write_file(r.join(format!("n{i:02}")), format!("new {i}").as_bytes())?;
+            }
+            mkdir(r.join("f00"))?;
+            write_file(r.join("f01"), b"recreated with other content")?;
+            symlink(b"f01", r.join("f02"))?;
+            write_file(r.join("d"), b"d is a file now")
+        })
 }
 
 fn type_changes() -> Scenario {
@@ -230,32 +221,26 @@ fn type_changes() -> Scenario {
             mkfifo(r.join("n4"), 0o644)?;
             write_file(r.join("n5"), b"five")
         })
-        .step(
-            "file->dir, dir->file, symlink->file, fifo->symlink",
-            |r: &Path| {
-                remove(r.join("n1"))?;
-                mkdir(r.join("n1"))?;
-                write_file(r.join("n1/inner"), b"inner")?;
-                remove_tree(r.join("n2"))?;
-                write_file(r.join("n2"), b"was a dir")?;
-                remove(r.join("n3"))?;
-                write_file(r.join("n3"), b"was a symlink")?;
-                remove(r.join("n4"))?;
-                symlink(b"n2", r.join("n4"))?;
-                remove(r.join("n5"))?;
-                make_socket(r.join("n5"))
-            },
-        )
-        .step(
-            "dir->symlink, file->dir holding the old name",
-            |r: &Path| {
-                remove_tree(r.join("n1"))?;
-                symlink(b"n3", r.join("n1"))?;
-                rename(r.join("n2"), r.join("tmp"))?;
-                mkdir(r.join("n2"))?;
-                rename(r.join("tmp"), r.join("n2/n2"))
-            },
-        )
+        .step("file->dir, dir->file, symlink->file, fifo->symlink", |r: &Path| {
+            remove(r.join("n1"))?;
+            mkdir(r.join("n1"))?;
+            write_file(r.join("n1/inner"), b"inner")?;
+            remove_tree(r.join("n2"))?;
+            write_file(r.join("n2"), b"was a dir")?;
+            remove(r.join("n3"))?;
+            write_file(r.join("n3"), b"was a symlink")?;
+            remove(r.join("n4"))?;
+            symlink(b"n2", r.join("n4"))?;
+            remove(r.join("n5"))?;
+            make_socket(r.join("n5"))
+        })
+        .step("dir->symlink, file->dir holding the old name", |r: &Path| {
+            remove_tree(r.join("n1"))?;
+            symlink(b"n3", r.join("n1"))?;
+            rename(r.join("n2"), r.join("tmp"))?;
+            mkdir(r.join("n2"))?;
+            rename(r.join("tmp"), r.join("n2/n2"))
+        })
 }
 
 fn non_utf8_names() -> Scenario {
@@ -350,34 +335,20 @@ fn special_files() -> Scenario {
 
 fn sparse_files() -> Scenario {
     Scenario::new("sparse_files")
-        .step(
-            "holes at start, middle, end; all hole; dense",
-            |r: &Path| {
-                let d = pattern(64 * KIB as usize, 1);
-                make_sparse(r.join("hole_start"), MIB, &[(MIB - 4 * KIB, &d[..4096])])?;
-                make_sparse(
-                    r.join("hole_middle"),
-                    MIB,
-                    &[(0, &d[..]), (MIB - 64 * KIB, &d[..])],
-                )?;
-                make_sparse(r.join("hole_end"), MIB, &[(0, &d[..4096])])?;
-                make_sparse(r.join("all_hole"), 4 * MIB, &[])?;
-                write_file(r.join("dense"), &pattern(256 * KIB as usize, 2))
-            },
-        )
-        .step(
-            "punch a hole, fill a hole, extend with a hole",
-            |r: &Path| {
-                punch_hole(r.join("dense"), 64 * KIB, 64 * KIB)?;
-                write_at(
-                    r.join("hole_middle"),
-                    512 * KIB,
-                    &pattern(8 * KIB as usize, 3),
-                )?;
-                truncate(r.join("hole_end"), 2 * MIB)?;
-                write_at(r.join("all_hole"), 2 * MIB, b"x")
-            },
-        )
+        .step("holes at start, middle, end; all hole; dense", |r: &Path| {
+            let d = pattern(64 * KIB as usize, 1);
+            make_sparse(r.join("hole_start"), MIB, &[(MIB - 4 * KIB, &d[..4096])])?;
+            make_sparse(r.join("hole_middle"), MIB, &[(0, &d[..]), (MIB - 64 * KIB, &d[..])])?;
+            make_sparse(r.join("hole_end"), MIB, &[(0, &d[..4096])])?;
+            make_sparse(r.join("all_hole"), 4 * MIB, &[])?;
+            write_file(r.join("dense"), &pattern(256 * KIB as usize, 2))
+        })
+        .step("punch a hole, fill a hole, extend with a hole", |r: &Path| {
+            punch_hole(r.join("dense"), 64 * KIB, 64 * KIB)?;
+            write_at(r.join("hole_middle"), 512 * KIB, &pattern(8 * KIB as usize, 3))?;
+            truncate(r.join("hole_end"), 2 * MIB)?;
+            write_at(r.join("all_hole"), 2 * MIB, b"x")
+        })
         .step("punch the start and the end", |r: &Path| {
             punch_hole(r.join("hole_start"), MIB - 4 * KIB, 4 * KIB)?;
             punch_hole(r.join("dense"), 0, 4 * KIB)?;
@@ -387,26 +358,23 @@ fn sparse_files() -> Scenario {
 
 fn xattrs_acls() -> Scenario {
     Scenario::new("xattrs_acls")
-        .step(
-            "xattrs in each namespace, access and default ACLs",
-            |r: &Path| {
-                write_file(r.join("f"), b"f")?;
-                mkdir(r.join("d"))?;
-                symlink(b"f", r.join("l"))?;
-                set_xattr(r.join("f"), "user.a", b"1")?;
-                set_xattr(r.join("f"), "user.empty", b"")?;
-                set_xattr(r.join("f"), "user.binary", b"\x00\xff\n\x01")?;
-                set_xattr(r.join("f"), "user.long", &pattern(3000, 4))?;
-                set_xattr(r.join("f"), "trusted.t", b"secret")?;
-                set_xattr(r.join("f"), "security.capability", &cap_net_bind_service())?;
-                set_xattr(r.join("d"), "user.d", b"dir")?;
-                set_xattr(r.join("l"), "trusted.on_symlink", b"yes")?;
-                set_acl(r.join("f"), "u:1234:rw,g:55:r")?;
-                set_default_acl(r.join("d"), "u:1234:rwx,g:55:rx")?;
-                // Created after the default ACL: inherits it as access ACL.
-                write_file(r.join("d/inherits"), b"i")
-            },
-        )
+        .step("xattrs in each namespace, access and default ACLs", |r: &Path| {
+            write_file(r.join("f"), b"f")?;
+            mkdir(r.join("d"))?;
+            symlink(b"f", r.join("l"))?;
+            set_xattr(r.join("f"), "user.a", b"1")?;
+            set_xattr(r.join("f"), "user.empty", b"")?;
+            set_xattr(r.join("f"), "user.binary", b"\x00\xff\n\x01")?;
+            set_xattr(r.join("f"), "user.long", &pattern(3000, 4))?;
+            set_xattr(r.join("f"), "trusted.t", b"secret")?;
+            set_xattr(r.join("f"), "security.capability", &cap_net_bind_service())?;
+            set_xattr(r.join("d"), "user.d", b"dir")?;
+            set_xattr(r.join("l"), "trusted.on_symlink", b"yes")?;
+            set_acl(r.join("f"), "u:1234:rw,g:55:r")?;
+            set_default_acl(r.join("d"), "u:1234:rwx,g:55:rx")?;
+            // Created after the default ACL: inherits it as access ACL.
+            write_file(r.join("d/inherits"), b"i")
+        })
         .step("values changed, some removed, some added", |r: &Path| {
             set_xattr(r.join("f"), "user.a", b"2")?;
             remove_xattr(r.join("f"), "user.empty")?;
@@ -420,13 +388,7 @@ fn xattrs_acls() -> Scenario {
         .step("all ACLs and xattrs removed", |r: &Path| {
             remove_acls(r.join("f"))?;
             remove_acls(r.join("d"))?;
-            for n in [
-                "user.a",
-                "user.binary",
-                "user.long",
-                "user.new",
-                "trusted.t",
-            ] {
+            for n in ["user.a", "user.binary", "user.long", "user.new", "trusted.t"] {
                 remove_xattr(r.join("f"), n)?;
             }
             remove_xattr(r.join("d"), "user.d")?;
@@ -484,77 +446,63 @@ fn special_mode_bits() -> Scenario {
 
 fn ownership() -> Scenario {
     Scenario::new("ownership")
-        .step(
-            "numeric owners on all kinds, a setuid file, the root",
-            |r: &Path| {
-                write_file(r.join("u1000"), b"a")?;
-                chown(r.join("u1000"), 1000, 1000)?;
-                write_file(r.join("g5000"), b"b")?;
-                chown(r.join("g5000"), 0, 5000)?;
-                mkdir(r.join("d"))?;
-                chown(r.join("d"), 1234, 4321)?;
-                symlink(b"u1000", r.join("l"))?;
-                chown(r.join("l"), 77, 88)?;
-                mkfifo(r.join("p"), 0o644)?;
-                chown(r.join("p"), 5, 6)?;
-                write_file(r.join("suid"), b"suid")?;
-                chown(r.join("suid"), 1000, 100)?;
-                // chown clears setuid, so the bit goes on after it.
-                chmod(r.join("suid"), 0o4755)?;
-                chown(r, 4242, 4343)?;
-                chmod(r, 0o750)
-            },
-        )
-        .step(
-            "uid only, gid only, both; setuid file re-owned",
-            |r: &Path| {
-                chown(r.join("u1000"), 1001, 1000)?;
-                chown(r.join("g5000"), 0, 5001)?;
-                chown(r.join("d"), 0, 0)?;
-                chown(r.join("l"), 78, 89)?;
-                chown(r.join("suid"), 2000, 100)?;
-                chmod(r.join("suid"), 0o4755)?;
-                chown(r, 0, 0)?;
-                chmod(r, 0o755)
-            },
-        )
+        .step("numeric owners on all kinds, a setuid file, the root", |r: &Path| {
+            write_file(r.join("u1000"), b"a")?;
+            chown(r.join("u1000"), 1000, 1000)?;
+            write_file(r.join("g5000"), b"b")?;
+            chown(r.join("g5000"), 0, 5000)?;
+            mkdir(r.join("d"))?;
+            chown(r.join("d"), 1234, 4321)?;
+            symlink(b"u1000", r.join("l"))?;
+            chown(r.join("l"), 77, 88)?;
+            mkfifo(r.join("p"), 0o644)?;
+            chown(r.join("p"), 5, 6)?;
+            write_file(r.join("suid"), b"suid")?;
+            chown(r.join("suid"), 1000, 100)?;
+            // chown clears setuid, so the bit goes on after it.
+            chmod(r.join("suid"), 0o4755)?;
+            chown(r, 4242, 4343)?;
+            chmod(r, 0o750)
+        })
+        .step("uid only, gid only, both; setuid file re-owned", |r: &Path| {
+            chown(r.join("u1000"), 1001, 1000)?;
+            chown(r.join("g5000"), 0, 5001)?;
+            chown(r.join("d"), 0, 0)?;
+            chown(r.join("l"), 78, 89)?;
+            chown(r.join("suid"), 2000, 100)?;
+            chmod(r.join("suid"), 0o4755)?;
+            chown(r, 0, 0)?;
+            chmod(r, 0o755)
+        })
 }
 
 fn mtime_ns() -> Scenario {
     Scenario::new("mtime_ns")
-        .step(
-            "exact times on files, dirs, a symlink and the root",
-            |r: &Path| {
-                mkdir(r.join("d"))?;
-                write_file(r.join("d/f"), b"f")?;
-                symlink(b"d/f", r.join("l"))?;
-                set_mtime(r.join("d/f"), 1_000_000_000, 123_456_789)?;
-                set_mtime(r.join("l"), 1_500_000_000, 1)?;
-                set_mtime(r.join("d"), 1_200_000_000, 999_999_999)?;
-                set_mtime(r, 1_300_000_000, 500_000_000)
-            },
-        )
+        .step("exact times on files, dirs, a symlink and the root", |r: &Path| {
+            mkdir(r.join("d"))?;
+            write_file(r.join("d/f"), b"f")?;
+            symlink(b"d/f", r.join("l"))?;
+            set_mtime(r.join("d/f"), 1_000_000_000, 123_456_789)?;
+            set_mtime(r.join("l"), 1_500_000_000, 1)?;
+            set_mtime(r.join("d"), 1_200_000_000, 999_999_999)?;
+            set_mtime(r, 1_300_000_000, 500_000_000)
+        })
         .step("only nanoseconds change", |r: &Path| {
             set_mtime(r.join("d/f"), 1_000_000_000, 123_456_790)?;
             set_mtime(r.join("l"), 1_500_000_000, 2)?;
             set_mtime(r.join("d"), 1_200_000_000, 999_999_998)?;
             set_mtime(r, 1_300_000_000, 500_000_001)
         })
-        .step(
-            "content changes, dir mtime set before the parent's",
-            |r: &Path| {
-                write_file(r.join("d/g"), b"g")?;
-                set_mtime(r.join("d/g"), 0, 0)?;
-                set_mtime(r.join("d"), 2_000_000_000, 42)
-            },
-        )
+        .step("content changes, dir mtime set before the parent's", |r: &Path| {
+            write_file(r.join("d/g"), b"g")?;
+            set_mtime(r.join("d/g"), 0, 0)?;
+            set_mtime(r.join("d"), 2_000_000_000, 42)
+        })
 }
 
 fn big_file_edits() -> Scenario {
     Scenario::new("big_file_edits")
-        .step("a 4 MiB file", |r: &Path| {
-            write_file(r.join("big"), &pattern(4 * MIB as usize, 5))
-        })
+        .step("a 4 MiB file", |r: &Path| write_file(r.join("big"), &pattern(4 * MIB as usize, 5)))
         .step("small in-place writes and an append", |r: &Path| {
             let big = r.join("big");
             write_at(&big, 0, b"HEAD")?;
@@ -577,15 +525,12 @@ fn truncation() -> Scenario {
             write_file(r.join("t3"), &pattern(5000, 9))?;
             write_file(r.join("t4"), b"")
         })
-        .step(
-            "shrink unaligned, to zero, extend, fill empty",
-            |r: &Path| {
-                truncate(r.join("t1"), 50_000)?;
-                truncate(r.join("t2"), 0)?;
-                truncate(r.join("t3"), MIB)?;
-                write_file(r.join("t4"), b"no longer empty")
-            },
-        )
+        .step("shrink unaligned, to zero, extend, fill empty", |r: &Path| {
+            truncate(r.join("t1"), 50_000)?;
+            truncate(r.join("t2"), 0)?;
+            truncate(r.join("t3"), MIB)?;
+            write_file(r.join("t4"), b"no longer empty")
+        })
         .step("shrink then write past the end", |r: &Path| {
             truncate(r.join("t1"), 4096)?;
             write_at(r.join("t1"), 8192, b"after a gap")

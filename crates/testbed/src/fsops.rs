@@ -31,11 +31,7 @@ pub fn write_file(path: impl AsRef<Path>, data: &[u8]) -> io::Result<()> {
 
 /// Writes `data` at `offset` without truncating (creates the file if needed).
 pub fn write_at(path: impl AsRef<Path>, offset: u64, data: &[u8]) -> io::Result<()> {
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
+    let f = OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
     f.write_all_at(data, offset)
 }
 
@@ -58,12 +54,7 @@ pub fn make_sparse(path: impl AsRef<Path>, len: u64, chunks: &[(u64, &[u8])]) ->
 /// `fallocate(PUNCH_HOLE | KEEP_SIZE)`.
 pub fn punch_hole(path: impl AsRef<Path>, offset: u64, len: u64) -> io::Result<()> {
     let f = OpenOptions::new().write(true).open(path)?;
-    rustix::fs::fallocate(
-        &f,
-        FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
-        offset,
-        len,
-    )?;
+    rustix::fs::fallocate(&f, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, offset, len)?;
     Ok(())
 }
 
@@ -127,13 +118,7 @@ pub fn remove_tree(path: impl AsRef<Path>) -> io::Result<()> {
 }
 
 pub fn mkfifo(path: impl AsRef<Path>, mode: u32) -> io::Result<()> {
-    rustix::fs::mknodat(
-        CWD,
-        path.as_ref(),
-        FileType::Fifo,
-        Mode::from_raw_mode(mode),
-        0,
-    )?;
+    rustix::fs::mknodat(CWD, path.as_ref(), FileType::Fifo, Mode::from_raw_mode(mode), 0)?;
     Ok(())
 }
 
@@ -151,13 +136,7 @@ pub fn mknod_char(path: impl AsRef<Path>, major: u32, minor: u32, mode: u32) -> 
 
 pub fn mknod_block(path: impl AsRef<Path>, major: u32, minor: u32, mode: u32) -> io::Result<()> {
     let dev = rustix::fs::makedev(major, minor);
-    rustix::fs::mknodat(
-        CWD,
-        path.as_ref(),
-        FileType::BlockDevice,
-        Mode::from_raw_mode(mode),
-        dev,
-    )?;
+    rustix::fs::mknodat(CWD, path.as_ref(), FileType::BlockDevice, Mode::from_raw_mode(mode), dev)?;
     Ok(())
 }
 
@@ -179,9 +158,7 @@ pub fn remove_xattr(path: impl AsRef<Path>, name: &str) -> io::Result<()> {
 }
 
 fn setfacl(args: &[&OsStr]) -> io::Result<()> {
-    crate::cmd::run("setfacl", args)
-        .map(drop)
-        .map_err(|e| io::Error::other(e.to_string()))
+    crate::cmd::run("setfacl", args).map(drop).map_err(|e| io::Error::other(e.to_string()))
 }
 
 /// `setfacl -m spec path`, e.g. `spec = "u:1234:rw,g:55:r"`.
@@ -191,12 +168,7 @@ pub fn set_acl(path: impl AsRef<Path>, spec: &str) -> io::Result<()> {
 
 /// `setfacl -d -m spec dir`: the default ACL of a directory.
 pub fn set_default_acl(path: impl AsRef<Path>, spec: &str) -> io::Result<()> {
-    setfacl(&[
-        "-d".as_ref(),
-        "-m".as_ref(),
-        spec.as_ref(),
-        path.as_ref().as_os_str(),
-    ])
+    setfacl(&["-d".as_ref(), "-m".as_ref(), spec.as_ref(), path.as_ref().as_os_str()])
 }
 
 /// `setfacl -b path`: removes all extended ACL entries.
@@ -206,12 +178,7 @@ pub fn remove_acls(path: impl AsRef<Path>) -> io::Result<()> {
 
 /// chmod with all 12 bits (setuid 0o4000, setgid 0o2000, sticky 0o1000).
 pub fn chmod(path: impl AsRef<Path>, mode: u32) -> io::Result<()> {
-    rustix::fs::chmodat(
-        CWD,
-        path.as_ref(),
-        Mode::from_raw_mode(mode),
-        AtFlags::empty(),
-    )?;
+    rustix::fs::chmodat(CWD, path.as_ref(), Mode::from_raw_mode(mode), AtFlags::empty())?;
     Ok(())
 }
 
@@ -232,14 +199,8 @@ pub fn chown(path: impl AsRef<Path>, uid: u32, gid: u32) -> io::Result<()> {
 /// symlink. Do it last in a step: later changes inside a directory move its
 /// mtime again.
 pub fn set_mtime(path: impl AsRef<Path>, sec: i64, nsec: u32) -> io::Result<()> {
-    let t = Timespec {
-        tv_sec: sec,
-        tv_nsec: nsec.into(),
-    };
-    let times = Timestamps {
-        last_access: t,
-        last_modification: t,
-    };
+    let t = Timespec { tv_sec: sec, tv_nsec: nsec.into() };
+    let times = Timestamps { last_access: t, last_modification: t };
     rustix::fs::utimensat(CWD, path.as_ref(), &times, AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
 }
@@ -247,14 +208,8 @@ pub fn set_mtime(path: impl AsRef<Path>, sec: i64, nsec: u32) -> io::Result<()> 
 /// Sets only mtime, leaving atime alone.
 pub fn set_mtime_only(path: impl AsRef<Path>, sec: i64, nsec: u32) -> io::Result<()> {
     let times = Timestamps {
-        last_access: Timespec {
-            tv_sec: 0,
-            tv_nsec: UTIME_OMIT,
-        },
-        last_modification: Timespec {
-            tv_sec: sec,
-            tv_nsec: nsec.into(),
-        },
+        last_access: Timespec { tv_sec: 0, tv_nsec: UTIME_OMIT },
+        last_modification: Timespec { tv_sec: sec, tv_nsec: nsec.into() },
     };
     rustix::fs::utimensat(CWD, path.as_ref(), &times, AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
@@ -363,11 +318,7 @@ pub fn cap_net_bind_service() -> Vec<u8> {
 /// Creates a new file with exactly `mode` (all 12 bits) and `data`.
 pub fn create_with_mode(path: impl AsRef<Path>, mode: u32, data: &[u8]) -> io::Result<()> {
     use std::io::Write;
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path.as_ref())?;
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(path.as_ref())?;
     f.write_all(data)?;
     // The umask may have cut bits off; set them exactly.
     chmod(path, mode)

@@ -19,11 +19,7 @@ pub(crate) fn io_err<'p>(
     op: &'static str,
     path: &'p [u8],
 ) -> impl FnOnce(Errno) -> CompareError + 'p {
-    move |e| CompareError::Io {
-        op,
-        path: display_path(path),
-        source: e.into(),
-    }
+    move |e| CompareError::Io { op, path: display_path(path), source: e.into() }
 }
 
 pub(crate) fn dir_flags() -> OFlags {
@@ -63,11 +59,7 @@ pub(crate) fn flags_letters(flags: IFlags) -> String {
         (IFlags::DIRSYNC, 'D'),
         (IFlags::NOCOW, 'C'),
     ];
-    let s: String = letters
-        .iter()
-        .filter(|(f, _)| flags.contains(*f))
-        .map(|(_, c)| *c)
-        .collect();
+    let s: String = letters.iter().filter(|(f, _)| flags.contains(*f)).map(|(_, c)| *c).collect();
     if s.is_empty() {
         "-".to_string()
     } else {
@@ -98,10 +90,7 @@ pub(crate) fn data_map(fd: BorrowedFd<'_>, size: u64, path: &[u8]) -> Result<Vec
 }
 
 pub(crate) fn clip(map: &[(u64, u64)], limit: u64) -> Vec<(u64, u64)> {
-    map.iter()
-        .filter(|(s, _)| *s < limit)
-        .map(|&(s, e)| (s, e.min(limit)))
-        .collect()
+    map.iter().filter(|(s, _)| *s < limit).map(|&(s, e)| (s, e.min(limit))).collect()
 }
 
 pub(crate) fn render_map(map: &[(u64, u64)]) -> String {

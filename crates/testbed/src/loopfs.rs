@@ -43,10 +43,7 @@ impl LoopDevice {
     pub fn attach(backing: &Path) -> Result<Self, LoopFsError> {
         let mut last = None;
         for attempt in 0..8 {
-            match run(
-                "losetup",
-                ["--find".as_ref(), "--show".as_ref(), backing.as_os_str()],
-            ) {
+            match run("losetup", ["--find".as_ref(), "--show".as_ref(), backing.as_os_str()]) {
                 Ok(out) => {
                     return Ok(LoopDevice {
                         dev: out.trim().to_string(),
@@ -88,10 +85,7 @@ impl Drop for LoopDevice {
         // from `-d` and is detached at its last close; wait a little for
         // that so a finished test leaves nothing behind.
         if let Err(e) = run("losetup", ["-d", self.dev.as_str()]) {
-            eprintln!(
-                "*** anysend-testbed: could not detach {}: {e} ***",
-                self.dev
-            );
+            eprintln!("*** anysend-testbed: could not detach {}: {e} ***", self.dev);
             return;
         }
         for _ in 0..100 {
@@ -131,9 +125,7 @@ impl Mount {
         }
         args.extend([OsStr::new(source), point.as_os_str()]);
         run("mount", args)?;
-        Ok(Mount {
-            point: point.to_path_buf(),
-        })
+        Ok(Mount { point: point.to_path_buf() })
     }
 
     pub fn point(&self) -> &Path {
@@ -156,10 +148,7 @@ impl Drop for Mount {
             }
         }
         if let Err(e) = run("umount", ["-l".as_ref(), self.point.as_os_str()]) {
-            eprintln!(
-                "*** anysend-testbed: lazy umount {} failed: {e} ***",
-                self.point.display()
-            );
+            eprintln!("*** anysend-testbed: lazy umount {} failed: {e} ***", self.point.display());
         }
     }
 }
@@ -192,11 +181,7 @@ impl MountedFs {
         let point = dir.path().join("mnt");
         std::fs::create_dir(&point).map_err(io_err("creating mount point"))?;
         let mount = Mount::new(loopdev.dev(), &point, None, opts)?;
-        Ok(MountedFs {
-            mount,
-            _loopdev: Some(loopdev),
-            _dir: dir,
-        })
+        Ok(MountedFs { mount, _loopdev: Some(loopdev), _dir: dir })
     }
 
     fn tmpfs(size: u64) -> Result<Self, LoopFsError> {
@@ -205,11 +190,7 @@ impl MountedFs {
         std::fs::create_dir(&point).map_err(io_err("creating mount point"))?;
         let opts = format!("size={size},mode=0755");
         let mount = Mount::new("tmpfs", &point, Some("tmpfs"), Some(&opts))?;
-        Ok(MountedFs {
-            mount,
-            _loopdev: None,
-            _dir: dir,
-        })
+        Ok(MountedFs { mount, _loopdev: None, _dir: dir })
     }
 
     fn path(&self) -> &Path {
@@ -252,10 +233,7 @@ impl BtrfsFs {
     /// `btrfs subvolume create <mnt>/<name>`.
     pub fn create_subvolume(&self, name: &str) -> PathBuf {
         let p = self.path().join(name);
-        run_ok(
-            "btrfs",
-            ["subvolume".as_ref(), "create".as_ref(), p.as_os_str()],
-        );
+        run_ok("btrfs", ["subvolume".as_ref(), "create".as_ref(), p.as_os_str()]);
         p
     }
 
@@ -286,12 +264,8 @@ pub enum DestKind {
 }
 
 impl DestKind {
-    pub const ALL: [DestKind; 4] = [
-        DestKind::Ext4,
-        DestKind::Xfs,
-        DestKind::Tmpfs,
-        DestKind::Btrfs,
-    ];
+    pub const ALL: [DestKind; 4] =
+        [DestKind::Ext4, DestKind::Xfs, DestKind::Tmpfs, DestKind::Btrfs];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -324,12 +298,9 @@ impl DestFs {
 
     pub fn try_new(kind: DestKind) -> Result<Self, LoopFsError> {
         let fs = match kind {
-            DestKind::Ext4 => MountedFs::on_loop(
-                256 * MIB,
-                "mkfs.ext4",
-                &["-q", "-F"],
-                Some("user_xattr,acl"),
-            )?,
+            DestKind::Ext4 => {
+                MountedFs::on_loop(256 * MIB, "mkfs.ext4", &["-q", "-F"], Some("user_xattr,acl"))?
+            }
             // XFS refuses file systems smaller than 300 MiB.
             DestKind::Xfs => MountedFs::on_loop(320 * MIB, "mkfs.xfs", &["-q", "-f"], None)?,
             DestKind::Btrfs => MountedFs::on_loop(256 * MIB, "mkfs.btrfs", &["-q", "-f"], None)?,

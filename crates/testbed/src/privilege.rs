@@ -10,15 +10,8 @@ use std::io::Write;
 use std::path::Path;
 
 /// Tools the test bed shells out to.
-pub const REQUIRED_TOOLS: &[&str] = &[
-    "losetup",
-    "mount",
-    "umount",
-    "mkfs.btrfs",
-    "btrfs",
-    "mkfs.ext4",
-    "mkfs.xfs",
-];
+pub const REQUIRED_TOOLS: &[&str] =
+    &["losetup", "mount", "umount", "mkfs.btrfs", "btrfs", "mkfs.ext4", "mkfs.xfs"];
 
 /// Proof that the gate was passed; tests hold it for readability.
 #[derive(Debug)]
@@ -103,9 +96,6 @@ mod tests {
     #[test]
     fn a_missing_tool_is_a_problem() {
         let p = privilege_problems(&["anysend-no-such-tool"]);
-        assert!(
-            p.iter().any(|m| m.contains("anysend-no-such-tool")),
-            "{p:?}"
-        );
+        assert!(p.iter().any(|m| m.contains("anysend-no-such-tool")), "{p:?}");
     }
 }

@@ -31,10 +31,7 @@ pub struct Scenario {
 
 impl Scenario {
     pub fn new(name: &'static str) -> Self {
-        Scenario {
-            name,
-            steps: Vec::new(),
-        }
+        Scenario { name, steps: Vec::new() }
     }
 
     /// Adds a step.
@@ -43,10 +40,7 @@ impl Scenario {
         what: &'static str,
         run: impl Fn(&Path) -> io::Result<()> + Send + Sync + 'static,
     ) -> Self {
-        self.steps.push(Step {
-            what,
-            run: Box::new(run),
-        });
+        self.steps.push(Step { what, run: Box::new(run) });
         self
     }
 }
@@ -54,10 +48,7 @@ impl Scenario {
 impl std::fmt::Debug for Scenario {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let steps: Vec<&str> = self.steps.iter().map(|s| s.what).collect();
-        f.debug_struct("Scenario")
-            .field("name", &self.name)
-            .field("steps", &steps)
-            .finish()
+        f.debug_struct("Scenario").field("name", &self.name).field("steps", &steps).finish()
     }
 }
 
@@ -72,12 +63,7 @@ pub fn run_scenario_on_btrfs(scenario: &Scenario, fs: &BtrfsFs) -> Vec<PathBuf> 
         .enumerate()
         .map(|(i, step)| {
             (step.run)(&subvol).unwrap_or_else(|e| {
-                panic!(
-                    "scenario {} step {} ({}): {e}",
-                    scenario.name,
-                    i + 1,
-                    step.what
-                )
+                panic!("scenario {} step {} ({}): {e}", scenario.name, i + 1, step.what)
             });
             fs.snapshot_ro(&subvol, &format!("{}.{}", scenario.name, i + 1))
         })
@@ -122,11 +108,7 @@ pub fn check_chain_on(
     for (i, snap) in snapshots.iter().enumerate() {
         let origin = i.checked_sub(1).map(|p| snapshots[p].as_path());
         let got = send_recv(origin, snap, dest.path()).unwrap_or_else(|e| {
-            panic!(
-                "scenario {name} step {}: send/receive into {} failed: {e}",
-                i + 1,
-                dest.kind()
-            )
+            panic!("scenario {name} step {}: send/receive into {} failed: {e}", i + 1, dest.kind())
         });
         let report = compare(snap, &got, &opts)
             .unwrap_or_else(|e| panic!("scenario {name} step {}: comparing failed: {e}", i + 1));

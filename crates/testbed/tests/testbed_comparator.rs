@@ -47,10 +47,7 @@ impl Bed {
     fn init(guard: Guard, root: PathBuf) -> Bed {
         mkdir(root.join("a")).unwrap();
         mkdir(root.join("b")).unwrap();
-        Bed {
-            _guard: guard,
-            root,
-        }
+        Bed { _guard: guard, root }
     }
 
     fn a(&self) -> PathBuf {
@@ -162,10 +159,7 @@ fn file_type() {
     mkdir(bed.b().join("x")).unwrap();
     bed.freeze();
     let r = bed.expect_only(Property::FileType);
-    assert_eq!(
-        (r.differences[0].a.as_str(), r.differences[0].b.as_str()),
-        ("file", "dir")
-    );
+    assert_eq!((r.differences[0].a.as_str(), r.differences[0].b.as_str()), ("file", "dir"));
 }
 
 #[test]
@@ -207,10 +201,7 @@ fn size() {
     truncate(bed.b().join("f"), 8192).unwrap();
     bed.freeze();
     let r = bed.expect_only(Property::Size);
-    assert_eq!(
-        (r.differences[0].a.as_str(), r.differences[0].b.as_str()),
-        ("4096", "8192")
-    );
+    assert_eq!((r.differences[0].a.as_str(), r.differences[0].b.as_str()), ("4096", "8192"));
 }
 
 #[test]
@@ -229,10 +220,7 @@ fn mode_setuid_only() {
     chmod(bed.b().join("f"), 0o4755).unwrap();
     bed.freeze();
     let r = bed.expect_only(Property::Mode);
-    assert_eq!(
-        (r.differences[0].a.as_str(), r.differences[0].b.as_str()),
-        ("0755", "4755")
-    );
+    assert_eq!((r.differences[0].a.as_str(), r.differences[0].b.as_str()), ("0755", "4755"));
 }
 
 #[test]
@@ -311,10 +299,8 @@ fn hardlink_structure() {
 fn hardlink_partition_differs_with_same_link_counts() {
     // a: {x,y} {z,w}; b: {x,z} {y,w}: every file has two names on both sides.
     let bed = Bed::plain();
-    for (tree, pairs) in [
-        (bed.a(), [("x", "y"), ("z", "w")]),
-        (bed.b(), [("x", "z"), ("y", "w")]),
-    ] {
+    for (tree, pairs) in [(bed.a(), [("x", "y"), ("z", "w")]), (bed.b(), [("x", "z"), ("y", "w")])]
+    {
         for (first, second) in pairs {
             write_file(tree.join(first), b"same").unwrap();
             hardlink(tree.join(first), tree.join(second)).unwrap();
@@ -343,11 +329,7 @@ fn non_utf8_names_missing_and_extra() {
     write_file(join(&bed.b(), b"caf\xc3\xa9"), b"x").unwrap();
     bed.freeze();
     let r = bed.compare(&CompareOptions::new());
-    assert_eq!(
-        r.properties(),
-        BTreeSet::from([Property::Missing, Property::Extra]),
-        "{r}"
-    );
+    assert_eq!(r.properties(), BTreeSet::from([Property::Missing, Property::Extra]), "{r}");
 }
 
 #[test]
@@ -393,11 +375,7 @@ fn relaxed_property_is_not_reported_but_listed() {
     assert_eq!(r.relaxations[0].property, Property::Content);
     assert_eq!(r.relaxations[0].reason, "testing relaxations");
     assert_eq!(r.relaxations[0].suppressed, 1);
-    assert!(
-        r.to_string()
-            .contains("relaxed content (testing relaxations): 1"),
-        "{r}"
-    );
+    assert!(r.to_string().contains("relaxed content (testing relaxations): 1"), "{r}");
 }
 
 #[test]
@@ -433,14 +411,8 @@ fn tree_deeper_than_path_max() {
     let fix_times = |tree: &Path| {
         for fd in level_fds(tree).iter().rev() {
             let t = rustix::fs::Timestamps {
-                last_access: rustix::fs::Timespec {
-                    tv_sec: T0,
-                    tv_nsec: 0,
-                },
-                last_modification: rustix::fs::Timespec {
-                    tv_sec: T0,
-                    tv_nsec: 0,
-                },
+                last_access: rustix::fs::Timespec { tv_sec: T0, tv_nsec: 0 },
+                last_modification: rustix::fs::Timespec { tv_sec: T0, tv_nsec: 0 },
             };
             let _ = rustix::fs::utimensat(fd, "leaf", &t, rustix::fs::AtFlags::empty());
             rustix::fs::futimens(fd, &t).unwrap();
@@ -492,10 +464,7 @@ fn rdev() {
     mknod_block(bed.b().join("b"), 7, 201, 0o600).unwrap();
     bed.freeze();
     let r = bed.expect_only(Property::Rdev);
-    assert_eq!(
-        (r.differences[0].a.as_str(), r.differences[0].b.as_str()),
-        ("7:200", "7:201")
-    );
+    assert_eq!((r.differences[0].a.as_str(), r.differences[0].b.as_str()), ("7:200", "7:201"));
 }
 
 #[test]
@@ -541,12 +510,7 @@ fn xattr_security() {
         return;
     };
     bed.build(|r| write_file(r.join("f"), b"f"));
-    set_xattr(
-        bed.b().join("f"),
-        "security.capability",
-        &cap_net_bind_service(),
-    )
-    .unwrap();
+    set_xattr(bed.b().join("f"), "security.capability", &cap_net_bind_service()).unwrap();
     bed.freeze();
     bed.expect_only(Property::XattrSecurity);
 }

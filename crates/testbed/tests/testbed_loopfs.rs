@@ -15,10 +15,7 @@ fn mounted(point: &Path) -> bool {
 fn fstype(point: &Path) -> String {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     let p = point.to_str().unwrap();
-    let line = mounts
-        .lines()
-        .find(|l| l.split(' ').nth(1) == Some(p))
-        .unwrap();
+    let line = mounts.lines().find(|l| l.split(' ').nth(1) == Some(p)).unwrap();
     line.split(' ').nth(2).unwrap().to_string()
 }
 
@@ -26,20 +23,13 @@ fn fstype(point: &Path) -> String {
 fn loops_backed_under(dir: &Path) -> Vec<String> {
     let out = anysend_testbed::cmd::run_ok("losetup", ["-a"]);
     let d = dir.to_str().unwrap();
-    out.lines()
-        .filter(|l| l.contains(d))
-        .map(String::from)
-        .collect()
+    out.lines().filter(|l| l.contains(d)).map(String::from).collect()
 }
 
 fn assert_gone(point: &Path) {
     assert!(!mounted(point), "{} still mounted", point.display());
     let dir = point.parent().unwrap();
-    assert!(
-        loops_backed_under(dir).is_empty(),
-        "loop device leaked for {}",
-        dir.display()
-    );
+    assert!(loops_backed_under(dir).is_empty(), "loop device leaked for {}", dir.display());
     assert!(!dir.exists(), "{} not removed", dir.display());
 }
 
@@ -84,10 +74,7 @@ fn guards_clean_up_when_a_test_panics() {
     let result = std::panic::catch_unwind(|| {
         let src = BtrfsFs::new(128 << 20);
         let dest = DestFs::new(DestKind::Ext4);
-        points
-            .lock()
-            .unwrap()
-            .extend([src.path().to_path_buf(), dest.path().to_path_buf()]);
+        points.lock().unwrap().extend([src.path().to_path_buf(), dest.path().to_path_buf()]);
         // A busy mount: an open file keeps it busy until the unwinding
         // drops it, which happens before the guards (declared earlier).
         let _open = std::fs::File::create(src.path().join("busy")).unwrap();
