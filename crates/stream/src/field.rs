@@ -161,6 +161,10 @@ u32_codec!(
     Crc32, "crc32", "u32 CRC-32 value, shown in hex", max = u64::from(u32::MAX), show = "{:#010x}"
 );
 u32_codec!(
+    /// A numeric user or group id; 4294967295 means "unchanged" to chown(2) and cannot be set.
+    Owner, "owner", "u32, below 4294967295", max = u64::from(u32::MAX - 1), show = "{}"
+);
+u32_codec!(
     /// Nanoseconds within a second.
     Nanos, "nsec", "u32, below 1000000000", max = 999_999_999, show = "{:09}"
 );
@@ -424,6 +428,7 @@ pub(crate) const KINDS: &[(&str, &str)] = &[
     (Mode::KIND, Mode::LAYOUT),
     (Hex32::KIND, Hex32::LAYOUT),
     (Crc32::KIND, Crc32::LAYOUT),
+    (Owner::KIND, Owner::LAYOUT),
     (Nanos::KIND, Nanos::LAYOUT),
     (Node::KIND, Node::LAYOUT),
     (Path::KIND, Path::LAYOUT),

@@ -9,7 +9,7 @@ use std::fmt;
 
 use crate::field::{
     Codec, Crc32, Cursor, Data, DataField, FieldProblem, Hex32, LinkTarget, Mode, Nanos, Node,
-    NodeType, Path, XattrName, XattrValue, I64, U32, U64,
+    NodeType, Owner, Path, XattrName, XattrValue, I64, U32, U64,
 };
 
 /// One row of the layout table: a record type and its fields in wire order.
@@ -178,7 +178,7 @@ define_records! {
     /// Set the permission bits of `path`, setuid, setgid and sticky included.
     Chmod = 15, "chmod" { path: Vec<u8> = Path, mode: u32 = Mode },
     /// Set the numeric owner and group of `path` (not following a final symlink).
-    Chown = 16, "chown" { path: Vec<u8> = Path, uid: u32 = U32, gid: u32 = U32 },
+    Chown = 16, "chown" { path: Vec<u8> = Path, uid: u32 = Owner, gid: u32 = Owner },
     /// Set the access and modification times of `path` (not following a final symlink).
     Utimes = 17, "utimes" { path: Vec<u8> = Path, atime_sec: i64 = I64, atime_nsec: u32 = Nanos, mtime_sec: i64 = I64, mtime_nsec: u32 = Nanos },
     /// Set the inode flags of `path` (FS_IOC_SETFLAGS bits, as chattr shows them).

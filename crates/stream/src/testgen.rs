@@ -70,6 +70,9 @@ pub(crate) fn Hex32() -> BoxedStrategy<u32> {
 pub(crate) fn Crc32() -> BoxedStrategy<u32> {
     any::<u32>().boxed()
 }
+pub(crate) fn Owner() -> BoxedStrategy<u32> {
+    (0u32..u32::MAX).boxed()
+}
 pub(crate) fn Mode() -> BoxedStrategy<u32> {
     (0u32..=0o7777).boxed()
 }
