@@ -1,30 +1,63 @@
 //! anyrecv: read an anysend stream, verify every record, and apply it to a directory.
 //!
-//! The binary is thin: it parses flags, opens the input, and maps library errors to messages and
-//! exit codes. Today it verifies and dumps streams; applying them to DEST is being built.
+//! The binary is thin: it parses flags into a validated `Config`, opens the input, runs the
+//! library's `receive` (or `--dump`), and maps errors to messages, advice and exit codes
+//! (`anyrecv::report`). All logic lives in the library so tests can call it.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyrecv::report::{self, EXIT_IO, EXIT_STREAM, EXIT_USAGE};
+use anyrecv::{config, Config, Policy, RecvError, Summary, Verdict, Warning};
 use anysend_stream::dump::{dump_stream, DumpError};
 use clap::Parser;
 
-const EXIT_HELP: &str = "\
-Exit status:
-  0  the stream was read (and applied) completely
-  1  the stream is damaged, truncated, not an anysend stream, or needs a newer anyrecv
-  2  the command line is wrong
-  3  reading the input or writing the output failed
-
+const AFTER_HELP: &str = "\
 Examples:
-  anyrecv --dump -f monday.stream      one line per record, with index and byte offset
-  anysend /snaps/mon | anyrecv --dump  check a stream as it is produced";
+  anysend --from /snaps/mon /snaps/tue | ssh backup anyrecv /srv/replica
+                                      apply an incremental stream over ssh
+  anysend /snaps/mon | ssh backup anyrecv /srv/replica
+                                      the first (full) stream creates /srv/replica
+  anyrecv -f tue.stream /srv/replica  apply a stream kept in a file
+  for s in mon.full tue.incr wed.incr; do anyrecv -f $s /srv/replica || break; done
+                                      replay an archive chain, in order; each stream's
+                                      origin must be what the previous one left
+  anyrecv -n -f tue.stream /srv/replica
+                                      check the whole stream and the base, change nothing
+  anyrecv --dump -f tue.stream        one line per record, with index and byte offset
 
-/// Receive an anysend stream: verify each record's checksum before using it.
+How a receive goes:
+  The header is checked, then the base: a full stream goes only into an empty or new
+  DEST (anyrecv creates DEST itself, not its parents); an incremental stream only into a
+  DEST whose last receive was the stream's origin. Each record is applied once its checksum
+  verified; paths never leave DEST and symbolic links inside DEST are never followed.
+  After the end record verified, DEST is synced (syncfs) and its state is saved.
+
+State:
+  What DEST last received is kept OUTSIDE DEST, so DEST stays equal to the snapshot: one
+  file per DEST in the state directory, named <path>-<hash>.state after DEST's canonical
+  path, holding key=value lines (dest, dest_device, dest_inode, target, stream, origin,
+  stream_created, sender, completed; partial_* while a receive is under way or after one
+  stopped). The state directory is --state-dir, else $ANYRECV_STATE_DIR, else
+  /var/lib/anyrecv for root, else ${XDG_STATE_HOME:-$HOME/.local/state}/anyrecv.
+  Copying or moving DEST elsewhere loses its state: pass --force once for the next
+  incremental receive.
+
+Not root:
+  Files stay owned by the receiving user (one warning per receive; --strict-owner makes it
+  an error); devices, trusted.* attributes and the immutable/append-only flags need root.
+
+";
+
+/// Receive an anysend stream into DEST: verify each record's checksum, then apply it.
 #[derive(Parser, Debug)]
-#[command(name = "anyrecv", version, after_help = EXIT_HELP)]
+#[command(
+    name = "anyrecv",
+    version,
+    after_help = format!("{AFTER_HELP}{}", report::EXIT_CODES)
+)]
 struct Args {
     /// Read the stream from FILE instead of standard input.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
@@ -32,8 +65,36 @@ struct Args {
 
     /// Print the stream header and one line per record (index, byte offset, type, fields)
     /// instead of applying it; the whole stream is verified, like `btrfs receive --dump`.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["dry_run", "force"])]
     dump: bool,
+
+    /// Check the whole stream (every checksum, every path, the end record) and, if DEST
+    /// exists, the base check; change nothing. DEST need not exist.
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+
+    /// Apply an incremental stream although DEST's state does not show its origin (no state,
+    /// another last target, an unfinished receive, DEST replaced). Never lets a full stream
+    /// into a non-empty DEST.
+    #[arg(long)]
+    force: bool,
+
+    /// Refuse character and block device nodes.
+    #[arg(long)]
+    no_devices: bool,
+
+    /// Refuse modes with the setuid or setgid bit.
+    #[arg(long)]
+    no_setuid: bool,
+
+    /// When not root: fail instead of leaving ownership to the receiving user.
+    #[arg(long)]
+    strict_owner: bool,
+
+    /// Where DEST's state is kept [default: $ANYRECV_STATE_DIR, or /var/lib/anyrecv for root,
+    /// else ${XDG_STATE_HOME:-$HOME/.local/state}/anyrecv].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 
     /// The directory to apply the stream to.
     #[arg(value_name = "DEST", required_unless_present = "dump")]
@@ -42,12 +103,41 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let input = match open_input(&args) {
+        Ok(i) => i,
+        Err(code) => return ExitCode::from(code),
+    };
+    if args.dump {
+        return dump(input);
+    }
+    let cfg = match make_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("anyrecv: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let mut warn = |w: &Warning| eprintln!("anyrecv: warning: {w}");
+    match anyrecv::receive(&cfg, input, &mut warn) {
+        Ok(s) => {
+            eprintln!("anyrecv: {}", success(&cfg, &s));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("anyrecv: {e}");
+            eprintln!("anyrecv: {}", report::hint(&e, cfg.dry_run));
+            ExitCode::from(report::exit_code(&e))
+        }
+    }
+}
+
+fn open_input(args: &Args) -> Result<BufReader<Box<dyn Read>>, u8> {
     let input: Box<dyn Read> = match &args.file {
         Some(path) => match File::open(path) {
             Ok(f) => Box::new(f),
             Err(e) => {
                 eprintln!("anyrecv: cannot open {}: {e}", path.display());
-                return ExitCode::from(3);
+                return Err(EXIT_IO);
             }
         },
         None => {
@@ -55,20 +145,60 @@ fn main() -> ExitCode {
                 eprintln!(
                     "anyrecv: standard input is a terminal; pipe a stream in or give -f FILE"
                 );
-                return ExitCode::from(2);
+                return Err(EXIT_USAGE);
             }
             Box::new(io::stdin().lock())
         }
     };
-    let input = BufReader::with_capacity(1 << 20, input);
-    if args.dump {
-        return dump(input);
+    Ok(BufReader::with_capacity(1 << 20, input))
+}
+
+fn make_config(args: &Args) -> Result<Config, config::ConfigError> {
+    let is_root = rustix::process::geteuid().is_root();
+    let state_dir = config::state_dir(args.state_dir.as_deref(), is_root, |k| std::env::var_os(k))?;
+    Ok(Config {
+        // clap guarantees DEST unless --dump, which returned before.
+        dest: args.dest.clone().unwrap_or_default(),
+        dry_run: args.dry_run,
+        force: args.force,
+        policy: Policy {
+            no_devices: args.no_devices,
+            no_setuid: args.no_setuid,
+            strict_owner: args.strict_owner,
+        },
+        state_dir,
+    })
+}
+
+fn success(cfg: &Config, s: &Summary) -> String {
+    let h = &s.header;
+    let kind = match h.origin {
+        Some(o) => format!("incremental stream {} (origin {o}, target {})", h.stream_id, h.target),
+        None => format!("full stream {} (target {})", h.stream_id, h.target),
+    };
+    let forced = match &s.verdict {
+        Some(Verdict::Forced(_)) => " (forced)",
+        _ => "",
+    };
+    let dest = s.dest.as_ref().unwrap_or(&cfg.dest).display();
+    if cfg.dry_run {
+        let base = match &s.verdict {
+            None => format!("{dest} does not exist, base not checked"),
+            Some(Verdict::Forced(r)) => {
+                format!("base check would refuse ({r}) but --force is given")
+            }
+            Some(_) => format!("base check passed for {dest}"),
+        };
+        return format!(
+            "dry run: {kind} verified, {} records, {} bytes; {base}; nothing was changed",
+            s.records, s.bytes
+        );
     }
-    eprintln!(
-        "anyrecv: applying a stream to a directory is not available in this version yet; \
-         use --dump to verify a stream"
-    );
-    ExitCode::from(2)
+    let state = s.state_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    format!(
+        "received {kind}{forced} into {dest}: {} records applied, {} bytes; state in {state}",
+        s.applied, s.bytes
+    )
 }
 
 fn dump(input: impl Read) -> ExitCode {
@@ -90,7 +220,11 @@ fn dump(input: impl Read) -> ExitCode {
         Err(DumpError::Stream(e)) => {
             eprintln!("anyrecv: {e}");
             eprintln!("anyrecv: {}", e.hint());
-            ExitCode::from(if matches!(e.kind, anysend_stream::ErrorKind::Io(_)) { 3 } else { 1 })
+            let err = RecvError::Stream(e);
+            ExitCode::from(match report::exit_code(&err) {
+                EXIT_IO => EXIT_IO,
+                _ => EXIT_STREAM,
+            })
         }
         Err(DumpError::Output(e)) => output_error(e),
     }
@@ -102,5 +236,5 @@ fn output_error(e: io::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     eprintln!("anyrecv: writing the dump: {e}");
-    ExitCode::from(3)
+    ExitCode::from(EXIT_IO)
 }

@@ -1,0 +1,269 @@
+//! The library's typed errors and warnings: what went wrong, on which record, where in the
+//! stream, on which path, in which operation.
+//!
+//! They are values, not text: the binary (`report.rs`) decides the exit code and adds what a
+//! person should do, and tests match on variants. Every record-level failure carries the record
+//! index, its byte offset, the record's operation name and its path(s), because "which record
+//! broke" is the first question anyone debugging a receive asks.
+
+use std::io;
+use std::path::PathBuf;
+
+use anysend_stream::StreamError;
+
+use crate::path::{PathProblem, Shown};
+use crate::state::Refusal;
+
+/// Why a receive (or a dry run) did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum RecvError {
+    /// The stream itself: damaged, truncated, unsupported, or the input failed.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// A well-formed stream this version cannot apply.
+    #[error("stream header: {0}")]
+    Unsupported(&'static str),
+    /// DEST or its state refuses this stream (base check, not empty, busy); nothing was applied.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// One record could not be applied, or was refused before it was.
+    #[error("{0}")]
+    Record(Box<RecordError>),
+    /// DEST itself could not be prepared, opened or synced.
+    #[error("destination {}: {step}: {source}", path.display())]
+    Dest {
+        path: PathBuf,
+        step: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// The state file could not be read or written.
+    #[error("state file {}: {step}: {source}", path.display())]
+    State {
+        path: PathBuf,
+        step: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl From<Refusal> for RecvError {
+    fn from(r: Refusal) -> Self {
+        RecvError::Refused(r)
+    }
+}
+
+impl From<RecordError> for RecvError {
+    fn from(e: RecordError) -> Self {
+        RecvError::Record(Box::new(e))
+    }
+}
+
+/// One record that failed, with everything needed to find it again (`anyrecv --dump` prints the
+/// same index and offset).
+#[derive(Debug)]
+pub struct RecordError {
+    pub index: u64,
+    /// Byte offset of the record's first byte in the stream.
+    pub offset: u64,
+    /// The record type's name (`mkdir`, `rename`, ...).
+    pub op: &'static str,
+    pub path: Vec<u8>,
+    /// The second path of `link` (existing) and `rename` (to).
+    pub path2: Option<Vec<u8>>,
+    pub problem: Problem,
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "record {} at byte {}: {} {}",
+            self.index,
+            self.offset,
+            self.op,
+            Shown(&self.path)
+        )?;
+        if let Some(p2) = &self.path2 {
+            let arrow = if self.op == "link" { "<=" } else { "->" };
+            write!(f, " {arrow} {}", Shown(p2))?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+impl std::error::Error for RecordError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.problem.source_io().map(|e| e as _)
+    }
+}
+
+/// What is wrong with one record.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    /// A path field breaks the path rules (checked before anything is touched).
+    #[error("the `{field}` path is refused: {problem}")]
+    BadPath { field: &'static str, problem: PathProblem },
+    /// A directory on the way is a symbolic link: following it could leave DEST.
+    #[error("{} is a symbolic link; anyrecv never follows symbolic links inside DEST", Shown(.at))]
+    ThroughSymlink { at: Vec<u8> },
+    /// The kernel reported that resolution would leave DEST.
+    #[error("the path resolves outside DEST")]
+    Escapes,
+    /// The final component is a symbolic link and the operation would act through it.
+    #[error("it is a symbolic link; anyrecv does not {0} through symbolic links")]
+    FinalSymlink(&'static str),
+    /// A command-line policy refuses the record.
+    #[error("{0}")]
+    Policy(String),
+    /// A field value that cannot be applied on any Linux system.
+    #[error("{0}")]
+    Invalid(String),
+    /// A directory on the way is missing, not a directory, or cannot be opened.
+    #[error("parent directory {}: {source}", Shown(.at))]
+    Parent {
+        at: Vec<u8>,
+        #[source]
+        source: io::Error,
+    },
+    /// A file-data record names something that is not a regular file.
+    #[error("it is a {found}, not a regular file")]
+    NotRegular { found: &'static str },
+    /// The object changed between checking and opening it.
+    #[error("it changed while being opened (another process is modifying DEST)")]
+    Raced,
+    /// `copy_from_origin` reads past the end of the file as it is in DEST.
+    #[error(
+        "the file is {size} bytes long, but the record copies bytes up to {wanted} of its origin \
+         version"
+    )]
+    OriginShort { size: u64, wanted: u64 },
+    /// Inode flags on something that cannot carry them.
+    #[error("inode flags {flags:#x} cannot be set on a {found}")]
+    FlagsOnSpecial { flags: u32, found: &'static str },
+    /// Ownership could not be set and `--strict-owner` is given.
+    #[error("cannot set owner {uid}:{gid}: {source} (--strict-owner makes this an error)")]
+    Ownership {
+        uid: u32,
+        gid: u32,
+        #[source]
+        source: io::Error,
+    },
+    /// The system call for the operation failed; `step` names it when it is not the record's
+    /// own operation.
+    #[error("{}{source}", if step.is_empty() { String::new() } else { format!("{step}: ") })]
+    Os {
+        step: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Problem {
+    /// Whether the record was refused for safety or policy (nothing about it was applied), as
+    /// opposed to failing on the destination.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Problem::BadPath { .. }
+                | Problem::ThroughSymlink { .. }
+                | Problem::Escapes
+                | Problem::FinalSymlink(_)
+                | Problem::Policy(_)
+                | Problem::Invalid(_)
+        )
+    }
+
+    /// The OS error underneath, if there is one.
+    pub fn source_io(&self) -> Option<&io::Error> {
+        match self {
+            Problem::Parent { source, .. }
+            | Problem::Ownership { source, .. }
+            | Problem::Os { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn os(step: &'static str) -> impl FnOnce(rustix::io::Errno) -> Problem {
+        move |e| Problem::Os { step, source: e.into() }
+    }
+
+    pub(crate) fn io(step: &'static str) -> impl FnOnce(io::Error) -> Problem {
+        move |source| Problem::Os { step, source }
+    }
+}
+
+/// Something a person should know although the receive goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Warning {
+    /// Not root: ownership is left as it is. Given once per receive.
+    Ownership { index: u64, path: Vec<u8>, uid: u32, gid: u32, euid: u32 },
+    /// DEST's file system cannot hold an inode flag. Given once per flag.
+    Flag { index: u64, path: Vec<u8>, flag: u32, errno: Option<i32> },
+    /// DEST's file system cannot punch holes; zeros were written. Given once.
+    HolesAsZeros { index: u64, path: Vec<u8> },
+    /// `--force` overrode a refusal of the base check.
+    Forced(String),
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Warning::Ownership { index, path, uid, gid, euid } => write!(
+                f,
+                "not running as root (uid {euid}): ownership is not applied, files stay owned by \
+                 uid {euid} (first at record {index}: chown {} to {uid}:{gid}); use \
+                 --strict-owner to make this an error",
+                Shown(path)
+            ),
+            Warning::Flag { index, path, flag, errno } => {
+                let why = match errno {
+                    Some(e) => format!(": {}", io::Error::from_raw_os_error(*e)),
+                    None => String::new(),
+                };
+                write!(
+                    f,
+                    "the file system of DEST cannot hold the inode flag {} (first at record \
+                     {index}: set_flags {}{why}); it is not applied anywhere in this receive",
+                    flag_name(*flag),
+                    Shown(path)
+                )
+            }
+            Warning::HolesAsZeros { index, path } => write!(
+                f,
+                "the file system of DEST cannot punch holes (first at record {index}: hole {}); \
+                 zeros are written instead, so files take more space than at the origin",
+                Shown(path)
+            ),
+            Warning::Forced(what) => write!(f, "--force: applying although {what}"),
+        }
+    }
+}
+
+/// `chattr` letter and name of one FS_IOC_SETFLAGS bit, for messages.
+pub fn flag_name(bit: u32) -> String {
+    let known = match bit {
+        0x1 => Some(("s", "secure deletion")),
+        0x2 => Some(("u", "undeletable")),
+        0x4 => Some(("c", "compressed")),
+        0x8 => Some(("S", "synchronous updates")),
+        0x10 => Some(("i", "immutable")),
+        0x20 => Some(("a", "append only")),
+        0x40 => Some(("d", "no dump")),
+        0x80 => Some(("A", "no atime updates")),
+        0x400 => Some(("m", "no compression")),
+        0x4000 => Some(("j", "data journalling")),
+        0x8000 => Some(("t", "no tail-merging")),
+        0x10000 => Some(("D", "synchronous directory updates")),
+        0x20000 => Some(("T", "top of directory hierarchy")),
+        0x800000 => Some(("C", "no copy on write")),
+        0x2000000 => Some(("x", "direct access")),
+        0x20000000 => Some(("P", "project hierarchy")),
+        0x40000000 => Some(("F", "casefold")),
+        _ => None,
+    };
+    match known {
+        Some((letter, name)) => format!("{bit:#x} ({letter}, {name})"),
+        None => format!("{bit:#x}"),
+    }
+}

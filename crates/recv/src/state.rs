@@ -1,0 +1,631 @@
+//! What DEST last received, kept outside DEST, and the base check built on it.
+//!
+//! Why outside: a received tree must equal its snapshot under `rsync -naHAX`, `diff -r` and
+//! `getfattr -R`, so no marker file or xattr may be put inside DEST. The state lives in a state
+//! directory instead (`config.rs` resolves it), one file per DEST, named from DEST's canonical
+//! path: `<readable tail>-<FNV-1a 64 of the path, hex>.state`. The file repeats the path and
+//! DEST's device and inode, so a hash collision or a DEST replaced by another directory is
+//! noticed rather than trusted.
+//!
+//! The file is small `key=value` text (byte strings escaped as `anyrecv --dump` shows them) so a
+//! person can read it, and unknown keys are ignored so later versions can add some. It is
+//! replaced atomically (temp file, fsync, rename, fsync of the directory). A receive first
+//! records the stream it is applying (`partial_*` keys) before it changes DEST, and records the
+//! new target only after the end record verified and DEST was synced: a receive that stops
+//! half-way leaves a state that says so, and the next incremental is refused until DEST is
+//! restored (or `--force`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anysend_stream::dump::Escaped;
+use anysend_stream::{Id, StreamHeader};
+
+use crate::path::Shown;
+
+/// The version of the state file format written.
+const FORMAT: u32 = 1;
+
+/// One completed receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub target: Id,
+    pub stream: Id,
+    pub origin: Option<Id>,
+    /// The stream's creation time (seconds, nanoseconds).
+    pub created: (i64, u32),
+    pub sender: Vec<u8>,
+    /// When the receive completed (seconds, nanoseconds since 1970).
+    pub completed: (i64, u32),
+}
+
+/// A receive that began changing DEST and has not completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partial {
+    pub stream: Id,
+    pub target: Id,
+    pub origin: Option<Id>,
+    /// Index of the first record not (completely) applied.
+    pub next_record: u64,
+    pub started: (i64, u32),
+}
+
+/// The state of one DEST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    /// DEST's canonical path.
+    pub dest: Vec<u8>,
+    pub dest_device: u64,
+    pub dest_inode: u64,
+    pub last: Option<Received>,
+    pub partial: Option<Partial>,
+}
+
+/// What DEST looks like before a receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestKind {
+    Missing,
+    Empty,
+    /// Not empty; one of its entries, for the message.
+    NotEmpty(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestInfo {
+    pub kind: DestKind,
+    /// Device and inode of DEST, when it exists.
+    pub identity: Option<(u64, u64)>,
+    /// The state file that applies to DEST, for messages.
+    pub state_file: PathBuf,
+}
+
+/// The base check's answer when the stream may be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A full stream into an empty or new DEST.
+    Full,
+    /// An incremental stream whose origin is what DEST last received.
+    Incremental,
+    /// `--force` overrode this refusal.
+    Forced(Refusal),
+}
+
+/// Why DEST refuses a stream. Nothing has been applied when one of these is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "{dest}: not empty (it holds \"{}\"); a full stream creates every entry itself, so it \
+         goes only into an empty or new directory",
+        Escaped(.entry)
+    )]
+    NotEmpty { dest: String, entry: Vec<u8> },
+    #[error("{dest}: does not exist; an incremental stream applies on top of its origin {origin}, which DEST must hold")]
+    Missing { dest: String, origin: Id },
+    #[error(
+        "{dest}: the stream's origin is {need}, but DEST last received {have}; applying it \
+         would build on the wrong base"
+    )]
+    OriginMismatch { dest: String, need: Id, have: Id },
+    #[error(
+        "{dest}: no record of an earlier receive (no state file {}), so nothing shows that DEST \
+         holds the stream's origin {origin}",
+        .state_file.display()
+    )]
+    NoState { dest: String, origin: Id, state_file: PathBuf },
+    #[error(
+        "{dest}: an earlier receive of stream {stream} (target {target}) stopped at record \
+         {next_record}; DEST is partly updated"
+    )]
+    Unfinished { dest: String, stream: Id, target: Id, next_record: u64 },
+    #[error(
+        "{dest}: the state file {} describes device {}, inode {} but DEST is now device {}, \
+         inode {}: DEST was replaced after its last receive",
+        .state_file.display(), .was.0, .was.1, .now.0, .now.1
+    )]
+    Replaced { dest: String, state_file: PathBuf, was: (u64, u64), now: (u64, u64) },
+    #[error("{dest}: another anyrecv is receiving into it (state lock {} is held)", .lock.display())]
+    Busy { dest: String, lock: PathBuf },
+    #[error("{dest}: exists and is not a directory")]
+    NotADirectory { dest: String },
+}
+
+impl Refusal {
+    /// What a person should do.
+    pub fn hint(&self) -> String {
+        match self {
+            Refusal::NotEmpty { .. } => "Receive a full stream into a new or empty directory, \
+                 or send an incremental stream from the snapshot DEST holds."
+                .into(),
+            Refusal::Missing { .. } => "Receive the full stream of the origin first, or check \
+                 the DEST path."
+                .into(),
+            Refusal::OriginMismatch { have, .. } => format!(
+                "Send an incremental stream from {have} (what DEST holds), or a full stream \
+                 into an empty directory. If you know DEST equals the stream's origin, --force \
+                 applies it anyway."
+            ),
+            Refusal::NoState { .. } => "Receive a full stream first, or point --state-dir (or \
+                 ANYRECV_STATE_DIR) at the state directory of the earlier receive. If you know \
+                 DEST equals the stream's origin, --force applies it anyway."
+                .into(),
+            Refusal::Unfinished { .. } => "Run the same stream again only if it can apply on \
+                 top of a partly updated tree (it usually cannot): restore DEST from its origin \
+                 snapshot and receive again, or receive a full stream into an empty directory. \
+                 --force applies anyway."
+                .into(),
+            Refusal::Replaced { .. } => "If DEST was restored from a copy of the same tree, \
+                 --force applies anyway; otherwise receive a full stream into an empty directory."
+                .into(),
+            Refusal::Busy { .. } => "Wait for the other receive to finish.".into(),
+            Refusal::NotADirectory { .. } => "Give a directory as DEST.".into(),
+        }
+    }
+
+    /// Whether `--force` may override it.
+    pub fn forceable(&self) -> bool {
+        matches!(
+            self,
+            Refusal::OriginMismatch { .. }
+                | Refusal::NoState { .. }
+                | Refusal::Unfinished { .. }
+                | Refusal::Replaced { .. }
+        )
+    }
+}
+
+/// Decides whether a stream may be applied to DEST. Pure: everything it needs is passed in.
+pub fn check_base(
+    header: &StreamHeader,
+    dest_name: &str,
+    dest: &DestInfo,
+    state: Option<&State>,
+    force: bool,
+) -> Result<Verdict, Refusal> {
+    let d = || dest_name.to_string();
+    let Some(origin) = header.origin else {
+        return match &dest.kind {
+            DestKind::Missing | DestKind::Empty => Ok(Verdict::Full),
+            DestKind::NotEmpty(entry) => Err(Refusal::NotEmpty { dest: d(), entry: entry.clone() }),
+        };
+    };
+    let now = match (&dest.kind, dest.identity) {
+        (DestKind::Missing, _) | (_, None) => return Err(Refusal::Missing { dest: d(), origin }),
+        (_, Some(id)) => id,
+    };
+    let refusal = match state {
+        None => Some(Refusal::NoState { dest: d(), origin, state_file: dest.state_file.clone() }),
+        Some(s) if (s.dest_device, s.dest_inode) != now => Some(Refusal::Replaced {
+            dest: d(),
+            state_file: dest.state_file.clone(),
+            was: (s.dest_device, s.dest_inode),
+            now,
+        }),
+        Some(State { partial: Some(p), .. }) => Some(Refusal::Unfinished {
+            dest: d(),
+            stream: p.stream,
+            target: p.target,
+            next_record: p.next_record,
+        }),
+        Some(State { last: None, .. }) => {
+            Some(Refusal::NoState { dest: d(), origin, state_file: dest.state_file.clone() })
+        }
+        Some(State { last: Some(l), .. }) if l.target != origin => {
+            Some(Refusal::OriginMismatch { dest: d(), need: origin, have: l.target })
+        }
+        Some(_) => None,
+    };
+    match refusal {
+        None => Ok(Verdict::Incremental),
+        Some(r) if force && r.forceable() => Ok(Verdict::Forced(r)),
+        Some(r) => Err(r),
+    }
+}
+
+/// The state file of a DEST with this canonical path, inside `state_dir`.
+pub fn state_file(state_dir: &Path, canonical_dest: &Path) -> PathBuf {
+    let bytes = canonical_dest.as_os_str().as_bytes();
+    let readable: String = bytes
+        .iter()
+        .map(|&b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'_' | b'-' => b as char,
+            b'/' => '-',
+            _ => '_',
+        })
+        .collect();
+    let readable = readable.trim_start_matches('-');
+    // The tail is the part that tells DESTs apart for a person; the hash does it for anyrecv.
+    let tail: String = {
+        let chars: Vec<char> = readable.chars().collect();
+        chars[chars.len().saturating_sub(48)..].iter().collect()
+    };
+    let tail = if tail.is_empty() { "root".to_string() } else { tail };
+    state_dir.join(format!("{tail}-{:016x}.state", fnv1a64(bytes)))
+}
+
+/// FNV-1a, 64 bits: stable across versions and platforms, which a file name must be.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+impl State {
+    /// The text of the state file.
+    pub fn to_text(&self) -> String {
+        let id = |i: &Id| i.to_string();
+        let opt = |i: &Option<Id>| i.as_ref().map_or_else(|| "none".to_string(), id);
+        let t = |(s, n): (i64, u32)| format!("{s}.{n:09}");
+        let mut o = String::new();
+        o.push_str(
+            "# anyrecv state of one destination: what it last received. Written by anyrecv;\n",
+        );
+        o.push_str("# do not edit (anyrecv --help, section STATE).\n");
+        o.push_str(&format!("format={FORMAT}\n"));
+        o.push_str(&format!("dest={}\n", Escaped(&self.dest)));
+        o.push_str(&format!("dest_device={}\n", self.dest_device));
+        o.push_str(&format!("dest_inode={}\n", self.dest_inode));
+        if let Some(l) = &self.last {
+            o.push_str(&format!("target={}\n", id(&l.target)));
+            o.push_str(&format!("stream={}\n", id(&l.stream)));
+            o.push_str(&format!("origin={}\n", opt(&l.origin)));
+            o.push_str(&format!("stream_created={}\n", t(l.created)));
+            o.push_str(&format!("sender={}\n", Escaped(&l.sender)));
+            o.push_str(&format!("completed={}\n", t(l.completed)));
+        }
+        if let Some(p) = &self.partial {
+            o.push_str(&format!("partial_stream={}\n", id(&p.stream)));
+            o.push_str(&format!("partial_target={}\n", id(&p.target)));
+            o.push_str(&format!("partial_origin={}\n", opt(&p.origin)));
+            o.push_str(&format!("partial_next_record={}\n", p.next_record));
+            o.push_str(&format!("partial_started={}\n", t(p.started)));
+        }
+        o
+    }
+
+    /// Parses a state file's text; the error says which line is wrong.
+    pub fn parse(text: &str) -> Result<State, String> {
+        let mut kv: Vec<(&str, &str)> = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (k, v) = line.split_once('=').ok_or(format!("line {}: no `=`", n + 1))?;
+            kv.push((k, v));
+        }
+        let get = |k: &str| kv.iter().rev().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let need = |k: &str| get(k).ok_or(format!("missing `{k}`"));
+        let num = |k: &str| need(k)?.parse::<u64>().map_err(|e| format!("`{k}`: {e}"));
+        let id = |k: &str| parse_id(need(k)?).ok_or(format!("`{k}` is not an id"));
+        let opt_id = |k: &str| match need(k)? {
+            "none" => Ok(None),
+            v => parse_id(v).map(Some).ok_or(format!("`{k}` is not an id")),
+        };
+        let time = |k: &str| parse_time(need(k)?).ok_or(format!("`{k}` is not a time"));
+        let format = num("format")?;
+        if format != u64::from(FORMAT) {
+            return Err(format!("format {format} is not known to this version (knows {FORMAT}); written by a newer anyrecv?"));
+        }
+        let last = match get("target") {
+            None => None,
+            Some(_) => Some(Received {
+                target: id("target")?,
+                stream: id("stream")?,
+                origin: opt_id("origin")?,
+                created: time("stream_created")?,
+                sender: unescape(get("sender").unwrap_or("")),
+                completed: time("completed")?,
+            }),
+        };
+        let partial = match get("partial_stream") {
+            None => None,
+            Some(_) => Some(Partial {
+                stream: id("partial_stream")?,
+                target: id("partial_target")?,
+                origin: opt_id("partial_origin")?,
+                next_record: num("partial_next_record")?,
+                started: time("partial_started")?,
+            }),
+        };
+        Ok(State {
+            dest: unescape(need("dest")?),
+            dest_device: num("dest_device")?,
+            dest_inode: num("dest_inode")?,
+            last,
+            partial,
+        })
+    }
+
+    /// A state for `dest` with nothing received yet.
+    pub fn new(dest: &Path, identity: (u64, u64)) -> State {
+        State {
+            dest: dest.as_os_str().as_bytes().to_vec(),
+            dest_device: identity.0,
+            dest_inode: identity.1,
+            last: None,
+            partial: None,
+        }
+    }
+
+    /// Records that `header`'s stream is being applied, from record `next_record` on.
+    pub fn begin(&mut self, header: &StreamHeader, next_record: u64) {
+        self.partial = Some(Partial {
+            stream: header.stream_id,
+            target: header.target,
+            origin: header.origin,
+            next_record,
+            started: now(),
+        });
+    }
+
+    /// Records that `header`'s stream was received completely.
+    pub fn complete(&mut self, header: &StreamHeader) {
+        self.partial = None;
+        self.last = Some(Received {
+            target: header.target,
+            stream: header.stream_id,
+            origin: header.origin,
+            created: (header.created_sec, header.created_nsec),
+            sender: header.sender_version.clone(),
+            completed: now(),
+        });
+    }
+}
+
+fn now() -> (i64, u32) {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+        Err(_) => (0, 0),
+    }
+}
+
+/// Parses the `Display` form of an id (hex, dashes anywhere ignored).
+pub fn parse_id(s: &str) -> Option<Id> {
+    let hex: Vec<u8> = s.bytes().filter(|&b| b != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        id[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(Id(id))
+}
+
+fn parse_time(s: &str) -> Option<(i64, u32)> {
+    let (sec, nsec) = s.split_once('.')?;
+    let nsec: u32 = nsec.parse().ok()?;
+    (nsec < 1_000_000_000).then_some(())?;
+    Some((sec.parse().ok()?, nsec))
+}
+
+/// Reverses `Escaped`: `\\`, `\"`, `\n`, `\t`, `\xNN`; anything else is taken as it is.
+fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            match b[i + 1] {
+                b'\\' | b'"' => {
+                    out.push(b[i + 1]);
+                    i += 2;
+                    continue;
+                }
+                b'n' => {
+                    out.push(b'\n');
+                    i += 2;
+                    continue;
+                }
+                b't' => {
+                    out.push(b'\t');
+                    i += 2;
+                    continue;
+                }
+                b'x' if i + 4 <= b.len() => {
+                    let hex = std::str::from_utf8(&b[i + 2..i + 4]).ok();
+                    if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                        out.push(v);
+                        i += 4;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Reads a state file; `Ok(None)` when there is none.
+pub fn load(path: &Path) -> Result<Option<State>, io::Error> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))?;
+            State::parse(&text).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates the state directory (and its parents), private to the user.
+pub fn create_dir(dir: &Path) -> Result<(), io::Error> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Replaces the state file atomically and durably: a crash leaves the old or the new file,
+/// never a mix, and the new one survives once this returns.
+pub fn save(path: &Path, state: &State) -> Result<(), io::Error> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("state file has no directory"))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> io::Result<()> {
+        let mut f =
+            OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
+        f.write_all(state.to_text().as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// An exclusive lock on one DEST's state, held for the whole receive (released on drop).
+pub struct Lock {
+    _file: File,
+}
+
+/// Takes the lock next to the state file, without waiting: two receives into one DEST would
+/// interleave their records.
+pub fn lock(state_path: &Path, dest_name: &str) -> Result<Result<Lock, Refusal>, io::Error> {
+    let mut lock_path = state_path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file =
+        OpenOptions::new().write(true).create(true).truncate(false).mode(0o644).open(&lock_path)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Ok(Lock { _file: file })),
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            Ok(Err(Refusal::Busy { dest: dest_name.to_string(), lock: lock_path }))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A DEST path as shown in messages.
+pub fn show(p: &Path) -> String {
+    Shown(p.as_os_str().as_bytes()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(origin: Option<u8>, target: u8) -> StreamHeader {
+        StreamHeader::new(Id([9; 16]), origin.map(|o| Id([o; 16])), Id([target; 16]), 5, 6)
+    }
+
+    fn info(kind: DestKind) -> DestInfo {
+        let identity = (kind != DestKind::Missing).then_some((1, 2));
+        DestInfo { kind, identity, state_file: PathBuf::from("/s/x.state") }
+    }
+
+    fn state_with_target(t: u8) -> State {
+        let mut s = State::new(Path::new("/d"), (1, 2));
+        s.complete(&header(None, t));
+        s
+    }
+
+    #[test]
+    fn full_streams_need_an_empty_or_new_dest() {
+        let h = header(None, 1);
+        assert_eq!(check_base(&h, "d", &info(DestKind::Missing), None, false), Ok(Verdict::Full));
+        assert_eq!(check_base(&h, "d", &info(DestKind::Empty), None, false), Ok(Verdict::Full));
+        let ne = info(DestKind::NotEmpty(b"x".to_vec()));
+        assert!(matches!(check_base(&h, "d", &ne, None, true), Err(Refusal::NotEmpty { .. })));
+    }
+
+    #[test]
+    fn incremental_needs_the_remembered_target_as_origin() {
+        let h = header(Some(1), 2);
+        let d = info(DestKind::NotEmpty(b"x".to_vec()));
+        assert_eq!(
+            check_base(&h, "d", &d, Some(&state_with_target(1)), false),
+            Ok(Verdict::Incremental)
+        );
+        let e = check_base(&h, "d", &d, Some(&state_with_target(7)), false).unwrap_err();
+        assert_eq!(
+            e,
+            Refusal::OriginMismatch { dest: "d".into(), need: Id([1; 16]), have: Id([7; 16]) }
+        );
+        let msg = e.to_string();
+        assert!(msg.contains(&Id([1; 16]).to_string()) && msg.contains(&Id([7; 16]).to_string()));
+        assert!(matches!(
+            check_base(&h, "d", &d, Some(&state_with_target(7)), true),
+            Ok(Verdict::Forced(Refusal::OriginMismatch { .. }))
+        ));
+        assert!(matches!(check_base(&h, "d", &d, None, false), Err(Refusal::NoState { .. })));
+        assert!(matches!(check_base(&h, "d", &d, None, true), Ok(Verdict::Forced(_))));
+        assert!(matches!(
+            check_base(&h, "d", &info(DestKind::Missing), None, true),
+            Err(Refusal::Missing { .. })
+        ));
+    }
+
+    #[test]
+    fn unfinished_and_replaced_dests_are_refused() {
+        let h = header(Some(1), 2);
+        let d = info(DestKind::Empty);
+        let mut s = state_with_target(1);
+        s.begin(&header(Some(1), 2), 17);
+        assert!(matches!(
+            check_base(&h, "d", &d, Some(&s), false),
+            Err(Refusal::Unfinished { next_record: 17, .. })
+        ));
+        let mut moved = state_with_target(1);
+        moved.dest_inode = 99;
+        assert!(matches!(
+            check_base(&h, "d", &d, Some(&moved), false),
+            Err(Refusal::Replaced { .. })
+        ));
+    }
+
+    #[test]
+    fn text_round_trips_with_odd_paths() {
+        let mut s =
+            State::new(Path::new(std::ffi::OsStr::from_bytes(b"/srv/a\nb\xff\\c=d")), (3, 4));
+        assert_eq!(State::parse(&s.to_text()), Ok(s.clone()));
+        s.complete(&header(Some(1), 2));
+        assert_eq!(State::parse(&s.to_text()), Ok(s.clone()));
+        s.begin(&header(Some(2), 3), 5);
+        assert_eq!(State::parse(&s.to_text()), Ok(s.clone()));
+        assert!(State::parse("format=2\n").unwrap_err().contains("newer"));
+        assert!(State::parse("format=1\ndest=/x\n").is_err());
+    }
+
+    #[test]
+    fn file_names_are_stable_readable_and_distinct() {
+        let a = state_file(Path::new("/s"), Path::new("/srv/replica"));
+        assert_eq!(a.parent(), Some(Path::new("/s")));
+        let name = a.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("srv-replica-") && name.ends_with(".state"), "{name}");
+        assert_eq!(a, state_file(Path::new("/s"), Path::new("/srv/replica")));
+        assert_ne!(a, state_file(Path::new("/s"), Path::new("/srv/replicb")));
+        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+        let root = state_file(Path::new("/s"), Path::new("/"));
+        assert!(root.file_name().unwrap().to_str().unwrap().starts_with("root-"));
+    }
+
+    #[test]
+    fn save_is_atomic_and_loads_back() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("x.state");
+        assert_eq!(load(&p).unwrap(), None);
+        let s = state_with_target(3);
+        save(&p, &s).unwrap();
+        assert_eq!(load(&p).unwrap(), Some(s));
+        let names: Vec<_> =
+            fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn a_second_lock_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("x.state");
+        let first = lock(&p, "d").unwrap().unwrap();
+        assert!(matches!(lock(&p, "d").unwrap(), Err(Refusal::Busy { .. })));
+        drop(first);
+        assert!(lock(&p, "d").unwrap().is_ok());
+    }
+}

@@ -1,0 +1,307 @@
+//! Every record kind, applied by the library onto a plain temp dir and onto real tmpfs, ext4,
+//! XFS and btrfs destinations, compared property by property with a tree built directly.
+
+mod common;
+
+use std::path::Path;
+
+use anysend_stream::{NodeType, Record, WriterOptions};
+use anysend_testbed::{compare, CompareOptions, DestFs, DestKind};
+use common::*;
+
+const T0: i64 = 1_700_000_000;
+
+fn deep_names() -> Vec<Vec<u8>> {
+    (0..30)
+        .map(|i| {
+            let mut n = format!("deep{i:02}-").into_bytes();
+            n.resize(200, b'a' + (i % 26) as u8);
+            n
+        })
+        .collect()
+}
+
+/// A tree with every kind of object and property the format carries. `privileged` adds what
+/// needs root on a real file system (devices, trusted.* and security.* xattrs, ACLs, ownership,
+/// flags).
+fn rich_spec(privileged: bool, flags: bool) -> Spec {
+    let mut e = vec![
+        Entry::new(b"dir", Kind::Dir).mode(0o755).mtime(T0, 1),
+        Entry::new(b"dir/file", file(b"hello, world\n")).mode(0o644).mtime(T0 + 1, 123_456_789),
+        Entry::new(b"dir/hard", Kind::HardLink(b"dir/file".to_vec())),
+        Entry::new(b"caf\xe9\nname with newline", file(b"odd name\n"))
+            .mode(0o640)
+            .mtime(T0 + 2, 999_999_999),
+        Entry::new(b"dir/\xff\xfe", Kind::Dir).mode(0o750).mtime(T0 + 3, 7),
+        Entry::new(
+            b"sparse",
+            Kind::File {
+                size: 3 << 20,
+                chunks: vec![(0, b"head".to_vec()), (2 << 20, vec![7u8; 8192])],
+                holes: vec![],
+            },
+        )
+        .mode(0o600)
+        .mtime(T0 + 4, 4),
+        Entry::new(
+            b"punched",
+            Kind::File {
+                size: 256 << 10,
+                chunks: vec![(0, vec![0x5a; 256 << 10])],
+                holes: vec![(64 << 10, 64 << 10)],
+            },
+        )
+        .mode(0o600)
+        .mtime(T0 + 5, 5),
+        Entry::new(b"link", Kind::Symlink(b"dir/file".to_vec())).mtime(T0 + 6, 600),
+        Entry::new(b"dangling", Kind::Symlink(b"/nonexistent/\xff\n".to_vec())).mtime(T0 + 7, 700),
+        Entry::new(b"fifo", Kind::Node(NodeType::Fifo, 0, 0)).mode(0o644).mtime(T0 + 8, 8),
+        Entry::new(b"sock", Kind::Node(NodeType::Socket, 0, 0)).mode(0o755).mtime(T0 + 9, 9),
+        Entry::new(b"sticky", Kind::Dir).mode(0o1777).mtime(T0 + 10, 10),
+        // Made through a temporary name and a rename.
+        Entry::new(b"renamed", file(b"moved here\n")).mode(0o644).mtime(T0 + 11, 11).make(vec![
+            Record::Create { path: b"tmp-name".to_vec() },
+            Record::Write {
+                path: b"tmp-name".to_vec(),
+                offset: 0,
+                data: b"moved here\n".as_slice().into(),
+            },
+            Record::Rename { from: b"tmp-name".to_vec(), to: b"renamed".to_vec() },
+        ]),
+        // Made with overlapping copy_from_origin records (memmove semantics).
+        Entry::new(b"copied", file(b"CDEF01234567CDEF")).mode(0o644).mtime(T0 + 12, 12).make(vec![
+            Record::Create { path: b"copied".to_vec() },
+            Record::Write {
+                path: b"copied".to_vec(),
+                offset: 0,
+                data: b"0123456789ABCDEF".as_slice().into(),
+            },
+            Record::CopyFromOrigin {
+                path: b"copied".to_vec(),
+                src_offset: 0,
+                dst_offset: 4,
+                len: 8,
+            },
+            Record::CopyFromOrigin {
+                path: b"copied".to_vec(),
+                src_offset: 12,
+                dst_offset: 0,
+                len: 4,
+            },
+        ]),
+        Entry::new(b"compressed", file(&vec![b'z'; 300_000])).mode(0o644).mtime(T0 + 13, 13),
+        Entry::new(b"xattrs", file(b"x"))
+            .mode(0o644)
+            .mtime(T0 + 14, 14)
+            .xattr(b"user.plain", b"value")
+            .xattr(b"user.binary", b"\x00\x01\xff\n")
+            .xattr(b"user.empty", b""),
+    ];
+    // Thirty levels of 200-byte names: far deeper than PATH_MAX.
+    let mut p = Vec::new();
+    for (i, n) in deep_names().iter().enumerate() {
+        if !p.is_empty() {
+            p.push(b'/');
+        }
+        p.extend_from_slice(n);
+        e.push(Entry::new(&p, Kind::Dir).mode(0o755).mtime(T0 + 100 + i as i64, i as u32));
+    }
+    let mut deep_file = p.clone();
+    deep_file.extend_from_slice(b"/bottom");
+    e.push(
+        Entry::new(&deep_file, file(b"at the bottom\n"))
+            .mode(0o644)
+            .mtime(T0 + 200, 2)
+            .xattr(b"user.deep", b"yes"),
+    );
+    if privileged {
+        e.extend([
+            Entry::new(b"null", Kind::Node(NodeType::CharDevice, 1, 3))
+                .mode(0o666)
+                .mtime(T0 + 20, 20)
+                .owner(0, 5),
+            Entry::new(b"loopdev", Kind::Node(NodeType::BlockDevice, 7, 200))
+                .mode(0o660)
+                .mtime(T0 + 21, 21),
+            Entry::new(b"owned", file(b"owned\n"))
+                .owner(1234, 5678)
+                .mode(0o4755)
+                .mtime(T0 + 22, 22)
+                .xattr(b"security.capability", &anysend_testbed::fsops::cap_net_bind_service()),
+            Entry::new(b"owned-link", Kind::Symlink(b"owned".to_vec()))
+                .owner(1001, 1002)
+                .mtime(T0 + 23, 23),
+            Entry::new(b"acl", file(b"acl\n"))
+                .mode(0o640)
+                .mtime(T0 + 24, 24)
+                .xattr(b"system.posix_acl_access", &acl_value())
+                .xattr(b"trusted.t", b"trusted value"),
+            Entry::new(b"setgid-dir", Kind::Dir)
+                .owner(0, 100)
+                .mode(0o2775)
+                .mtime(T0 + 25, 25)
+                .xattr(b"trusted.dir", b"on a dir"),
+        ]);
+    }
+    if flags {
+        e.extend([
+            Entry::new(b"append-only", file(b"log line\n"))
+                .mode(0o644)
+                .mtime(T0 + 30, 30)
+                .flags(0x20),
+            Entry::new(b"immutable", file(b"frozen\n"))
+                .mode(0o644)
+                .mtime(T0 + 31, 31)
+                .flags(0x10 | 0x40),
+            Entry::new(b"nodump-dir", Kind::Dir).mode(0o755).mtime(T0 + 32, 32).flags(0x40 | 0x80),
+        ]);
+    }
+    Spec {
+        root_mode: 0o755,
+        root_mtime: (T0 + 500, 500_000_001),
+        entries: e,
+        prelude: vec![
+            // Made and removed again: unlink, rmdir, remove_xattr.
+            Record::Mkdir { path: b"scratch".to_vec() },
+            Record::Create { path: b"scratch/gone".to_vec() },
+            Record::SetXattr {
+                path: b"scratch/gone".to_vec(),
+                name: b"user.tmp".to_vec(),
+                value: b"1".to_vec(),
+            },
+            Record::RemoveXattr { path: b"scratch/gone".to_vec(), name: b"user.tmp".to_vec() },
+            Record::Unlink { path: b"scratch/gone".to_vec() },
+            Record::Rmdir { path: b"scratch".to_vec() },
+        ],
+    }
+}
+
+/// Receives the spec's stream into `base/recv` and builds the oracle in `base/expected`.
+fn receive_and_compare(base: &Path, spec: &Spec, opts: &CompareOptions) {
+    let expected = base.join("expected");
+    std::fs::create_dir(&expected).unwrap();
+    build(&expected, spec);
+    let recs = records(spec);
+    let bytes = stream_with(None, 1, &recs, WriterOptions { compression_level: Some(3) });
+    let state = tempfile::tempdir().unwrap();
+    let dest = base.join("recv");
+    let (r, warnings) = recv(&config(&dest, state.path()), &bytes);
+    let summary = r.unwrap_or_else(|e| panic!("receive failed: {e}"));
+    assert_eq!(summary.applied, recs.len() as u64);
+    let report = compare(&expected, &dest, opts).unwrap();
+    report.assert_equal("expected vs received");
+    let flag_warnings: Vec<_> =
+        warnings.iter().filter(|w| !matches!(w, anyrecv::Warning::Flag { .. })).collect();
+    assert!(flag_warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn every_record_kind_into_a_plain_temp_dir() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = rich_spec(is_root(), false);
+    receive_and_compare(t.path(), &spec, &CompareOptions::new());
+}
+
+fn on_dest(kind: DestKind) {
+    let Some(_p) =
+        anysend_testbed::require_privileged(&format!("anyrecv every record kind on {kind}"))
+    else {
+        return;
+    };
+    let fs = DestFs::new(kind);
+    let spec = rich_spec(true, true);
+    receive_and_compare(fs.path(), &spec, &CompareOptions::for_dest(kind));
+}
+
+#[test]
+fn every_record_kind_on_tmpfs() {
+    on_dest(DestKind::Tmpfs);
+}
+
+#[test]
+fn every_record_kind_on_ext4() {
+    on_dest(DestKind::Ext4);
+}
+
+#[test]
+fn every_record_kind_on_xfs() {
+    on_dest(DestKind::Xfs);
+}
+
+#[test]
+fn every_record_kind_on_btrfs() {
+    on_dest(DestKind::Btrfs);
+}
+
+/// An incremental stream changing a received tree in place: data rewritten, a file truncated,
+/// metadata changed, an immutable flag lifted, a name swapped through a temporary directory.
+#[test]
+fn incremental_changes_in_place() {
+    let t = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let dest = t.path().join("recv");
+    let full = stream(
+        None,
+        1,
+        &[
+            Record::Mkdir { path: b"a".to_vec() },
+            Record::Mkdir { path: b"b".to_vec() },
+            Record::Create { path: b"a/f".to_vec() },
+            Record::Write {
+                path: b"a/f".to_vec(),
+                offset: 0,
+                data: b"version one, long".as_slice().into(),
+            },
+            Record::Create { path: b"b/g".to_vec() },
+            Record::Chmod { path: b"a/f".to_vec(), mode: 0o444 },
+        ],
+    );
+    recv(&config(&dest, state.path()), &full).0.unwrap();
+    let incr = stream(
+        Some(1),
+        2,
+        &[
+            Record::Mkdir { path: b"swap-tmp".to_vec() },
+            Record::Rename { from: b"a".to_vec(), to: b"swap-tmp/a".to_vec() },
+            Record::Rename { from: b"b".to_vec(), to: b"a".to_vec() },
+            Record::Rename { from: b"swap-tmp/a".to_vec(), to: b"b".to_vec() },
+            Record::Rmdir { path: b"swap-tmp".to_vec() },
+            Record::CopyFromOrigin { path: b"b/f".to_vec(), src_offset: 8, dst_offset: 0, len: 3 },
+            Record::Write { path: b"b/f".to_vec(), offset: 3, data: b"!".as_slice().into() },
+            Record::Truncate { path: b"b/f".to_vec(), size: 4 },
+            Record::Write { path: b"a/g".to_vec(), offset: 0, data: b"new".as_slice().into() },
+        ],
+    );
+    let (r, _) = recv(&config(&dest, state.path()), &incr);
+    r.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(std::fs::read(dest.join("b/f")).unwrap(), b"one!");
+    assert_eq!(std::fs::read(dest.join("a/g")).unwrap(), b"new");
+    assert!(!dest.join("swap-tmp").exists());
+}
+
+/// tmpfs holds the immutable flag but not the synchronous-updates one: the first is set, the
+/// second is reported once for the whole receive, and the receive completes.
+#[test]
+fn a_flag_the_file_system_cannot_hold_is_warned_once() {
+    let Some(_p) = anysend_testbed::require_privileged("anyrecv flag warning on tmpfs") else {
+        return;
+    };
+    let fs = DestFs::new(DestKind::Tmpfs);
+    let state = tempfile::tempdir().unwrap();
+    let dest = fs.path().join("recv");
+    let mut recs = vec![];
+    for f in ["f", "g"] {
+        recs.push(Record::Create { path: f.as_bytes().to_vec() });
+        recs.push(Record::SetFlags { path: f.as_bytes().to_vec(), flags: 0x8 | 0x10 });
+    }
+    let (r, warnings) = recv(&config(&dest, state.path()), &stream(None, 1, &recs));
+    r.unwrap_or_else(|e| panic!("{e}"));
+    let flags: Vec<_> =
+        warnings.iter().filter(|w| matches!(w, anyrecv::Warning::Flag { flag: 0x8, .. })).collect();
+    assert_eq!(flags.len(), 1, "{warnings:?}");
+    assert!(flags[0].to_string().contains("synchronous updates"), "{}", flags[0]);
+    for f in ["f", "g"] {
+        let got = anysend_testbed::fsops::get_flags(dest.join(f)).unwrap();
+        assert!(got.contains(rustix::fs::IFlags::IMMUTABLE), "{f}: {got:?}");
+    }
+}

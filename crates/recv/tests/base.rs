@@ -1,0 +1,294 @@
+//! The base check and the state outside DEST: which streams DEST accepts, where the state
+//! lives, what a failed receive leaves, and that a dry run changes nothing.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use anyrecv::{RecvError, Refusal, Verdict};
+use anysend_stream::Record;
+use common::*;
+
+fn p(s: &str) -> Vec<u8> {
+    s.as_bytes().to_vec()
+}
+
+fn full1() -> Vec<u8> {
+    stream(
+        None,
+        1,
+        &[
+            Record::Mkdir { path: p("d") },
+            Record::Create { path: p("d/f") },
+            Record::Write { path: p("d/f"), offset: 0, data: b"one".as_slice().into() },
+        ],
+    )
+}
+
+fn incr(origin: u8, target: u8, name: &str) -> Vec<u8> {
+    stream(Some(origin), target, &[Record::Create { path: p(name) }])
+}
+
+/// Names, sizes and mtimes of everything under `root`, to see that nothing changed.
+fn fingerprint(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let m = std::fs::symlink_metadata(&d).unwrap();
+        out.push(format!("{} {} {} {}", d.display(), m.size(), m.mtime(), m.mtime_nsec()));
+        if m.is_dir() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn state_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension() == Some(OsStr::new("state")))
+            .collect(),
+        Err(_) => vec![],
+    }
+}
+
+#[test]
+fn a_chain_of_streams_and_the_state_outside_dest() {
+    let t = scratch();
+    let (dest, state) = (t.path().join("dest"), t.path().join("state"));
+    let cfg = config(&dest, &state);
+    let s = recv(&cfg, &full1()).0.unwrap();
+    assert_eq!(s.verdict, Some(Verdict::Full));
+    let s = recv(&cfg, &incr(1, 2, "two")).0.unwrap();
+    assert_eq!(s.verdict, Some(Verdict::Incremental));
+    recv(&cfg, &incr(2, 3, "three")).0.unwrap();
+
+    // The state is in the state directory, named after DEST, and says what DEST holds.
+    let files = state_files(&state);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert!(name.contains("-dest-"), "{name}");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(text.contains(&format!("target={}\n", id(3))), "{text}");
+    assert!(text.contains(&format!("origin={}\n", id(2))), "{text}");
+    assert!(text.contains(&format!("dest={}\n", dest.display())), "{text}");
+    assert!(!text.contains("partial_"), "{text}");
+
+    // Nothing of it inside DEST: only the stream's entries, no xattrs on the root.
+    let mut names: Vec<_> =
+        std::fs::read_dir(&dest).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["d", "three", "two"]);
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(rustix::fs::llistxattr(&dest, &mut buf[..]).unwrap(), 0);
+}
+
+#[test]
+fn an_incremental_onto_another_target_is_refused_and_changes_nothing() {
+    let t = scratch();
+    let (dest, state) = (t.path().join("dest"), t.path().join("state"));
+    let cfg = config(&dest, &state);
+    recv(&cfg, &full1()).0.unwrap();
+    let before = fingerprint(t.path());
+    let e = recv(&cfg, &incr(9, 10, "x")).0.unwrap_err();
+    match &e {
+        RecvError::Refused(Refusal::OriginMismatch { need, have, .. }) => {
+            assert_eq!((*need, *have), (id(9), id(1)));
+        }
+        other => panic!("{other}"),
+    }
+    let msg = e.to_string();
+    assert!(msg.contains(&id(9).to_string()) && msg.contains(&id(1).to_string()), "{msg}");
+    assert_eq!(fingerprint(t.path()), before);
+
+    // Through the binary: exit 4, both ids named; --force applies it.
+    let args = |extra: &[&str]| {
+        let mut a: Vec<&OsStr> = vec![OsStr::new("--state-dir"), state.as_os_str()];
+        a.extend(extra.iter().map(OsStr::new));
+        a.push(dest.as_os_str());
+        a.into_iter().map(|s| s.to_os_string()).collect::<Vec<_>>()
+    };
+    let a = args(&[]);
+    let r = run_bin(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>(), &incr(9, 10, "x"));
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&id(9).to_string()) && r.stderr.contains(&id(1).to_string()),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--force"), "{}", r.stderr);
+    assert_eq!(fingerprint(t.path()), before);
+    let a = args(&["--force"]);
+    let r = run_bin(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>(), &incr(9, 10, "x"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("warning: --force"), "{}", r.stderr);
+    assert!(dest.join("x").exists());
+    // The state now names the forced stream's target.
+    recv(&cfg, &incr(10, 11, "y")).0.unwrap();
+}
+
+#[test]
+fn a_full_stream_needs_an_empty_or_new_dest() {
+    let t = scratch();
+    let (dest, state) = (t.path().join("dest"), t.path().join("state"));
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::write(dest.join("existing"), b"keep").unwrap();
+    let mut cfg = config(&dest, &state);
+    cfg.force = true;
+    let before = fingerprint(&dest);
+    let r = recv(&cfg, &full1()).0.unwrap_err();
+    assert!(matches!(r, RecvError::Refused(Refusal::NotEmpty { .. })), "{r}");
+    assert!(r.to_string().contains("existing"), "{r}");
+    assert_eq!(fingerprint(&dest), before);
+    // An existing empty directory is fine.
+    std::fs::remove_file(dest.join("existing")).unwrap();
+    recv(&cfg, &full1()).0.unwrap();
+    assert!(dest.join("d/f").exists());
+}
+
+#[test]
+fn an_incremental_without_state_needs_force() {
+    let t = scratch();
+    let (dest, state) = (t.path().join("dest"), t.path().join("state"));
+    std::fs::create_dir(&dest).unwrap();
+    let mut cfg = config(&dest, &state);
+    let e = recv(&cfg, &incr(1, 2, "x")).0.unwrap_err();
+    assert!(matches!(e, RecvError::Refused(Refusal::NoState { .. })), "{e}");
+    assert!(!dest.join("x").exists());
+    cfg.force = true;
+    let (r, w) = recv(&cfg, &incr(1, 2, "x"));
+    assert!(matches!(r.unwrap().verdict, Some(Verdict::Forced(Refusal::NoState { .. }))));
+    assert_eq!(w.len(), 1, "{w:?}");
+    // A missing DEST cannot take an incremental stream, --force or not.
+    let e = recv(&config(&t.path().join("nope"), &state), &incr(1, 2, "x")).0.unwrap_err();
+    assert!(matches!(e, RecvError::Refused(Refusal::Missing { .. })), "{e}");
+}
+
+#[test]
+fn a_failed_receive_is_recorded_and_blocks_the_next_incremental() {
+    let t = scratch();
+    let (dest, state) = (t.path().join("dest"), t.path().join("state"));
+    let cfg = config(&dest, &state);
+    recv(&cfg, &full1()).0.unwrap();
+    // Record 1 fails (d/f exists): record 0 was applied, so DEST is partly updated.
+    let bad =
+        stream(Some(1), 2, &[Record::Create { path: p("new") }, Record::Create { path: p("d/f") }]);
+    let e = recv(&cfg, &bad).0.unwrap_err();
+    assert_eq!(anyrecv::report::exit_code(&e), 5);
+    let text = std::fs::read_to_string(&state_files(&state)[0]).unwrap();
+    assert!(text.contains("partial_next_record=1"), "{text}");
+    assert!(text.contains(&format!("target={}", id(1))), "{text}");
+    let e = recv(&cfg, &incr(1, 2, "z")).0.unwrap_err();
+    assert!(matches!(e, RecvError::Refused(Refusal::Unfinished { next_record: 1, .. })), "{e}");
+
+    // A failure on the very first record changed nothing: the state stays as it was.
+    let t2 = scratch();
+    let (dest2, state2) = (t2.path().join("dest"), t2.path().join("state"));
+    let cfg2 = config(&dest2, &state2);
+    recv(&cfg2, &full1()).0.unwrap();
+    let before = std::fs::read_to_string(&state_files(&state2)[0]).unwrap();
+    let e = recv(&cfg2, &stream(Some(1), 2, &[Record::Rmdir { path: p("nope") }])).0.unwrap_err();
+    assert_eq!(anyrecv::report::exit_code(&e), 5);
+    assert_eq!(std::fs::read_to_string(&state_files(&state2)[0]).unwrap(), before);
+    recv(&cfg2, &incr(1, 2, "ok")).0.unwrap();
+}
+
+#[test]
+fn a_truncated_stream_applies_what_verified_and_fails() {
+    let t = scratch();
+    let (dest, state) = (t.path().join("dest"), t.path().join("state"));
+    let bytes = full1();
+    let cut = &bytes[..bytes.len() - 10];
+    let e = recv(&config(&dest, &state), cut).0.unwrap_err();
+    assert_eq!(anyrecv::report::exit_code(&e), 1, "{e}");
+    assert!(dest.join("d/f").exists());
+    let text = std::fs::read_to_string(&state_files(&state)[0]).unwrap();
+    assert!(text.contains("partial_next_record=3") && !text.contains("\ntarget="), "{text}");
+    // Trailing bytes after the end record: everything applied, yet not complete.
+    let t = scratch();
+    let (dest, state) = (t.path().join("dest"), t.path().join("state"));
+    let mut bytes = full1();
+    bytes.push(0);
+    let e = recv(&config(&dest, &state), &bytes).0.unwrap_err();
+    assert!(e.to_string().contains("data follows the end record"), "{e}");
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let t = scratch();
+    let (dest, state) = (t.path().join("dest"), t.path().join("state"));
+    let mut cfg = config(&dest, &state);
+    cfg.dry_run = true;
+    // DEST missing: the stream is checked, nothing is created (not DEST, not the state dir).
+    let s = recv(&cfg, &full1()).0.unwrap();
+    assert_eq!(s.verdict, None);
+    assert!(!dest.exists() && !state.exists());
+    // A hostile record is found by a dry run too.
+    let bad = stream(
+        None,
+        1,
+        &[Record::Mkdir { path: p("a") }, Record::Link { path: p("x"), existing: p("../y") }],
+    );
+    let e = recv(&cfg, &bad).0.unwrap_err();
+    assert!(e.to_string().starts_with("record 1 at byte "), "{e}");
+    assert!(!dest.exists());
+
+    // DEST exists: the base is checked and reported.
+    cfg.dry_run = false;
+    recv(&cfg, &full1()).0.unwrap();
+    cfg.dry_run = true;
+    let before = fingerprint(t.path());
+    assert_eq!(recv(&cfg, &incr(1, 2, "x")).0.unwrap().verdict, Some(Verdict::Incremental));
+    let e = recv(&cfg, &incr(5, 6, "x")).0.unwrap_err();
+    assert!(matches!(e, RecvError::Refused(Refusal::OriginMismatch { .. })), "{e}");
+    assert_eq!(fingerprint(t.path()), before);
+
+    // Through the binary.
+    let r = run_bin(
+        &[OsStr::new("-n"), OsStr::new("--state-dir"), state.as_os_str(), dest.as_os_str()],
+        &incr(1, 2, "x"),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("dry run") && r.stderr.contains("nothing was changed"),
+        "{}",
+        r.stderr
+    );
+    let r = run_bin(
+        &[OsStr::new("-n"), OsStr::new("--state-dir"), state.as_os_str(), dest.as_os_str()],
+        &incr(5, 6, "x"),
+    );
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert_eq!(fingerprint(t.path()), before);
+}
+
+#[test]
+fn a_second_receive_into_the_same_dest_is_refused_while_one_runs() {
+    let t = scratch();
+    let (dest, state) = (t.path().join("dest"), t.path().join("state"));
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    let file = anyrecv::state::state_file(&state, &std::fs::canonicalize(&dest).unwrap());
+    let _held = anyrecv::state::lock(&file, "dest").unwrap().unwrap();
+    let e = recv(&config(&dest, &state), &full1()).0.unwrap_err();
+    assert!(matches!(e, RecvError::Refused(Refusal::Busy { .. })), "{e}");
+}
+
+#[test]
+fn resumed_streams_are_refused_for_now() {
+    let t = scratch();
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/streams/resumed.stream"
+    ))
+    .unwrap();
+    let e = recv(&config(&t.path().join("d"), &t.path().join("s")), &bytes[..]).0.unwrap_err();
+    assert_eq!(anyrecv::report::exit_code(&e), 1, "{e}");
+    assert!(!t.path().join("d").exists());
+}
