@@ -164,7 +164,10 @@ pub(crate) fn read_xattrs(
         }
     };
     let mut out = BTreeMap::new();
-    for name in list.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+    // XFS shows its on-disk form of POSIX ACLs to root as trusted.SGI_ACL_FILE/DEFAULT beside
+    // system.posix_acl_*; the ACL itself is compared under its system.* name.
+    let alias = |n: &[u8]| n == b"trusted.SGI_ACL_FILE" || n == b"trusted.SGI_ACL_DEFAULT";
+    for name in list.split(|&b| b == 0).filter(|n| !n.is_empty() && !alias(n)) {
         let cname = OsStr::from_bytes(name);
         let value = loop {
             let size = match src {

@@ -299,7 +299,14 @@ impl DestFs {
     pub fn try_new(kind: DestKind) -> Result<Self, LoopFsError> {
         let fs = match kind {
             DestKind::Ext4 => {
-                MountedFs::on_loop(256 * MIB, "mkfs.ext4", &["-q", "-F"], Some("user_xattr,acl"))?
+                MountedFs::on_loop(
+                    256 * MIB,
+                    "mkfs.ext4",
+                    // mke2fs picks 1 KiB blocks for a file system this small, and ext4 keeps an
+                    // inode's xattrs in one block: 4 KiB blocks hold what real disks hold.
+                    &["-q", "-F", "-b", "4096"],
+                    Some("user_xattr,acl"),
+                )?
             }
             // XFS refuses file systems smaller than 300 MiB.
             DestKind::Xfs => MountedFs::on_loop(320 * MIB, "mkfs.xfs", &["-q", "-f"], None)?,
