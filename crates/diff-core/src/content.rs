@@ -1,49 +1,78 @@
 //! Change detection details for one object, done when its `Update` is emitted (not during the
 //! walk), so memory never holds more than one file's ranges.
 //!
-//! Content: both versions are read in 1 MiB blocks with `pread` and compared in 4 KiB-aligned
-//! chunks; differing chunks (and everything past the origin's end) become ranges of the target,
-//! coalesced. This is deliberately a replaceable strategy ([`ContentDiffer`]): a later version
-//! can skip extents that FIEMAP reports as shared between the snapshots.
+//! Content ([`ContentDiffer`]): the default [`ExtentCompare`] first asks FIEMAP (see
+//! [`crate::fiemap`]) which ranges both versions provably share on disk (same physical extent,
+//! shared, as between btrfs snapshots or reflinks) or leave as holes, and skips them unread; the
+//! rest is read in 1 MiB blocks with `pread` and compared in 4 KiB-aligned chunks. Differing
+//! chunks, and everything past the origin's end, become ranges of the target, coalesced. Without
+//! FIEMAP (tmpfs, FUSE) or without shared extents (unrelated trees) it degrades to reading
+//! everything, which is always correct. Bytes read and skipped are counted ([`ContentStats`]) so
+//! tests and progress can tell the two apart.
 //!
-//! Extended attributes (regular files and directories; symlinks and device nodes cannot be
-//! opened for `flistxattr` without following or opening them): names listed with `flistxattr`,
-//! values compared with `fgetxattr`. Compared metadata overall: mode (12 bits), uid, gid, mtime
-//! (ns), size, rdev (identity), symlink target (identity), xattrs. Not compared: atime (reading
-//! changes it), ctime and btime (not settable), file attribute flags (chattr), ACLs beyond their
-//! xattr form.
+//! Extended attributes (every kind): regular files and directories are opened and asked with
+//! `flistxattr`/`fgetxattr`; symlinks and device nodes cannot be opened without following or
+//! opening the device, so they are asked through their parent directory's fd as
+//! `/proc/self/fd/<dirfd>/<name>` with the `l*` calls (a short path whatever the depth).
+//!
+//! Inode flags (chattr, files and directories): read with `FS_IOC_GETFLAGS` on both versions,
+//! masked to [`crate::stat::FLAGS_MASK`].
+//!
+//! Compared metadata overall: mode (12 bits), uid, gid, mtime (ns), size, rdev (identity),
+//! symlink target (identity), xattrs, inode flags. Not compared: atime (reading changes it),
+//! ctime and btime (not settable), ACLs beyond their xattr form.
 
 use crate::error::{Error, Result, Side};
+use crate::fiemap;
 use crate::inventory::{Inventory, ObjId};
-use crate::ops::{ContentDelta, Update, XattrDiff};
-use crate::stat::Kind;
+use crate::ops::{ContentDelta, InodeFlags, Update, XattrDiff};
+use crate::stat::{inode_flags, statx_at, Kind, Meta};
 use crate::walk::{fstatx, open_rel, Roots};
 use crate::Options;
-use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::OFlags;
+use rustix::fd::{AsRawFd, OwnedFd};
+use rustix::fs::{AtFlags, OFlags};
 use std::collections::BTreeMap;
 use std::ops::Range;
+
+/// XFS keeps POSIX ACLs as `trusted.SGI_ACL_FILE`/`trusted.SGI_ACL_DEFAULT` and shows them to
+/// privileged readers beside `system.posix_acl_*`. They are the same ACL under another name:
+/// sending both would set it twice, and onto any other file system as a stray xattr.
+pub const XFS_ACL_ALIASES: [&[u8]; 2] = [b"trusted.SGI_ACL_FILE", b"trusted.SGI_ACL_DEFAULT"];
 
 /// Read block size.
 pub const BLOCK: usize = 1 << 20;
 /// Comparison granularity (and alignment of reported ranges).
 pub const CHUNK: usize = 4096;
 
+/// What content comparison cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContentStats {
+    /// Bytes read from both versions together.
+    pub bytes_read: u64,
+    /// Bytes of the target proven unchanged by the extent map and not read.
+    pub bytes_skipped: u64,
+}
+
 /// Finds the byte ranges of `target` that differ from `origin`.
 pub trait ContentDiffer {
     /// Changed ranges of the target file and its size.
     fn diff(&mut self, origin: &OwnedFd, target: &OwnedFd, path: &[u8]) -> Result<ContentDelta>;
+    /// Cost so far.
+    fn stats(&self) -> ContentStats {
+        ContentStats::default()
+    }
 }
 
-/// Plain block comparison.
+/// Plain block comparison: reads everything both versions have in common.
 pub struct BlockCompare {
     a: Vec<u8>,
     b: Vec<u8>,
+    stats: ContentStats,
 }
 
 impl Default for BlockCompare {
     fn default() -> Self {
-        BlockCompare { a: vec![0; BLOCK], b: vec![0; BLOCK] }
+        BlockCompare { a: vec![0; BLOCK], b: vec![0; BLOCK], stats: ContentStats::default() }
     }
 }
 
@@ -62,6 +91,9 @@ fn read_full(fd: &OwnedFd, buf: &mut [u8], mut off: u64, side: Side, path: &[u8]
 }
 
 fn push_range(ranges: &mut Vec<Range<u64>>, r: Range<u64>) {
+    if r.is_empty() {
+        return;
+    }
     if let Some(last) = ranges.last_mut() {
         if last.end == r.start {
             last.end = r.end;
@@ -71,7 +103,7 @@ fn push_range(ranges: &mut Vec<Range<u64>>, r: Range<u64>) {
     ranges.push(r);
 }
 
-/// Compare two byte blocks that start at file offset `off`; `lo`/`lt` are the valid lengths.
+/// Compare two byte blocks that start at file offset `off` (a multiple of [`CHUNK`]).
 pub fn diff_block(a: &[u8], b: &[u8], off: u64, ranges: &mut Vec<Range<u64>>) {
     let mut c = 0;
     while c < b.len() {
@@ -84,49 +116,280 @@ pub fn diff_block(a: &[u8], b: &[u8], off: u64, ranges: &mut Vec<Range<u64>>) {
     }
 }
 
-impl ContentDiffer for BlockCompare {
-    fn diff(&mut self, origin: &OwnedFd, target: &OwnedFd, path: &[u8]) -> Result<ContentDelta> {
-        let mut ranges = Vec::new();
-        let mut off = 0u64;
-        loop {
-            let lo = read_full(origin, &mut self.a, off, Side::Origin, path)?;
-            let lt = read_full(target, &mut self.b, off, Side::Target, path)?;
-            diff_block(&self.a[..lo], &self.b[..lt], off, &mut ranges);
-            off += lt as u64;
-            if lt < BLOCK {
+const C: u64 = CHUNK as u64;
+
+/// Where chunk-wise comparison can say "equal" at all: a target chunk that reaches past the
+/// origin's end differs by definition.
+fn comparable_end(osize: u64, tsize: u64) -> u64 {
+    if tsize <= osize {
+        tsize
+    } else {
+        osize / C * C
+    }
+}
+
+impl BlockCompare {
+    /// Compare `[start, end)` (`start` chunk-aligned) by reading both versions.
+    fn compare_span(
+        &mut self,
+        origin: &OwnedFd,
+        target: &OwnedFd,
+        path: &[u8],
+        span: Range<u64>,
+        ranges: &mut Vec<Range<u64>>,
+    ) -> Result<()> {
+        let mut off = span.start;
+        while off < span.end {
+            let want = ((span.end - off) as usize).min(BLOCK);
+            let lo = read_full(origin, &mut self.a[..want], off, Side::Origin, path)?;
+            let lt = read_full(target, &mut self.b[..want], off, Side::Target, path)?;
+            self.stats.bytes_read += (lo + lt) as u64;
+            diff_block(&self.a[..lo], &self.b[..lt], off, ranges);
+            if lt < want {
+                // The target ended early: it changed under us; report the rest as changed and
+                // let the sender's own size check catch it.
+                push_range(ranges, off + lt as u64..span.end);
                 break;
             }
+            off += want as u64;
         }
-        Ok(ContentDelta { new_size: off, ranges })
+        Ok(())
+    }
+
+    /// Changed ranges, skipping `proven` (sorted, disjoint, chunk-aligned ranges known equal).
+    fn diff_skipping(
+        &mut self,
+        origin: &OwnedFd,
+        target: &OwnedFd,
+        path: &[u8],
+        sizes: (u64, u64),
+        proven: &[Range<u64>],
+    ) -> Result<ContentDelta> {
+        let (osize, tsize) = sizes;
+        let cmp_end = comparable_end(osize, tsize);
+        let mut ranges = Vec::new();
+        let mut pos = 0u64;
+        for p in proven.iter().filter(|p| !p.is_empty()) {
+            self.compare_span(origin, target, path, pos..p.start, &mut ranges)?;
+            self.stats.bytes_skipped += p.end - p.start;
+            pos = p.end;
+        }
+        self.compare_span(origin, target, path, pos..cmp_end, &mut ranges)?;
+        push_range(&mut ranges, cmp_end..tsize);
+        Ok(ContentDelta { new_size: tsize, ranges })
     }
 }
 
-fn xattrs(fd: &OwnedFd, side: Side, path: &[u8]) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    let size = match rustix::fs::flistxattr_query(fd) {
-        Ok(n) => n,
-        Err(rustix::io::Errno::NOTSUP) => return Ok(out),
-        Err(e) => return Err(Error::io(side, path, "flistxattr", e)),
-    };
-    if size == 0 {
-        return Ok(out);
-    }
-    let mut list = vec![0u8; size];
-    let n = rustix::fs::flistxattr(fd, &mut list[..])
-        .map_err(|e| Error::io(side, path, "flistxattr", e))?;
-    for name in list[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let len = rustix::fs::fgetxattr_query(fd, name)
-            .map_err(|e| Error::io(side, path, "fgetxattr", e))?;
-        let mut v = vec![0u8; len];
-        let got = rustix::fs::fgetxattr(fd, name, &mut v[..])
-            .map_err(|e| Error::io(side, path, "fgetxattr", e))?;
-        v.truncate(got);
-        out.insert(name.to_vec(), v);
-    }
-    Ok(out)
+fn sizes(origin: &OwnedFd, target: &OwnedFd, path: &[u8]) -> Result<(u64, u64)> {
+    Ok((fstatx(origin, Side::Origin, path)?.size, fstatx(target, Side::Target, path)?.size))
 }
 
-/// Fills content ranges and xattr differences of updates from the two snapshots on disk.
+impl ContentDiffer for BlockCompare {
+    fn diff(&mut self, origin: &OwnedFd, target: &OwnedFd, path: &[u8]) -> Result<ContentDelta> {
+        let s = sizes(origin, target, path)?;
+        self.diff_skipping(origin, target, path, s, &[])
+    }
+    fn stats(&self) -> ContentStats {
+        self.stats
+    }
+}
+
+/// Block comparison that first skips what FIEMAP proves equal (the default).
+#[derive(Default)]
+pub struct ExtentCompare {
+    block: BlockCompare,
+}
+
+/// Shrink proven-equal ranges inward to chunk boundaries (except at `end`, the comparable end),
+/// so that every range reported as changed stays chunk-aligned.
+fn align_inward(proven: Vec<Range<u64>>, end: u64) -> Vec<Range<u64>> {
+    proven
+        .into_iter()
+        .filter_map(|r| {
+            let s = r.start.div_ceil(C) * C;
+            let e = if r.end >= end { end } else { r.end / C * C };
+            (s < e).then_some(s..e)
+        })
+        .collect()
+}
+
+impl ContentDiffer for ExtentCompare {
+    fn diff(&mut self, origin: &OwnedFd, target: &OwnedFd, path: &[u8]) -> Result<ContentDelta> {
+        let (osize, tsize) = sizes(origin, target, path)?;
+        let cmp_end = comparable_end(osize, tsize);
+        let proven = if cmp_end == 0 {
+            Vec::new()
+        } else {
+            match (fiemap::extents(origin, cmp_end), fiemap::extents(target, cmp_end)) {
+                (Some(a), Some(b)) => align_inward(fiemap::proven_equal(&a, &b, cmp_end), cmp_end),
+                _ => Vec::new(),
+            }
+        };
+        self.block.diff_skipping(origin, target, path, (osize, tsize), &proven)
+    }
+    fn stats(&self) -> ContentStats {
+        self.block.stats
+    }
+}
+
+/// An object opened for reading its details: files and directories by fd; other kinds (which
+/// cannot be opened safely) by their parent directory's fd and name.
+pub enum Handle {
+    /// An open file or directory.
+    Fd(OwnedFd),
+    /// A symlink, fifo, socket or device: parent directory and name.
+    At { dir: OwnedFd, name: Vec<u8> },
+}
+
+/// `/proc/self/fd/<dirfd>/<name>`: a short path to an entry however deep it is.
+pub fn proc_path(dir: &OwnedFd, name: &[u8]) -> Vec<u8> {
+    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    p.extend_from_slice(name);
+    p
+}
+
+impl Handle {
+    /// Open `path` (relative to `side`'s root) of the given kind, one component at a time.
+    pub fn open(roots: &Roots, side: Side, path: &[u8], kind: Kind) -> Result<Handle> {
+        match kind {
+            Kind::Dir => {
+                Ok(Handle::Fd(open_rel(roots, side, path, OFlags::RDONLY | OFlags::DIRECTORY)?))
+            }
+            Kind::File => {
+                Ok(Handle::Fd(open_rel(roots, side, path, OFlags::RDONLY | OFlags::NONBLOCK)?))
+            }
+            _ => {
+                let (dir, name) = crate::model::split(path);
+                let dir = open_rel(roots, side, dir, OFlags::RDONLY | OFlags::DIRECTORY)?;
+                Ok(Handle::At { dir, name: name.to_vec() })
+            }
+        }
+    }
+
+    /// `statx` of the object (never following a final symlink).
+    pub fn stat(&self, side: Side, path: &[u8]) -> Result<Meta> {
+        match self {
+            Handle::Fd(fd) => fstatx(fd, side, path),
+            Handle::At { dir, name } => {
+                statx_at(dir, name.as_slice(), side, path, AtFlags::empty())
+            }
+        }
+    }
+
+    /// The open fd of a file or directory.
+    pub fn fd(&self) -> Option<&OwnedFd> {
+        match self {
+            Handle::Fd(fd) => Some(fd),
+            Handle::At { .. } => None,
+        }
+    }
+
+    /// Names of the object's extended attributes, in byte order, without the names that only
+    /// alias another (see [`XFS_ACL_ALIASES`]).
+    pub fn xattr_names(&self, side: Side, path: &[u8]) -> Result<Vec<Vec<u8>>> {
+        use rustix::io::Errno;
+        let err = |e| Error::io(side, path, "listxattr", e);
+        let mut list = Vec::new();
+        // The list can grow between the size query and the read: retry on ERANGE.
+        for _ in 0..8 {
+            let size = match self {
+                Handle::Fd(fd) => rustix::fs::flistxattr_query(fd),
+                Handle::At { dir, name } => rustix::fs::llistxattr_query(proc_path(dir, name)),
+            };
+            let size = match size {
+                Ok(n) => n,
+                Err(Errno::NOTSUP) => return Ok(Vec::new()),
+                Err(e) => return Err(err(e)),
+            };
+            list = vec![0u8; size];
+            let got = match self {
+                Handle::Fd(fd) => rustix::fs::flistxattr(fd, &mut list[..]),
+                Handle::At { dir, name } => {
+                    rustix::fs::llistxattr(proc_path(dir, name), &mut list[..])
+                }
+            };
+            match got {
+                Ok(n) => {
+                    list.truncate(n);
+                    break;
+                }
+                Err(Errno::RANGE) => continue,
+                Err(e) => return Err(err(e)),
+            }
+        }
+        let mut names: Vec<Vec<u8>> = list
+            .split(|&b| b == 0)
+            .filter(|n| !n.is_empty() && !XFS_ACL_ALIASES.contains(n))
+            .map(<[u8]>::to_vec)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Value of one extended attribute; `None` if it vanished since it was listed.
+    pub fn xattr(&self, side: Side, path: &[u8], xname: &[u8]) -> Result<Option<Vec<u8>>> {
+        use rustix::io::Errno;
+        let err = |e| Error::io(side, path, "getxattr", e);
+        for _ in 0..8 {
+            let size = match self {
+                Handle::Fd(fd) => rustix::fs::fgetxattr_query(fd, xname),
+                Handle::At { dir, name } => {
+                    rustix::fs::lgetxattr_query(proc_path(dir, name), xname)
+                }
+            };
+            let size = match size {
+                Ok(n) => n,
+                Err(Errno::NODATA) => return Ok(None),
+                Err(e) => return Err(err(e)),
+            };
+            let mut v = vec![0u8; size];
+            let got = match self {
+                Handle::Fd(fd) => rustix::fs::fgetxattr(fd, xname, &mut v[..]),
+                Handle::At { dir, name } => {
+                    rustix::fs::lgetxattr(proc_path(dir, name), xname, &mut v[..])
+                }
+            };
+            match got {
+                Ok(n) => {
+                    v.truncate(n);
+                    return Ok(Some(v));
+                }
+                Err(Errno::RANGE) => continue,
+                Err(Errno::NODATA) => return Ok(None),
+                Err(e) => return Err(err(e)),
+            }
+        }
+        Err(Error::Inconsistent(format!(
+            "{side} {}: xattr keeps changing size while read",
+            crate::error::Shown(path)
+        )))
+    }
+
+    /// Every extended attribute with its value.
+    pub fn xattrs(&self, side: Side, path: &[u8]) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        for n in self.xattr_names(side, path)? {
+            if let Some(v) = self.xattr(side, path, &n)? {
+                out.insert(n, v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Inode flags masked to [`crate::stat::FLAGS_MASK`]; None for kinds that have none to ask
+    /// or file systems without them.
+    pub fn flags(&self, side: Side, path: &[u8]) -> Result<Option<u32>> {
+        match self {
+            Handle::Fd(fd) => {
+                inode_flags(fd).map_err(|e| Error::io(side, path, "FS_IOC_GETFLAGS", e))
+            }
+            Handle::At { .. } => Ok(None),
+        }
+    }
+}
+
+/// Fills content ranges, xattr differences and inode flags of updates from the two snapshots on
+/// disk.
 pub struct DiskDetails<'r> {
     roots: &'r Roots,
     compare_content: bool,
@@ -137,56 +400,74 @@ pub struct DiskDetails<'r> {
 impl<'r> DiskDetails<'r> {
     /// Details read through `roots`.
     pub fn new(roots: &'r Roots, options: &Options) -> Self {
+        let differ: Box<dyn ContentDiffer> = if options.no_fiemap {
+            Box::new(BlockCompare::default())
+        } else {
+            Box::new(ExtentCompare::default())
+        };
         DiskDetails {
             roots,
             compare_content: !options.skip_content_compare,
             compare_xattrs: !options.skip_xattrs,
-            differ: Box::new(BlockCompare::default()),
+            differ,
         }
     }
 
-    fn open(&self, side: Side, path: &[u8], kind: Kind, ino: Option<u64>) -> Result<OwnedFd> {
-        let flags = match kind {
-            Kind::Dir => OFlags::RDONLY | OFlags::DIRECTORY,
-            _ => OFlags::RDONLY | OFlags::NONBLOCK,
-        };
-        let fd = open_rel(self.roots, side, path, flags)?;
-        let m = fstatx(fd.as_fd(), side, path)?;
+    /// What content comparison cost so far.
+    pub fn stats(&self) -> ContentStats {
+        self.differ.stats()
+    }
+
+    fn open(&self, side: Side, path: &[u8], kind: Kind, ino: Option<u64>) -> Result<Handle> {
+        let h = Handle::open(self.roots, side, path, kind)?;
+        let m = h.stat(side, path)?;
         if Some(m.ino) != ino || m.kind != kind {
             return Err(Error::Inconsistent(format!(
                 "{side} {:?} is not the object that was walked",
                 String::from_utf8_lossy(path)
             )));
         }
-        Ok(fd)
+        Ok(h)
     }
 
-    /// Fill `u.content` and `u.xattrs` for object `id`.
+    /// Inode flags of the origin version of object `id` (files and directories).
+    pub fn origin_flags(&mut self, inv: &Inventory, id: ObjId) -> Result<Option<u32>> {
+        let o = &inv.objects()[id];
+        if !matches!(o.kind, Kind::File | Kind::Dir) || !o.in_origin {
+            return Ok(None);
+        }
+        let Some(path) = inv.origin_path(id) else { return Ok(None) };
+        let h = self.open(Side::Origin, &path, o.kind, o.origin_meta.as_ref().map(|m| m.ino))?;
+        h.flags(Side::Origin, &path)
+    }
+
+    /// Fill `u.content`, `u.xattrs` and `u.flags` for object `id`.
     pub fn fill(&mut self, inv: &Inventory, id: ObjId, u: &mut Update) -> Result<()> {
         let o = &inv.objects()[id];
         let want_content = self.compare_content && o.kind == Kind::File && u.diff.content;
-        let want_x =
-            self.compare_xattrs && u.diff.xattrs && matches!(o.kind, Kind::File | Kind::Dir);
-        if !want_content && !want_x {
+        let want_x = self.compare_xattrs && u.diff.xattrs;
+        let want_flags = matches!(o.kind, Kind::File | Kind::Dir);
+        if !want_content && !want_x && !want_flags {
             return Ok(());
         }
         let t_ino = o.target_meta.as_ref().map(|m| m.ino);
-        let tfd = self.open(Side::Target, &u.target_path, o.kind, t_ino)?;
-        let ofd = match (&u.origin_path, o.in_origin) {
-            (Some(p), true) => {
+        let th = self.open(Side::Target, &u.target_path, o.kind, t_ino)?;
+        let oh = match &u.origin_path {
+            Some(p) if o.in_origin => {
                 Some(self.open(Side::Origin, p, o.kind, o.origin_meta.as_ref().map(|m| m.ino))?)
             }
             _ => None,
         };
+        let opath = u.origin_path.clone().unwrap_or_default();
         if want_content {
-            if let Some(ofd) = &ofd {
-                u.content = Some(self.differ.diff(ofd, &tfd, &u.target_path)?);
+            if let (Some(Handle::Fd(ofd)), Handle::Fd(tfd)) = (&oh, &th) {
+                u.content = Some(self.differ.diff(ofd, tfd, &u.target_path)?);
             }
         }
         if want_x {
-            let t = xattrs(&tfd, Side::Target, &u.target_path)?;
-            let before = match &ofd {
-                Some(f) => xattrs(f, Side::Origin, u.origin_path.as_deref().unwrap_or_default())?,
+            let t = th.xattrs(Side::Target, &u.target_path)?;
+            let before = match &oh {
+                Some(h) => h.xattrs(Side::Origin, &opath)?,
                 None => BTreeMap::new(),
             };
             let d = XattrDiff {
@@ -199,6 +480,17 @@ impl<'r> DiskDetails<'r> {
             };
             u.diff.xattrs = !d.set.is_empty() || !d.removed.is_empty();
             u.xattrs = Some(d);
+        }
+        if want_flags {
+            if let Some(target) = th.flags(Side::Target, &u.target_path)? {
+                let origin = match &oh {
+                    Some(h) => h.flags(Side::Origin, &opath)?,
+                    None => None,
+                };
+                let f = InodeFlags { origin, target };
+                u.diff.flags = origin.unwrap_or(0) != target || f.was_locked();
+                u.flags = Some(f);
+            }
         }
         Ok(())
     }

@@ -13,6 +13,7 @@
 
 pub mod content;
 pub mod error;
+pub mod fiemap;
 pub mod inventory;
 pub mod links;
 pub mod model;
@@ -21,14 +22,18 @@ pub mod plan;
 pub mod stat;
 pub mod walk;
 
+pub use content::{ContentStats, Handle};
 pub use error::{BoxError, Error, Result, Side};
 pub use inventory::{Inventory, Link, ObjId, Object};
 pub use links::{Identity, LinkCollector};
 pub use model::Model;
-pub use ops::{Consumer, ContentDelta, MetaDiff, Op, Recorder, Update, XattrDiff};
-pub use stat::{Kind, Meta, Timestamp};
+pub use ops::{Consumer, ContentDelta, InodeFlags, MetaDiff, Op, Recorder, Update, XattrDiff};
+pub use stat::{Kind, Meta, Timestamp, FLAGS_LOCKING, FLAGS_MASK};
+pub use walk::Roots;
 
+use inventory::ROOT;
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Options of [`plan`].
@@ -40,8 +45,14 @@ pub struct Options {
     /// Compute changed byte ranges of regular files by reading both versions (else a changed
     /// file is reported as wholly changed: `0..new_size`).
     pub skip_content_compare: bool,
-    /// Compare extended attributes of changed regular files and directories.
+    /// Do not compare extended attributes of changed objects.
     pub skip_xattrs: bool,
+    /// Never ask FIEMAP which ranges both versions share: read everything (for tests and for
+    /// file systems whose extent maps are not to be trusted).
+    pub no_fiemap: bool,
+    /// The origin is an empty stand-in for a full stream: the root is planned as a new object
+    /// (all its metadata sent) instead of being compared with the stand-in's.
+    pub full: bool,
 }
 
 /// Counts of what a plan contained.
@@ -55,6 +66,10 @@ pub struct Summary {
     pub inventory_objects: u64,
     /// Bytes in changed ranges over all updates.
     pub changed_bytes: u64,
+    /// Bytes read to compare content, and bytes the extent maps proved equal without reading.
+    pub content: ContentStats,
+    /// Origin objects whose immutable/append-only flags were lifted ([`Consumer::unlock`]).
+    pub unlocked: u64,
 }
 
 /// Walk `origin_root` and `target_root` and feed the plan to `consumer`.
@@ -65,19 +80,49 @@ pub fn plan<C: Consumer + ?Sized>(
     consumer: &mut C,
 ) -> Result<Summary> {
     let roots = walk::Roots::open(origin_root, target_root)?;
-    let inv = walk::walk(&roots, options.identity, &mut || consumer.stop())?;
-    let mut differ = content::DiskDetails::new(&roots, options);
-    drive(&inv, consumer, &mut |inv, id, u| differ.fill(inv, id, u))
+    let mut inv = walk::walk(&roots, options.identity, &mut || consumer.stop())?;
+    if options.full {
+        inv.objects[ROOT].diff = Some(MetaDiff::all());
+    }
+    let mut details = content::DiskDetails::new(&roots, options);
+    let mut summary = drive(&inv, consumer, &mut details, options.full)?;
+    summary.content = details.stats();
+    Ok(summary)
 }
 
 /// Plan an inventory built elsewhere (tests, other walkers). Changed regular files are reported
 /// as wholly changed (`0..new_size`); nothing is read from disk.
 pub fn plan_inventory<C: Consumer + ?Sized>(inv: &Inventory, consumer: &mut C) -> Result<Summary> {
-    drive(inv, consumer, &mut |_, _, _| Ok(()))
+    drive(inv, consumer, &mut NoDetails, false)
 }
 
-/// Fills in details of an update (content ranges, xattrs) before it is emitted.
-type Details<'a> = dyn FnMut(&Inventory, ObjId, &mut Update) -> Result<()> + 'a;
+/// Where the driver gets what the inventory does not hold.
+trait Details {
+    /// Fill in details of an update (content ranges, xattrs, flags) before it is emitted.
+    fn fill(&mut self, inv: &Inventory, id: ObjId, u: &mut Update) -> Result<()>;
+    /// Inode flags of an origin object, when known.
+    fn origin_flags(&mut self, inv: &Inventory, id: ObjId) -> Result<Option<u32>>;
+}
+
+struct NoDetails;
+
+impl Details for NoDetails {
+    fn fill(&mut self, _: &Inventory, _: ObjId, _: &mut Update) -> Result<()> {
+        Ok(())
+    }
+    fn origin_flags(&mut self, _: &Inventory, _: ObjId) -> Result<Option<u32>> {
+        Ok(None)
+    }
+}
+
+impl Details for content::DiskDetails<'_> {
+    fn fill(&mut self, inv: &Inventory, id: ObjId, u: &mut Update) -> Result<()> {
+        content::DiskDetails::fill(self, inv, id, u)
+    }
+    fn origin_flags(&mut self, inv: &Inventory, id: ObjId) -> Result<Option<u32>> {
+        content::DiskDetails::origin_flags(self, inv, id)
+    }
+}
 
 fn components(p: &[u8]) -> impl Iterator<Item = &[u8]> {
     p.split(|&b| b == b'/').filter(|c| !c.is_empty())
@@ -100,29 +145,34 @@ fn post_order(a: &[u8], b: &[u8]) -> Ordering {
     }
 }
 
+/// Plan the namespace, find the origin objects that will change, lift their locking flags, then
+/// emit the namespace operations and the updates.
+///
+/// The namespace operations are buffered (memory follows the number of changes, like the
+/// inventory) because flag lifting must precede the first of them and which objects need it is
+/// known only once the plan is complete.
 fn drive<C: Consumer + ?Sized>(
     inv: &Inventory,
     consumer: &mut C,
-    details: &mut Details<'_>,
+    details: &mut dyn Details,
+    root_is_new: bool,
 ) -> Result<Summary> {
     let mut summary = Summary { inventory_objects: inv.len() as u64, ..Summary::default() };
-    let mut emit = |op: &Op| -> Result<()> {
+    let mut ns: Vec<Op> = Vec::new();
+    let mut collect = |op: &Op| -> Result<()> {
         if consumer.stop() {
             return Err(Error::Stopped);
         }
-        op.send_to(consumer).map_err(Error::Consumer)
+        ns.push(op.clone());
+        Ok(())
     };
-    let mut ns_ops = 0u64;
-    let mut counting = |op: &Op| {
-        ns_ops += 1;
-        emit(op)
-    };
-    let mut outcome = plan::plan_namespace(inv, &mut counting)?;
-    summary.namespace_ops = ns_ops;
+    let mut outcome = plan::plan_namespace(inv, &mut collect)?;
+    summary.namespace_ops = ns.len() as u64;
 
     // Which objects get an Update: changed or new ones, plus directories whose entries the plan
     // changed (the receiver moved their mtime).
     let mut todo: Vec<(Vec<u8>, ObjId, MetaDiff)> = Vec::new();
+    let mut has_update: BTreeSet<ObjId> = BTreeSet::new();
     for (id, o) in inv.objects.iter().enumerate() {
         if !o.in_target {
             continue;
@@ -141,7 +191,57 @@ fn drive<C: Consumer + ?Sized>(
             .target_path(id)
             .ok_or_else(|| Error::Internal(format!("object {id} without target path")))?;
         todo.push((tp, id, diff));
+        has_update.insert(id);
     }
+
+    // Origin objects the plan changes: their names (renamed, linked, unlinked, removed), their
+    // entries (directories in `touched`), or their content and metadata (an update).
+    let mut changed: BTreeSet<ObjId> = has_update.clone();
+    changed.extend(outcome.touched.iter().copied());
+    for (id, o) in inv.objects.iter().enumerate() {
+        if o.origin_links != o.target_links {
+            changed.insert(id);
+        }
+    }
+    for id in changed {
+        // `touched` also names the orphan directory, which is no inventory object.
+        let Some(o) = inv.objects.get(id) else { continue };
+        if !o.in_origin || (id == ROOT && root_is_new) {
+            continue;
+        }
+        let Some(flags) = details.origin_flags(inv, id)? else { continue };
+        if flags & FLAGS_LOCKING == 0 {
+            continue;
+        }
+        let path = inv
+            .origin_path(id)
+            .ok_or_else(|| Error::Internal(format!("object {id} without origin path")))?;
+        if consumer.stop() {
+            return Err(Error::Stopped);
+        }
+        consumer.unlock(&path, o.kind, flags).map_err(Error::Consumer)?;
+        summary.unlocked += 1;
+        // A survivor must get its flags back even if nothing else of it changed.
+        if o.in_target && !has_update.contains(&id) {
+            let tp = inv
+                .target_path(id)
+                .ok_or_else(|| Error::Internal(format!("object {id} without target path")))?;
+            todo.push((tp, id, MetaDiff { flags: true, ..MetaDiff::default() }));
+            has_update.insert(id);
+        }
+    }
+
+    let mut emit = |op: &Op| -> Result<()> {
+        if consumer.stop() {
+            return Err(Error::Stopped);
+        }
+        op.send_to(consumer).map_err(Error::Consumer)
+    };
+    for op in &ns {
+        emit(op)?;
+    }
+    drop(ns);
+
     todo.sort_by(|a, b| post_order(&a.0, &b.0));
     for (target_path, id, diff) in todo {
         let o = &inv.objects[id];
@@ -162,17 +262,19 @@ fn drive<C: Consumer + ?Sized>(
                 ranges: std::iter::once(0..size).filter(|r| !r.is_empty()).collect(),
             }
         });
+        let new_root = id == ROOT && root_is_new;
         let mut u = Update {
             path,
             target_path,
-            origin_path: if o.in_origin { inv.origin_path(id) } else { None },
+            origin_path: if o.in_origin && !new_root { inv.origin_path(id) } else { None },
             kind: o.kind,
             diff,
             target_meta: o.target_meta.clone(),
             content,
             xattrs: None,
+            flags: None,
         };
-        details(inv, id, &mut u)?;
+        details.fill(inv, id, &mut u)?;
         if let Some(c) = &u.content {
             summary.changed_bytes += c.ranges.iter().map(|r| r.end - r.start).sum::<u64>();
         }

@@ -80,7 +80,10 @@ pub fn compare(o: &Meta, t: &Meta, identity: Identity) -> Option<MetaDiff> {
         times: o.mtime != t.mtime,
         size: o.size != t.size,
         content: o.kind == Kind::File,
-        xattrs: identity == Identity::Inode && o.kind != Kind::Symlink,
+        // Any kind can carry xattrs (security labels on symlinks and device nodes too).
+        xattrs: identity == Identity::Inode,
+        // Not visible in stat; read when the update is planned (see `content`).
+        flags: false,
     })
 }
 

@@ -31,6 +31,9 @@ pub struct MetaDiff {
     /// Extended attributes may differ (ctime moved without another visible cause, or the
     /// attribute lists compared unequal); details in [`Update::xattrs`] when compared.
     pub xattrs: bool,
+    /// Inode flags (chattr, within [`crate::stat::FLAGS_MASK`]) differ; values in
+    /// [`Update::flags`].
+    pub flags: bool,
 }
 
 impl MetaDiff {
@@ -44,6 +47,7 @@ impl MetaDiff {
             size: true,
             content: true,
             xattrs: true,
+            flags: true,
         }
     }
 
@@ -72,6 +76,24 @@ pub struct XattrDiff {
     pub removed: Vec<Vec<u8>>,
 }
 
+/// Inode flags of an object (masked to [`crate::stat::FLAGS_MASK`]), read when its update is
+/// planned. Files and directories only: other kinds cannot be opened to ask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InodeFlags {
+    /// Flags of the origin version (None for new objects or where the file system has none).
+    pub origin: Option<u32>,
+    /// Flags of the target version.
+    pub target: u32,
+}
+
+impl InodeFlags {
+    /// Whether the origin version carried immutable or append-only, which a consumer lifted at
+    /// the start (see [`Consumer::unlock`]) and must set again.
+    pub fn was_locked(&self) -> bool {
+        self.origin.is_some_and(|o| o & crate::stat::FLAGS_LOCKING != 0)
+    }
+}
+
 /// "Object at receiver path `path` needs its content/metadata brought to the target's."
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Update {
@@ -89,11 +111,16 @@ pub struct Update {
     pub target_meta: Option<Meta>,
     /// Content ranges for regular files whose content may differ; None otherwise.
     pub content: Option<ContentDelta>,
-    /// Extended attribute differences, when compared (regular files and directories).
+    /// Extended attribute differences, when compared.
     pub xattrs: Option<XattrDiff>,
+    /// Inode flags of both versions, when read (regular files and directories on disk).
+    pub flags: Option<InodeFlags>,
 }
 
 /// One planned operation (an owned, recordable form of the [`Consumer`] calls).
+// `Update` is the large variant and by far the most frequent one: boxing it would cost an
+// allocation per update to save bytes on the rare namespace variants.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     /// Create the orphan directory (empty, default permissions; only renames go in and out of
@@ -150,6 +177,15 @@ impl Op {
 /// between operations (and between directories during the walk) for cancellation and aborts
 /// with [`crate::Error::Stopped`].
 pub trait Consumer {
+    /// Before any other call: the origin object at `origin_path` (valid now: nothing has changed
+    /// yet) carries immutable or append-only (`flags`, masked to [`crate::stat::FLAGS_MASK`]) and
+    /// the plan will change it, its names, or (a directory) its entries. Lift those flags here;
+    /// if the object survives, its [`Update`] follows with [`InodeFlags::was_locked`] set, to set
+    /// the target's flags again.
+    fn unlock(&mut self, origin_path: &[u8], kind: Kind, flags: u32) -> Result<(), BoxError> {
+        let _ = (origin_path, kind, flags);
+        Ok(())
+    }
     /// Create the orphan directory `path`.
     fn mk_tmp_dir(&mut self, path: &[u8]) -> Result<(), BoxError>;
     /// Create directory `path`; its metadata comes with a later `update`.
@@ -198,9 +234,15 @@ pub struct Recorder {
     pub ops: Vec<Op>,
     /// Whether `end` was called.
     pub ended: bool,
+    /// `unlock` calls: (origin path, kind, flags), in order; they precede every op.
+    pub unlocks: Vec<(Vec<u8>, Kind, u32)>,
 }
 
 impl Consumer for Recorder {
+    fn unlock(&mut self, origin_path: &[u8], kind: Kind, flags: u32) -> Result<(), BoxError> {
+        self.unlocks.push((origin_path.to_vec(), kind, flags));
+        Ok(())
+    }
     fn mk_tmp_dir(&mut self, path: &[u8]) -> Result<(), BoxError> {
         self.ops.push(Op::MkTmpDir { path: path.to_vec() });
         Ok(())

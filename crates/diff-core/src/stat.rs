@@ -54,6 +54,40 @@ impl Kind {
     }
 }
 
+/// The inode flags (`FS_IOC_GETFLAGS`, what `chattr` sets) that are compared and carried: the
+/// user-settable ones that mean the same on every Linux file system that has them.
+///
+/// | bit | chattr | name |
+/// |---|---|---|
+/// | 0x00000008 | `S` | synchronous updates |
+/// | 0x00000010 | `i` | immutable |
+/// | 0x00000020 | `a` | append only |
+/// | 0x00000040 | `d` | no dump |
+/// | 0x00000080 | `A` | no atime updates |
+/// | 0x00010000 | `D` | synchronous directory updates |
+/// | 0x00800000 | `C` | no copy-on-write |
+///
+/// Left out on purpose: bits the kernel sets itself or that describe the on-disk layout (extents,
+/// inline data, encryption, verity, casefold, DAX, compression state), `s`/`u`/`c`/`j`/`t`/`T`/`P`
+/// (ignored, file-system specific or project quota state), so a stream never asks a receiver to
+/// reproduce one file system's internals.
+pub const FLAGS_MASK: u32 = 0x0000_0008 | 0x10 | 0x20 | 0x40 | 0x80 | 0x0001_0000 | 0x0080_0000;
+
+/// Flags that forbid changing an object (immutable `i`, append-only `a`): a writer lifts them
+/// before changing such an object and sets them again last.
+pub const FLAGS_LOCKING: u32 = 0x10 | 0x20;
+
+/// The object's inode flags masked to [`FLAGS_MASK`]; `Ok(None)` where the file system has no
+/// inode flags (tmpfs before 6.0, FUSE, NFS).
+pub fn inode_flags<Fd: AsFd>(fd: Fd) -> std::result::Result<Option<u32>, rustix::io::Errno> {
+    use rustix::io::Errno;
+    match rustix::fs::ioctl_getflags(fd) {
+        Ok(f) => Ok(Some(f.bits() & FLAGS_MASK)),
+        Err(Errno::NOTTY | Errno::NOTSUP | Errno::NOSYS | Errno::INVAL) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// A timestamp with nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp {
