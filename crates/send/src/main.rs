@@ -1,1 +1,71 @@
-fn main() {}
+//! anysend: write a stream of the differences between two snapshots of a directory tree.
+//!
+//! Thin on purpose: parse the command line, check it into a [`cli::Config`], [`run::run`] it,
+//! and map the outcome to a message and an exit status (listed in `--help`).
+
+mod cli;
+mod emit;
+mod ids;
+mod progress;
+mod run;
+mod sink;
+mod source;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_OUTPUT: u8 = 3;
+const EXIT_CHANGED: u8 = 4;
+
+fn main() -> ExitCode {
+    let cfg = match cli::Cli::parse().into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("anysend: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match run::run(&cfg) {
+        Ok(outcome) => {
+            if cfg.output == cli::Output::Nowhere {
+                let text = if cfg.json {
+                    format!("{}\n", run::summary_json(&outcome))
+                } else {
+                    run::summary_text(&outcome)
+                };
+                print!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let code = exit_code(&e);
+            if code == EXIT_OUTPUT && is_broken_pipe(&e) {
+                eprintln!("anysend: the receiving end closed the stream (broken pipe)");
+            } else {
+                eprintln!("anysend: {e:#}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.is::<source::SourceChanged>()) {
+        EXIT_CHANGED
+    } else if e.chain().any(|c| c.is::<sink::OutputError>()) || is_broken_pipe(e) {
+        EXIT_OUTPUT
+    } else if e.chain().any(|c| c.is::<cli::UsageError>()) {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILED
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,186 @@
+//! The command line: flags in the conventions of `zfs send` / `btrfs send`, the help text that
+//! teaches, and the checks that turn flags into a [`Config`] the rest can trust.
+//!
+//! Everything that can be refused before touching a snapshot is refused here (a terminal as
+//! stdout, `--from-label` without `--from`), so `run` only ever sees a consistent request.
+
+use clap::Parser;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+pub const AFTER_HELP: &str = "\
+Examples:
+  Full stream of a read-only btrfs snapshot, received on another machine:
+    anysend /mnt/snaps/mon | ssh backup anyrecv /backups/home
+  Incremental stream: only what changed from mon to tue (the receiver holds mon):
+    anysend --from /mnt/snaps/mon /mnt/snaps/tue | ssh backup anyrecv /backups/home
+  Keep an archive chain in files, compressed:
+    anysend -z -f home.0.stream /mnt/snaps/mon
+    anysend -z -f home.1.stream --from /mnt/snaps/mon /mnt/snaps/tue
+    (restore: anyrecv -f home.0.stream DEST, then anyrecv -f home.1.stream DEST)
+  How big would it be, and what would it do?
+    anysend -n -v --from /mnt/snaps/mon /mnt/snaps/tue
+    anysend -n --json --from /mnt/snaps/mon /mnt/snaps/tue
+  Two trees that are not snapshots of one file system (e.g. rsync copies):
+    anysend --path-match --from-label v1 --label v2 --from /srv/v1 /srv/v2 > v2.stream
+
+Snapshots: TARGET and ORIGIN should be read-only snapshots (btrfs subvolume snapshot -r, LVM or
+ZFS snapshots mounted read-only). anysend warns when TARGET is writable, and fails rather than
+send a file that changes while it is read.
+
+Exit status:
+  0  the stream was written completely (or, with -n, estimated)
+  1  reading the snapshots failed (or an internal error)
+  2  the command line is wrong, or stdout is a terminal
+  3  writing the stream failed (disk full, or the receiver went away: broken pipe)
+  4  TARGET changed while it was being sent; send from a read-only snapshot";
+
+/// Write a stream of the differences between two snapshots of a directory tree.
+///
+/// With only TARGET, a full stream that recreates TARGET on an empty destination. With
+/// --from ORIGIN, an incremental stream that turns a received copy of ORIGIN into TARGET:
+/// renames, hard links, content changes (only changed byte ranges, holes kept), owners, modes,
+/// extended attributes and ACLs, times to the nanosecond and chattr flags. The stream goes to
+/// standard output unless -f FILE is given; receive it with `anyrecv DEST`.
+#[derive(Parser, Debug)]
+#[command(name = "anysend", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The snapshot to send (a directory; ideally a read-only snapshot).
+    #[arg(value_name = "TARGET")]
+    pub target: PathBuf,
+
+    /// Send only the differences from ORIGIN, a snapshot the receiver already holds
+    /// (like `zfs send -i` / `btrfs send -p`).
+    #[arg(long = "from", value_name = "ORIGIN")]
+    pub from: Option<PathBuf>,
+
+    /// Write the stream to FILE instead of standard output (a partial FILE is removed when
+    /// the send fails).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Compress file data with zstd at LEVEL (1-19, default 3 when given without a level).
+    #[arg(
+        short = 'z',
+        long = "compress",
+        value_name = "LEVEL",
+        num_args = 0..=1,
+        default_missing_value = "3",
+        require_equals = true,
+        value_parser = clap::value_parser!(i32).range(1..=19)
+    )]
+    pub compress: Option<i32>,
+
+    /// Do not send anything: print the exact size the stream would have and how many records
+    /// of each type it would hold.
+    #[arg(short = 'n', long = "dry-run")]
+    pub dry_run: bool,
+
+    /// List every record as `anyrecv --dump` would show it (on stdout with -n, else stderr).
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+
+    /// With -n: print the summary as one JSON object (for scripts).
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
+
+    /// Show progress on stderr (bytes, records, rate, current path) even when stderr is not a
+    /// terminal. Shown by default on a terminal.
+    #[arg(long, conflicts_with = "quiet")]
+    pub progress: bool,
+
+    /// No progress and no warnings; errors only.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Match objects of ORIGIN and TARGET by path, for two trees that are not snapshots of one
+    /// file system (copies, other machines). Without it objects are matched by inode number,
+    /// which only means something between snapshots of one file system. With it there is no
+    /// rename detection: a moved file is sent as a delete and a new file, and changes that
+    /// show only in ctime (xattrs, chattr flags) are not seen.
+    #[arg(long = "path-match")]
+    pub path_match: bool,
+
+    /// Use an id derived from LABEL for TARGET instead of one derived from the snapshot.
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
+
+    /// Use an id derived from LABEL for ORIGIN (must match the --label it was sent with).
+    #[arg(long = "from-label", value_name = "LABEL", requires = "from")]
+    pub from_label: Option<String>,
+}
+
+/// Where the stream goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    Stdout,
+    File(PathBuf),
+    /// Dry run: nothing is written.
+    Nowhere,
+}
+
+/// A checked request.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub target: PathBuf,
+    pub origin: Option<PathBuf>,
+    pub output: Output,
+    pub compression: Option<i32>,
+    pub list_records: bool,
+    pub json: bool,
+    pub progress: bool,
+    pub warnings: bool,
+    pub path_match: bool,
+    pub label: Option<String>,
+    pub from_label: Option<String>,
+}
+
+/// A request refused before anything was read (exit status 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+impl Cli {
+    /// Check the request against the environment (is stdout a terminal, is stderr one).
+    pub fn into_config(self) -> Result<Config, UsageError> {
+        let output = match (&self.file, self.dry_run) {
+            (_, true) => Output::Nowhere,
+            (Some(f), false) => Output::File(f.clone()),
+            (None, false) => {
+                if std::io::stdout().is_terminal() {
+                    return Err(UsageError(
+                        "refusing to write a binary stream to a terminal: redirect it \
+                         (anysend ... > FILE), pipe it (anysend ... | ssh HOST anyrecv DEST), \
+                         use -f FILE, or -n to see what would be sent"
+                            .into(),
+                    ));
+                }
+                Output::Stdout
+            }
+        };
+        if self.label.as_deref() == Some("") || self.from_label.as_deref() == Some("") {
+            return Err(UsageError("a label must not be empty".into()));
+        }
+        let progress = !self.quiet && (self.progress || std::io::stderr().is_terminal());
+        Ok(Config {
+            target: self.target,
+            origin: self.from,
+            output,
+            compression: self.compress,
+            list_records: self.verbose,
+            json: self.json,
+            progress,
+            warnings: !self.quiet,
+            path_match: self.path_match,
+            label: self.label,
+            from_label: self.from_label,
+        })
+    }
+}

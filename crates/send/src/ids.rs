@@ -1,0 +1,199 @@
+//! Snapshot identity: the 16-byte ids a stream header carries, and whether a tree is read-only.
+//!
+//! ## Snapshot identity
+//!
+//! Every stream names the snapshot it turns into (`target id`) and, when incremental, the one
+//! the receiver must already hold (`origin id`). The same snapshot always gets the same id, so a
+//! receiver can refuse an incremental stream whose origin is not what it holds, and so the same
+//! pair always yields the same stream:
+//!
+//! * **btrfs**: the subvolume's own UUID (`BTRFS_IOC_GET_SUBVOL_INFO`, the UUID that
+//!   `btrfs subvolume show` prints) when the path is the root of a subvolume or snapshot. A
+//!   directory inside a subvolume gets a UUID v5 of that subvolume UUID and the directory's
+//!   inode number, so two different subtrees of one snapshot never share an id.
+//! * **other file systems**: a UUID v5 of the file system id (`statvfs` `f_fsid`), the root
+//!   directory's inode number and its birth time (`statx`, when the file system records it).
+//!   That is stable for a read-only tree that stays on the same file system (the fsid of ext4
+//!   and XFS is derived from the file system UUID; some file systems derive it from the device
+//!   number, which can change across reboots: use `--label` there).
+//! * **`--label NAME` / `--from-label NAME`**: a UUID v5 of the label, for trees that are not
+//!   snapshots or to name snapshots the same on several machines.
+//! * **stream id**: a UUID v5 of the origin id (or "none" for a full stream) followed by the
+//!   target id: the same pair always gets the same stream id, which a resumed stream keeps.
+//!
+//! All v5 UUIDs use one fixed anysend namespace (below), so ids are reproducible by anyone.
+//!
+//! Read-only: on btrfs the subvolume's read-only flag (from the same ioctl), elsewhere the
+//! mount's `ST_RDONLY`. A tree that is not read-only can change under the walk; the sender warns.
+
+use anyhow::{Context, Result};
+use anysend_stream::Id;
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{AtFlags, Mode, OFlags, StatVfsMountFlags, StatxFlags, CWD};
+use rustix::ioctl::{ioctl, opcode, Getter, Opcode};
+use std::path::Path;
+use uuid::Uuid;
+
+/// `struct btrfs_ioctl_get_subvol_info_args` of `<linux/btrfs.h>` (504 bytes; `flags` at 288,
+/// `uuid` at 296, as a C compiler lays the kernel header out).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SubvolInfoArgs {
+    pub treeid: u64,
+    /// `BTRFS_VOL_NAME_MAX + 1`.
+    pub name: [u8; 256],
+    pub parent_id: u64,
+    pub dirid: u64,
+    pub generation: u64,
+    pub flags: u64,
+    pub uuid: [u8; 16],
+    pub parent_uuid: [u8; 16],
+    pub received_uuid: [u8; 16],
+    pub ctransid: u64,
+    pub otransid: u64,
+    pub stransid: u64,
+    pub rtransid: u64,
+    /// `struct btrfs_ioctl_timespec { __u64 sec; __u32 nsec; }`, padded to 16 bytes.
+    pub ctime: [u64; 2],
+    pub otime: [u64; 2],
+    pub stime: [u64; 2],
+    pub rtime: [u64; 2],
+    pub reserved: [u64; 8],
+}
+
+const _: () = assert!(std::mem::size_of::<SubvolInfoArgs>() == 504);
+const _: () = assert!(std::mem::offset_of!(SubvolInfoArgs, flags) == 288);
+const _: () = assert!(std::mem::offset_of!(SubvolInfoArgs, uuid) == 296);
+
+/// `BTRFS_IOC_GET_SUBVOL_INFO = _IOR(BTRFS_IOCTL_MAGIC 0x94, 60, args)`.
+const BTRFS_IOC_GET_SUBVOL_INFO: Opcode = opcode::read::<SubvolInfoArgs>(0x94, 60);
+/// `BTRFS_ROOT_SUBVOL_RDONLY`: this ioctl reports the root item's flags, where read-only is bit
+/// 0 (not `BTRFS_SUBVOL_RDONLY`, bit 1, of the SUBVOL_GETFLAGS ioctl).
+const BTRFS_SUBVOL_RDONLY: u64 = 1 << 0;
+/// Inode number of every btrfs subvolume's root directory (`BTRFS_FIRST_FREE_OBJECTID`).
+const BTRFS_SUBVOL_ROOT_INO: u64 = 256;
+
+/// The subvolume holding `fd`'s inode; `None` when the file system is not btrfs.
+pub fn btrfs_subvol_info<Fd: AsFd>(fd: Fd) -> Option<SubvolInfoArgs> {
+    // SAFETY: the opcode is BTRFS_IOC_GET_SUBVOL_INFO, which writes one
+    // `btrfs_ioctl_get_subvol_info_args`, laid out exactly as `SubvolInfoArgs` (size checked).
+    let getter = unsafe { Getter::<BTRFS_IOC_GET_SUBVOL_INFO, SubvolInfoArgs>::new() };
+    // SAFETY: see above.
+    unsafe { ioctl(fd.as_fd(), getter) }.ok()
+}
+
+/// The fixed namespace of every anysend v5 id.
+fn namespace() -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_URL, b"https://anysend.invalid/ids/v1")
+}
+
+fn v5(parts: &[&[u8]]) -> Id {
+    let mut name = Vec::new();
+    for p in parts {
+        // Length-prefixed, so that ("ab","c") and ("a","bc") differ.
+        name.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        name.extend_from_slice(p);
+    }
+    Id(Uuid::new_v5(&namespace(), &name).into_bytes())
+}
+
+/// Id of a snapshot named by a label.
+pub fn label_id(label: &str) -> Id {
+    v5(&[b"label", label.as_bytes()])
+}
+
+/// Id of a stream from `origin` (None: full) to `target`.
+pub fn stream_id(origin: Option<Id>, target: Id) -> Id {
+    match origin {
+        Some(o) => v5(&[b"stream", &o.0, &target.0]),
+        None => v5(&[b"stream", b"none", &target.0]),
+    }
+}
+
+/// What was found out about one tree.
+#[derive(Clone, Debug)]
+pub struct TreeInfo {
+    /// The id the stream uses for it.
+    pub id: Id,
+    /// Whether it cannot change while it is read.
+    pub read_only: bool,
+    /// How the id was derived (for messages).
+    pub how: &'static str,
+}
+
+fn open_root(path: &Path) -> Result<OwnedFd> {
+    rustix::fs::openat(
+        CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("cannot open directory {}", path.display()))
+}
+
+/// Identify the tree rooted at `path`; `label` overrides the derived id.
+pub fn identify(path: &Path, label: Option<&str>) -> Result<TreeInfo> {
+    let fd = open_root(path)?;
+    let st = rustix::fs::statx(
+        &fd,
+        c"",
+        AtFlags::EMPTY_PATH,
+        StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+    )
+    .with_context(|| format!("cannot stat {}", path.display()))?;
+    let vfs =
+        rustix::fs::fstatvfs(&fd).with_context(|| format!("cannot statvfs {}", path.display()))?;
+    let mount_ro = vfs.f_flag.contains(StatVfsMountFlags::RDONLY);
+    let mut info = match btrfs_subvol_info(&fd).filter(|i| i.uuid != [0; 16]) {
+        Some(sv) => {
+            let read_only = mount_ro || sv.flags & BTRFS_SUBVOL_RDONLY != 0;
+            if st.stx_ino == BTRFS_SUBVOL_ROOT_INO {
+                TreeInfo { id: Id(sv.uuid), read_only, how: "btrfs subvolume UUID" }
+            } else {
+                let id = v5(&[b"btrfs-dir", &sv.uuid, &st.stx_ino.to_le_bytes()]);
+                TreeInfo { id, read_only, how: "btrfs subvolume UUID and directory inode" }
+            }
+        }
+        None => {
+            let has_btime = st.stx_mask & StatxFlags::BTIME.bits() != 0;
+            let (bs, bn) =
+                if has_btime { (st.stx_btime.tv_sec, st.stx_btime.tv_nsec) } else { (0, 0) };
+            let id = v5(&[
+                b"fs",
+                &vfs.f_fsid.to_le_bytes(),
+                &st.stx_ino.to_le_bytes(),
+                &bs.to_le_bytes(),
+                &bn.to_le_bytes(),
+            ]);
+            TreeInfo { id, read_only: mount_ro, how: "file system id, root inode and birth time" }
+        }
+    };
+    if let Some(l) = label {
+        info.id = label_id(l);
+        info.how = "label";
+    }
+    Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        assert_eq!(label_id("mon"), label_id("mon"));
+        assert_ne!(label_id("mon"), label_id("tue"));
+        let (a, b) = (label_id("a"), label_id("b"));
+        assert_eq!(stream_id(Some(a), b), stream_id(Some(a), b));
+        assert_ne!(stream_id(Some(a), b), stream_id(Some(b), a));
+        assert_ne!(stream_id(None, b), stream_id(Some(a), b));
+        // Version 5, RFC 4122 variant.
+        assert_eq!(label_id("x").0[6] >> 4, 5);
+    }
+
+    #[test]
+    fn opcode_matches_the_kernel_header() {
+        // _IOR(0x94, 60, 504 bytes) as computed by <linux/btrfs.h>.
+        assert_eq!(BTRFS_IOC_GET_SUBVOL_INFO as u64, 0x81f8_943c);
+    }
+}

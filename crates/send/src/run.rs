@@ -1,0 +1,229 @@
+//! One send, start to end: identify the snapshots, open the output, let diff-core walk and plan
+//! into the [`Emitter`], close the stream, and report.
+//!
+//! A full stream is planned against an empty stand-in origin (a fresh empty directory) with the
+//! root marked new, so full and incremental streams come out of the one code path.
+
+use crate::cli::{Config, Output};
+use crate::emit::{DataMode, Emitter};
+use crate::ids::{identify, stream_id};
+use crate::progress::{human, Progress};
+use crate::sink::{Counts, Sink};
+use crate::source::Source;
+use anyhow::{anyhow, Context, Result};
+use anysend_diff_core::{Identity, Options};
+use anysend_stream::{Id, StreamHeader, WriterOptions};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What a finished send reports.
+#[derive(Debug)]
+pub struct Outcome {
+    pub counts: Counts,
+    pub stream_id: Id,
+    pub origin_id: Option<Id>,
+    pub target_id: Id,
+    pub plan: anysend_diff_core::Summary,
+}
+
+fn now() -> (i64, u32) {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+        Err(e) => {
+            let d = e.duration();
+            (-(d.as_secs() as i64) - 1, 1_000_000_000 - d.subsec_nanos().max(1))
+        }
+    }
+}
+
+/// Run the send described by `cfg`.
+pub fn run(cfg: &Config) -> Result<Outcome> {
+    let target = identify(&cfg.target, cfg.label.as_deref())
+        .with_context(|| format!("TARGET {}", cfg.target.display()))?;
+    let origin = match &cfg.origin {
+        Some(o) => Some(
+            identify(o, cfg.from_label.as_deref())
+                .with_context(|| format!("ORIGIN {}", o.display()))?,
+        ),
+        None => None,
+    };
+    if cfg.warnings && !target.read_only {
+        eprintln!(
+            "anysend: warning: TARGET {} is not read-only, so it may change while it is walked \
+             (a file that changes while it is read fails the send); send a read-only snapshot \
+             (e.g. btrfs subvolume snapshot -r) to be safe",
+            cfg.target.display()
+        );
+    }
+    if let Some(o) = &origin {
+        if o.id == target.id {
+            return Err(anyhow!(
+                "ORIGIN and TARGET have the same id {} ({}): they are the same snapshot",
+                target.id,
+                target.how
+            ));
+        }
+    }
+    let origin_id = origin.as_ref().map(|o| o.id);
+    let sid = stream_id(origin_id, target.id);
+    let (sec, nsec) = now();
+    let header = StreamHeader::new(sid, origin_id, target.id, sec, nsec);
+
+    // A full stream is the difference from an empty tree.
+    let standin;
+    let origin_path = match &cfg.origin {
+        Some(p) => p.clone(),
+        None => {
+            standin = tempfile::Builder::new()
+                .prefix("anysend-empty-origin-")
+                .tempdir()
+                .context("creating the empty stand-in origin of a full stream")?;
+            standin.path().to_path_buf()
+        }
+    };
+    let options = Options {
+        identity: if cfg.path_match { Identity::Path } else { Identity::Inode },
+        full: cfg.origin.is_none(),
+        ..Options::default()
+    };
+
+    let list: Option<Box<dyn Write>> = match (cfg.list_records, &cfg.output) {
+        (false, _) => None,
+        (true, Output::Nowhere) => Some(Box::new(std::io::stdout())),
+        (true, _) => Some(Box::new(std::io::stderr())),
+    };
+    let progress = cfg.progress.then(Progress::default);
+    let wopts = WriterOptions { compression_level: cfg.compression };
+    let source = Source::open(&origin_path, &cfg.target)?;
+
+    let (counts, plan) = match &cfg.output {
+        Output::Nowhere => {
+            let data =
+                if cfg.compression.is_some() { DataMode::Read } else { DataMode::LengthOnly };
+            send(
+                std::io::sink(),
+                &header,
+                wopts,
+                list,
+                progress,
+                source,
+                data,
+                &origin_path,
+                cfg,
+                &options,
+            )?
+        }
+        Output::Stdout => {
+            let out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            send(
+                out,
+                &header,
+                wopts,
+                list,
+                progress,
+                source,
+                DataMode::Read,
+                &origin_path,
+                cfg,
+                &options,
+            )?
+        }
+        Output::File(path) => {
+            let file =
+                File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let out = BufWriter::with_capacity(1 << 20, file);
+            let r = send(
+                out,
+                &header,
+                wopts,
+                list,
+                progress,
+                source,
+                DataMode::Read,
+                &origin_path,
+                cfg,
+                &options,
+            );
+            if r.is_err() {
+                // A partial stream is of no use to anyone; anyrecv would refuse it anyway.
+                let _ = std::fs::remove_file(path);
+            }
+            r?
+        }
+    };
+    Ok(Outcome { counts, stream_id: sid, origin_id, target_id: target.id, plan })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn send<W: Write>(
+    out: W,
+    header: &StreamHeader,
+    wopts: WriterOptions,
+    list: Option<Box<dyn Write>>,
+    progress: Option<Progress>,
+    source: Source,
+    data: DataMode,
+    origin_path: &std::path::Path,
+    cfg: &Config,
+    options: &Options,
+) -> Result<(Counts, anysend_diff_core::Summary)> {
+    let mut sink = Sink::new(out, header, wopts, list, progress)?;
+    let mut emitter = Emitter::new(&mut sink, source, data);
+    let planned = anysend_diff_core::plan(origin_path, &cfg.target, options, &mut emitter);
+    let failure = emitter.failure.take();
+    drop(emitter);
+    let summary = match (planned, failure) {
+        (Ok(s), None) => s,
+        (_, Some(e)) => {
+            sink.clear_progress();
+            return Err(e);
+        }
+        (Err(e), None) => {
+            sink.clear_progress();
+            return Err(e.into());
+        }
+    };
+    let (mut out, counts) = sink.finish()?;
+    out.flush().map_err(|e| anyhow::Error::new(e).context("flushing the stream"))?;
+    Ok((counts, summary))
+}
+
+/// The dry run's report, as text.
+pub fn summary_text(o: &Outcome) -> String {
+    let mut s = String::new();
+    let kind = if o.origin_id.is_some() { "incremental" } else { "full" };
+    s.push_str(&format!(
+        "{kind} stream {}: {} bytes ({}), {} records, {} bytes of file data\n",
+        o.stream_id,
+        o.counts.stream_bytes,
+        human(o.counts.stream_bytes),
+        o.counts.records,
+        o.counts.data_bytes
+    ));
+    for (name, n) in &o.counts.by_type {
+        s.push_str(&format!("  {name:<16} {n}\n"));
+    }
+    s
+}
+
+/// The dry run's report, as one JSON object (keys are fixed ASCII; no escaping needed).
+pub fn summary_json(o: &Outcome) -> String {
+    let types: Vec<String> = o.counts.by_type.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+    let origin = o.origin_id.map_or_else(|| "null".to_string(), |i| format!("\"{i}\""));
+    format!(
+        "{{\"incremental\":{},\"stream_id\":\"{}\",\"origin_id\":{},\"target_id\":\"{}\",\
+         \"stream_bytes\":{},\"records\":{},\"data_bytes\":{},\"records_by_type\":{{{}}},\
+         \"content_bytes_read\":{},\"content_bytes_skipped\":{}}}",
+        o.origin_id.is_some(),
+        o.stream_id,
+        origin,
+        o.target_id,
+        o.counts.stream_bytes,
+        o.counts.records,
+        o.counts.data_bytes,
+        types.join(","),
+        o.plan.content.bytes_read,
+        o.plan.content.bytes_skipped
+    )
+}

@@ -1,0 +1,134 @@
+//! Where records go: the stream writer, plus the counts, the optional listing and the progress
+//! line that watch it.
+//!
+//! A dry run uses this very sink over a byte counter instead of an output, so its size estimate
+//! is the size of the stream a real run writes (same records, same framing, same compression),
+//! not an approximation.
+
+use crate::progress::Progress;
+use anyhow::Result;
+use anysend_stream::{Record, StreamError, StreamHeader, StreamWriter, WriterOptions};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+
+/// Writing the stream failed (the output is full or gone, e.g. the receiver exited).
+#[derive(Debug)]
+pub struct OutputError(pub StreamError);
+
+impl fmt::Display for OutputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "writing the stream failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for OutputError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0.kind {
+            anysend_stream::ErrorKind::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Counts of what went into a stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Records per type name (the `end` record included).
+    pub by_type: BTreeMap<&'static str, u64>,
+    /// Records, the end record included.
+    pub records: u64,
+    /// File data bytes in `write` records (before compression).
+    pub data_bytes: u64,
+    /// Stream bytes, header and end record included.
+    pub stream_bytes: u64,
+}
+
+/// A `Write` that counts what passes through (over `io::sink()`, the dry run's output).
+pub struct Counted<W: Write> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The stream writer with its watchers.
+pub struct Sink<W: Write> {
+    writer: StreamWriter<Counted<W>>,
+    counts: Counts,
+    list: Option<Box<dyn Write>>,
+    progress: Option<Progress>,
+}
+
+impl<W: Write> Sink<W> {
+    /// Write the header to `out` and get ready for records.
+    pub fn new(
+        out: W,
+        header: &StreamHeader,
+        options: WriterOptions,
+        list: Option<Box<dyn Write>>,
+        progress: Option<Progress>,
+    ) -> Result<Self> {
+        let writer = StreamWriter::new(Counted { inner: out, bytes: 0 }, header, options)
+            .map_err(OutputError)?;
+        Ok(Sink { writer, counts: Counts::default(), list, progress })
+    }
+
+    /// Write one record.
+    pub fn put(&mut self, rec: &Record) -> Result<()> {
+        let (index, offset) = (self.writer.next_index(), self.writer.bytes_written());
+        self.writer.write(rec).map_err(OutputError)?;
+        self.count(rec, index, offset)?;
+        if let Some(p) = &mut self.progress {
+            p.tick(self.writer.bytes_written(), self.counts.records, rec.path().unwrap_or(b""));
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, rec: &Record, index: u64, offset: u64) -> Result<()> {
+        *self.counts.by_type.entry(rec.name()).or_default() += 1;
+        self.counts.records += 1;
+        if let Record::Write { data, .. } = rec {
+            self.counts.data_bytes += data.len() as u64;
+        }
+        if let Some(l) = &mut self.list {
+            // The `anyrecv --dump` line form: index, byte offset, record.
+            writeln!(l, "{index:>8} @{offset:<12} {rec}")?;
+        }
+        Ok(())
+    }
+
+    /// Clear the progress line (an error message follows).
+    pub fn clear_progress(&mut self) {
+        if let Some(p) = &mut self.progress {
+            p.clear();
+        }
+    }
+
+    /// Write the end record; returns the output and the counts.
+    pub fn finish(mut self) -> Result<(W, Counts)> {
+        let (index, offset) = (self.writer.next_index(), self.writer.bytes_written());
+        let out = self.writer.finish().map_err(OutputError)?;
+        // The end record's fields are computed by the writer; list it by name.
+        *self.counts.by_type.entry("end").or_default() += 1;
+        self.counts.records += 1;
+        self.counts.stream_bytes = out.bytes;
+        if let Some(l) = &mut self.list {
+            writeln!(l, "{index:>8} @{offset:<12} end")?;
+            l.flush()?;
+        }
+        if let Some(p) = &mut self.progress {
+            p.finish(out.bytes, self.counts.records);
+        }
+        Ok((out.inner, self.counts))
+    }
+}
