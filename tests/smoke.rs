@@ -1,3 +1,0 @@
-//! Placeholder until the end-to-end suites land.
-#[test]
-fn workspace_builds() {}
