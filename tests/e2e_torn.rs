@@ -1,0 +1,49 @@
+//! A file that changes while anysend reads it must fail the send (exit 4) rather than put a
+//! torn file in the stream, and `-f FILE` must not leave a partial stream behind.
+
+mod support;
+
+use std::os::unix::fs::FileExt;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[test]
+fn a_file_changing_during_the_send_fails_it() {
+    let tree = tempfile::tempdir().expect("tempdir");
+    let busy = tree.path().join("busy.log");
+    let file = std::fs::File::create(&busy).expect("create");
+    file.set_len(64 << 20).expect("size");
+    file.write_all_at(&vec![7u8; 64 << 20], 0).expect("fill");
+    std::fs::write(tree.path().join("quiet"), b"still").expect("write");
+
+    // A writer that touches the file every millisecond for as long as the send runs: the
+    // walk's stat and the read's fstat cannot both miss it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                file.write_all_at(&[i as u8], (i * 4096) % (64 << 20)).expect("touch");
+                i += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let stream = out_dir.path().join("torn.stream");
+    let out =
+        support::run(Command::new(support::bin("anysend")).arg("-f").arg(&stream).arg(tree.path()));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "anysend must fail with exit 4; stderr:\n{stderr}");
+    assert!(stderr.contains("busy.log"), "the error names the file: {stderr}");
+    assert!(stderr.contains("writable") || stderr.contains("read-only"), "it warned: {stderr}");
+    assert!(!stream.exists(), "a failed send left a partial stream file behind");
+}
