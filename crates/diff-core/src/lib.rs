@@ -53,6 +53,10 @@ pub struct Options {
     /// The origin is an empty stand-in for a full stream: the root is planned as a new object
     /// (all its metadata sent) instead of being compared with the stand-in's.
     pub full: bool,
+    /// Objects whose origin ctime is at or after this are compared in full even when ctime,
+    /// size and mtime are equal: set it a little before the origin snapshot was taken, since a
+    /// change within one clock tick of the snapshot may not move ctime (see `links::compare`).
+    pub ctime_horizon: Option<stat::Timestamp>,
 }
 
 /// Counts of what a plan contained.
@@ -80,7 +84,8 @@ pub fn plan<C: Consumer + ?Sized>(
     consumer: &mut C,
 ) -> Result<Summary> {
     let roots = walk::Roots::open(origin_root, target_root)?;
-    let mut inv = walk::walk(&roots, options.identity, &mut || consumer.stop())?;
+    let mut inv =
+        walk::walk(&roots, options.identity, options.ctime_horizon, &mut || consumer.stop())?;
     if options.full {
         inv.objects[ROOT].diff = Some(MetaDiff::all());
     }

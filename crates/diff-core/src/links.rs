@@ -16,7 +16,7 @@
 use crate::error::{Error, Result, Side};
 use crate::inventory::{Inventory, Link, ObjId, Object, ROOT};
 use crate::ops::MetaDiff;
-use crate::stat::{Kind, Meta};
+use crate::stat::{Kind, Meta, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How objects of the two sides are identified.
@@ -40,6 +40,7 @@ struct SideRec {
 #[derive(Debug)]
 pub struct LinkCollector {
     identity: Identity,
+    horizon: Option<Timestamp>,
     roots: [Meta; 2],
     sides: [BTreeMap<u64, SideRec>; 2],
     o2t: BTreeMap<u64, u64>,
@@ -57,11 +58,25 @@ fn idx(side: Side) -> usize {
 /// Metadata comparison of one object present on both sides; None when unchanged.
 ///
 /// Inode identity: equal ctime, size and mtime mean unchanged (any content, mode, owner or xattr
-/// change moves ctime). Path identity: ctime is meaningless across file systems, so size, mtime,
-/// mode and owner must match (xattrs are then not compared).
-pub fn compare(o: &Meta, t: &Meta, identity: Identity) -> Option<MetaDiff> {
+/// change moves ctime), except for an origin ctime at or after `horizon`. The kernel stamps
+/// ctime from a coarse clock (one tick is up to 10 ms), so a change made within the same tick as
+/// the origin's last change, just after the origin snapshot was taken, leaves ctime as it was:
+/// objects changed that close to the origin snapshot are compared in full instead.
+/// Path identity: ctime is meaningless across file systems, so size, mtime, mode and owner must
+/// match (xattrs are then not compared).
+pub fn compare(
+    o: &Meta,
+    t: &Meta,
+    identity: Identity,
+    horizon: Option<Timestamp>,
+) -> Option<MetaDiff> {
     let same = match identity {
-        Identity::Inode => o.ctime == t.ctime && o.size == t.size && o.mtime == t.mtime,
+        Identity::Inode => {
+            o.ctime == t.ctime
+                && o.size == t.size
+                && o.mtime == t.mtime
+                && horizon.is_none_or(|h| o.ctime < h)
+        }
         Identity::Path => {
             o.size == t.size
                 && o.mtime == t.mtime
@@ -92,6 +107,7 @@ impl LinkCollector {
     pub fn new(identity: Identity, origin_root: Meta, target_root: Meta) -> Self {
         LinkCollector {
             identity,
+            horizon: None,
             roots: [origin_root, target_root],
             sides: [BTreeMap::new(), BTreeMap::new()],
             o2t: BTreeMap::new(),
@@ -103,6 +119,18 @@ impl LinkCollector {
     /// The identity rule in use.
     pub fn identity(&self) -> Identity {
         self.identity
+    }
+
+    /// Objects whose origin ctime is at or after `horizon` are compared in full even when
+    /// ctime, size and mtime are equal (see [`compare`]).
+    pub fn with_ctime_horizon(mut self, horizon: Option<Timestamp>) -> Self {
+        self.horizon = horizon;
+        self
+    }
+
+    /// The ctime horizon in use.
+    pub fn horizon(&self) -> Option<Timestamp> {
+        self.horizon
     }
 
     /// Record that on `side`, directory `parent_ino` has entry `name` for the object `meta`.
@@ -176,7 +204,7 @@ impl LinkCollector {
     pub fn finish(self) -> Result<Inventory> {
         let mut objects =
             vec![Object::root(Some(self.roots[0].clone()), Some(self.roots[1].clone()))];
-        objects[0].diff = compare(&self.roots[0], &self.roots[1], self.identity);
+        objects[0].diff = compare(&self.roots[0], &self.roots[1], self.identity, self.horizon);
         // Inode -> object, per side.
         let mut ids: [BTreeMap<u64, ObjId>; 2] = [BTreeMap::new(), BTreeMap::new()];
         ids[0].insert(self.roots[0].ino, ROOT);
@@ -219,7 +247,7 @@ impl LinkCollector {
             };
             let any = orec.or(trec).ok_or_else(|| Error::Internal("empty pair".into()))?;
             let diff = match (orec, trec) {
-                (Some(a), Some(b)) => compare(&a.meta, &b.meta, self.identity),
+                (Some(a), Some(b)) => compare(&a.meta, &b.meta, self.identity, self.horizon),
                 (None, Some(_)) => Some(MetaDiff::all()),
                 _ => None,
             };
@@ -236,5 +264,39 @@ impl LinkCollector {
             });
         }
         Inventory::new(objects, self.reserved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(ctime: i64) -> Meta {
+        let ts = |sec| Timestamp { sec, nsec: 0 };
+        Meta {
+            kind: Kind::Fifo,
+            ino: 7,
+            nlink: 1,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            rdev: 0,
+            mtime: ts(100),
+            ctime: ts(ctime),
+            btime: None,
+        }
+    }
+
+    #[test]
+    fn quick_check_distrusts_ctimes_near_the_origin_snapshot() {
+        // A chmod within the same clock tick as the origin's last change: ctime did not move.
+        let (o, mut t) = (meta(200), meta(200));
+        t.mode = 0o600;
+        let h = |sec| Some(Timestamp { sec, nsec: 0 });
+        assert_eq!(compare(&o, &t, Identity::Inode, None), None, "plain quick check is fooled");
+        assert_eq!(compare(&o, &t, Identity::Inode, h(300)), None, "old ctime: trusted");
+        let d = compare(&o, &t, Identity::Inode, h(200)).expect("at the horizon: compared");
+        assert!(d.mode && !d.owner && !d.times);
     }
 }

@@ -29,7 +29,7 @@ use crate::inventory::Inventory;
 use crate::links::{compare, Identity, LinkCollector};
 use crate::model::join;
 use crate::plan::ORPHAN_DIR;
-use crate::stat::{statx_at, Kind, Meta};
+use crate::stat::{statx_at, Kind, Meta, Timestamp};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{openat, AtFlags, Mode, OFlags, RawDir, CWD};
 use std::collections::{BTreeMap, VecDeque};
@@ -286,12 +286,14 @@ fn si(side: Side) -> usize {
 pub fn walk(
     roots: &Roots,
     identity: Identity,
+    horizon: Option<Timestamp>,
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<Inventory> {
     let mut w = Walker {
         roots,
         identity,
-        c: LinkCollector::new(identity, roots.origin_meta.clone(), roots.target_meta.clone()),
+        c: LinkCollector::new(identity, roots.origin_meta.clone(), roots.target_meta.clone())
+            .with_ctime_horizon(horizon),
         buf: Vec::with_capacity(DIRENT_BUF),
         pending: [BTreeMap::new(), BTreeMap::new()],
         pairs: VecDeque::new(),
@@ -402,7 +404,7 @@ impl Walker<'_> {
                 Some((on, om, tn, tm)) => {
                     os.push(&on, om.ino)?;
                     ts.push(&tn, tm.ino)?;
-                    let changed = compare(&om, &tm, self.identity).is_some();
+                    let changed = compare(&om, &tm, self.identity, self.c.horizon()).is_some();
                     frames.push(PairFrame {
                         o_meta: om,
                         t_meta: tm,
@@ -516,7 +518,7 @@ impl Walker<'_> {
                     if same
                         && om.kind == Kind::Symlink
                         && (self.identity == Identity::Path
-                            || compare(&om, &tm, self.identity).is_some())
+                            || compare(&om, &tm, self.identity, self.c.horizon()).is_some())
                     {
                         let a = readlink(ofd, name, Side::Origin, &opath)?;
                         let b = readlink(tfd, name, Side::Target, &tpath)?;
@@ -533,7 +535,8 @@ impl Walker<'_> {
                         self.one_sided(Side::Target, tfd, &tpath, t_ino, name, &tm)?;
                     } else if om.kind == Kind::Dir {
                         subdirs.push((name.clone(), om, te.name.clone(), tm));
-                    } else if multi || compare(&om, &tm, self.identity).is_some() {
+                    } else if multi || compare(&om, &tm, self.identity, self.c.horizon()).is_some()
+                    {
                         self.register(frames)?;
                         let (a, b) = match (lts, om.kind) {
                             (Some((a, b)), _) => (Some(a), Some(b)),

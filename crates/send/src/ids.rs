@@ -27,6 +27,7 @@
 //! mount's `ST_RDONLY`. A tree that is not read-only can change under the walk; the sender warns.
 
 use anyhow::{Context, Result};
+use anysend_diff_core::Timestamp;
 use anysend_stream::Id;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, StatVfsMountFlags, StatxFlags, CWD};
@@ -119,6 +120,8 @@ pub struct TreeInfo {
     pub read_only: bool,
     /// How the id was derived (for messages).
     pub how: &'static str,
+    /// When the snapshot was taken, where the file system records it (btrfs `otime`).
+    pub taken: Option<Timestamp>,
 }
 
 fn open_root(path: &Path) -> Result<OwnedFd> {
@@ -148,10 +151,17 @@ pub fn identify(path: &Path, label: Option<&str>) -> Result<TreeInfo> {
         Some(sv) => {
             let read_only = mount_ro || sv.flags & BTRFS_SUBVOL_RDONLY != 0;
             if st.stx_ino == BTRFS_SUBVOL_ROOT_INO {
-                TreeInfo { id: Id(sv.uuid), read_only, how: "btrfs subvolume UUID" }
+                let taken = Timestamp { sec: sv.otime[0] as i64, nsec: sv.otime[1] as u32 };
+                let taken = (sv.otime != [0, 0]).then_some(taken);
+                TreeInfo { id: Id(sv.uuid), read_only, how: "btrfs subvolume UUID", taken }
             } else {
                 let id = v5(&[b"btrfs-dir", &sv.uuid, &st.stx_ino.to_le_bytes()]);
-                TreeInfo { id, read_only, how: "btrfs subvolume UUID and directory inode" }
+                TreeInfo {
+                    id,
+                    read_only,
+                    how: "btrfs subvolume UUID and directory inode",
+                    taken: None,
+                }
             }
         }
         None => {
@@ -165,7 +175,12 @@ pub fn identify(path: &Path, label: Option<&str>) -> Result<TreeInfo> {
                 &bs.to_le_bytes(),
                 &bn.to_le_bytes(),
             ]);
-            TreeInfo { id, read_only: mount_ro, how: "file system id, root inode and birth time" }
+            TreeInfo {
+                id,
+                read_only: mount_ro,
+                how: "file system id, root inode and birth time",
+                taken: None,
+            }
         }
     };
     if let Some(l) = label {

@@ -11,7 +11,7 @@ use crate::progress::{human, Progress};
 use crate::sink::{Counts, Sink};
 use crate::source::Source;
 use anyhow::{anyhow, Context, Result};
-use anysend_diff_core::{Identity, Options};
+use anysend_diff_core::{Identity, Options, Timestamp};
 use anysend_stream::{Id, StreamHeader, WriterOptions};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -34,6 +34,19 @@ fn now() -> (i64, u32) {
             let d = e.duration();
             (-(d.as_secs() as i64) - 1, 1_000_000_000 - d.subsec_nanos().max(1))
         }
+    }
+}
+
+/// How long before the origin snapshot was taken a ctime must be for the quick check to trust
+/// it: comfortably more than one tick of the kernel's coarse clock (at most 10 ms).
+const CTIME_TICK_MARGIN_NS: i64 = 50_000_000;
+
+fn ctime_horizon(taken: Timestamp) -> Timestamp {
+    let ns = i128::from(taken.sec) * 1_000_000_000 + i128::from(taken.nsec)
+        - i128::from(CTIME_TICK_MARGIN_NS);
+    Timestamp {
+        sec: ns.div_euclid(1_000_000_000) as i64,
+        nsec: ns.rem_euclid(1_000_000_000) as u32,
     }
 }
 
@@ -85,6 +98,7 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
     let options = Options {
         identity: if cfg.path_match { Identity::Path } else { Identity::Inode },
         full: cfg.origin.is_none(),
+        ctime_horizon: origin.as_ref().and_then(|o| o.taken).map(ctime_horizon),
         ..Options::default()
     };
 
