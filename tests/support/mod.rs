@@ -73,3 +73,109 @@ pub fn state_dir_for(dest_mount: &Path) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("state dir");
     dir
 }
+
+// ---- Interrupted receives (e2e_kill, e2e_resume) ----
+
+/// `anyrecv --state-dir state ARGS... dest`, stdin closed.
+pub fn anyrecv(args: &[&str], dest: &Path, state: &Path) -> Output {
+    let mut cmd = Command::new(bin("anyrecv"));
+    cmd.arg("--state-dir").arg(state).args(args).arg(dest);
+    run(&mut cmd)
+}
+
+/// `anyrecv --resume-token dest`: the token, or `None` when DEST has no interrupted receive.
+pub fn resume_token(dest: &Path, state: &Path) -> Option<String> {
+    let out = anyrecv(&["--resume-token"], dest, state);
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// `anysend --resume token [--from origin] target -f stream`.
+pub fn send_resumed(
+    token: &str,
+    origin: Option<&Path>,
+    target: &Path,
+    stream: &Path,
+) -> Result<(), String> {
+    let mut cmd = Command::new(bin("anysend"));
+    cmd.arg("-q").arg("--resume").arg(token);
+    if let Some(o) = origin {
+        cmd.arg("--from").arg(o);
+    }
+    cmd.arg("-f").arg(stream).arg(target);
+    ok("anysend --resume", run(&mut cmd)).map(drop)
+}
+
+/// Feeds `bytes[..k]` to `anyrecv --state-dir state dest` through a pipe, then kills it with
+/// SIGKILL: at once (`settle` false: the kill lands wherever the receiver is), or once it has
+/// consumed everything and waits for more (`settle` true: the kill lands after every record
+/// those bytes complete was applied). Returns the receiver's exit status (None: killed).
+pub fn recv_killed_at(
+    bytes: &[u8],
+    k: usize,
+    dest: &Path,
+    state: &Path,
+    settle: bool,
+) -> Option<i32> {
+    use std::io::Write;
+    let mut child = Command::new(bin("anyrecv"))
+        .arg("--state-dir")
+        .arg(state)
+        .arg(dest)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn anyrecv");
+    let mut input = child.stdin.take().expect("stdin");
+    let wrote = input.write_all(&bytes[..k]).and_then(|()| input.flush());
+    if wrote.is_ok() && settle {
+        waiting_for_input(child.id(), std::time::Duration::from_secs(10));
+    }
+    let _ = child.kill();
+    let status = child.wait().expect("wait for anyrecv");
+    drop(input);
+    status.code()
+}
+
+/// Waits until process `pid` sleeps reading an empty pipe (or exited, or `limit` passed).
+pub fn waiting_for_input(pid: u32, limit: std::time::Duration) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next());
+        if state.is_none() || state == Some("Z") {
+            return;
+        }
+        if state == Some("S") && wchan.contains("pipe_read") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// A resume token as `anyrecv --resume-token` prints it (for tests that make their own).
+pub fn make_token(
+    stream: [u8; 16],
+    origin: Option<[u8; 16]>,
+    target: [u8; 16],
+    next_record: u64,
+    data_offset: u64,
+) -> String {
+    let mut b = vec![1u8];
+    b.extend_from_slice(&stream);
+    b.push(origin.is_some() as u8);
+    b.extend_from_slice(&origin.unwrap_or_default());
+    b.extend_from_slice(&target);
+    b.extend_from_slice(&next_record.to_le_bytes());
+    b.extend_from_slice(&data_offset.to_le_bytes());
+    let mut c = 0xFFFF_FFFFu32;
+    for &x in &b {
+        c ^= u32::from(x);
+        for _ in 0..8 {
+            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+        }
+    }
+    b.extend_from_slice(&(!c).to_le_bytes());
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -60,23 +60,25 @@ const FS_MANAGED_FLAGS: u32 = 0x100 // dirty
     | 0x80000000; // reserved
 
 /// The file a run of data records writes to.
-struct OpenFile {
-    path: Vec<u8>,
-    file: File,
+pub(crate) struct OpenFile {
+    pub(crate) path: Vec<u8>,
+    pub(crate) file: File,
 }
 
 /// Applies verified records to one DEST.
 pub struct Applier {
-    res: Resolver,
+    pub(crate) res: Resolver,
     policy: Policy,
     is_root: bool,
     euid: u32,
-    file: Option<OpenFile>,
+    pub(crate) file: Option<OpenFile>,
     /// The record being applied, for warnings.
-    index: u64,
+    pub(crate) index: u64,
     warned_owner: bool,
     warned_flags: u32,
     warned_holes: bool,
+    /// Journal, holding directory and replay state of a journaled receive (`journaled.rs`).
+    pub(crate) session: Option<crate::journaled::Session>,
 }
 
 type Res = Result<(), Problem>;
@@ -95,7 +97,13 @@ impl Applier {
             warned_owner: false,
             warned_flags: 0,
             warned_holes: false,
+            session: None,
         }
+    }
+
+    /// The policy records are checked against.
+    pub fn policy(&self) -> Policy {
+        self.policy
     }
 
     /// DEST's fd, to sync it at the end.
@@ -107,6 +115,14 @@ impl Applier {
     pub fn apply(&mut self, index: u64, rec: &Record, warn: &mut dyn FnMut(&Warning)) -> Res {
         validate::check(rec, &self.policy)?;
         self.index = index;
+        if self.session.is_some() {
+            return self.apply_journaled(index, rec, warn);
+        }
+        self.perform(rec, warn)
+    }
+
+    /// Applies one checked record (the journaled path has logged it first).
+    pub(crate) fn perform(&mut self, rec: &Record, warn: &mut dyn FnMut(&Warning)) -> Res {
         let same_file = match (rec, &self.file) {
             (
                 Record::Write { path, .. }
@@ -154,18 +170,28 @@ impl Applier {
     }
 
     /// The parent directory of a checked non-root path, and its final name.
-    fn parent<'p>(&mut self, p: &'p [u8]) -> Result<(BorrowedFd<'_>, &'p OsStr), Problem> {
+    pub(crate) fn parent<'p>(
+        &mut self,
+        p: &'p [u8],
+    ) -> Result<(BorrowedFd<'_>, &'p OsStr), Problem> {
         let (dir, name) = path::split_last(p);
         let fd = self.res.dir(dir).map_err(resolve_problem)?;
         Ok((fd, OsStr::from_bytes(name)))
     }
 
     fn mkdir(&mut self, p: &[u8]) -> Res {
+        let replay = self.replaying();
         let (dir, name) = self.parent(p)?;
-        fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)).map_err(Problem::os(""))
+        match fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
+            Err(Errno::EXIST) if replay && is_type(dir, name, FileType::Directory) => Ok(()),
+            r => r.map_err(Problem::os("")),
+        }
     }
 
     fn create(&mut self, p: &[u8]) -> Res {
+        if self.session.is_some() {
+            return self.create_held(p);
+        }
         let (dir, name) = self.parent(p)?;
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -173,8 +199,12 @@ impl Applier {
     }
 
     fn symlink(&mut self, p: &[u8], target: &[u8]) -> Res {
+        let replay = self.replaying();
         let (dir, name) = self.parent(p)?;
-        fs::symlinkat(OsStr::from_bytes(target), dir, name).map_err(Problem::os(""))
+        match fs::symlinkat(OsStr::from_bytes(target), dir, name) {
+            Err(Errno::EXIST) if replay && is_type(dir, name, FileType::Symlink) => Ok(()),
+            r => r.map_err(Problem::os("")),
+        }
     }
 
     fn mknod(&mut self, p: &[u8], node: NodeType, major: u32, minor: u32) -> Res {
@@ -184,27 +214,48 @@ impl Applier {
             NodeType::CharDevice => (FileType::CharacterDevice, fs::makedev(major, minor)),
             NodeType::BlockDevice => (FileType::BlockDevice, fs::makedev(major, minor)),
         };
+        let replay = self.replaying();
         let (dir, name) = self.parent(p)?;
-        fs::mknodat(dir, name, kind, Mode::from_raw_mode(0o600), dev).map_err(Problem::os(""))
+        match fs::mknodat(dir, name, kind, Mode::from_raw_mode(0o600), dev) {
+            Err(Errno::EXIST) if replay && is_type(dir, name, kind) => Ok(()),
+            r => r.map_err(Problem::os("")),
+        }
     }
 
     fn link(&mut self, p: &[u8], existing: &[u8]) -> Res {
         let (edir, ename) = path::split_last(existing);
         let efd = self.res.dir_owned(edir).map_err(resolve_problem)?;
+        let replay = self.replaying();
         let (dir, name) = self.parent(p)?;
         // No AT_SYMLINK_FOLLOW: a symlink at `existing` gets a second name, it is not followed.
-        fs::linkat(&efd, OsStr::from_bytes(ename), dir, name, AtFlags::empty())
-            .map_err(Problem::os(""))
+        match fs::linkat(&efd, OsStr::from_bytes(ename), dir, name, AtFlags::empty()) {
+            Err(Errno::EXIST) if replay && same_object(&efd, ename, dir, name) => Ok(()),
+            r => r.map_err(Problem::os("")),
+        }
     }
 
     fn unlink(&mut self, p: &[u8]) -> Res {
+        if self.holds_removed() {
+            return self.move_aside(p, false);
+        }
+        let replay = self.replaying();
         let (dir, name) = self.parent(p)?;
-        fs::unlinkat(dir, name, AtFlags::empty()).map_err(Problem::os(""))
+        match fs::unlinkat(dir, name, AtFlags::empty()) {
+            Err(Errno::NOENT) if replay => Ok(()),
+            r => r.map_err(Problem::os("")),
+        }
     }
 
     fn rmdir(&mut self, p: &[u8]) -> Res {
+        if self.holds_removed() {
+            return self.move_aside(p, true);
+        }
+        let replay = self.replaying();
         let (dir, name) = self.parent(p)?;
-        let r = fs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(Problem::os(""));
+        let r = match fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+            Err(Errno::NOENT) if replay => Ok(()),
+            r => r.map_err(Problem::os("")),
+        };
         self.res.invalidate();
         r
     }
@@ -213,8 +264,15 @@ impl Applier {
         let (fdir, fname) = path::split_last(from);
         let ffd = self.res.dir_owned(fdir).map_err(resolve_problem)?;
         let fname = OsStr::from_bytes(fname);
+        let replay = self.replaying();
         let (tdir, tname) = self.parent(to)?;
         let r = match fs::renameat_with(&ffd, fname, tdir, tname, RenameFlags::NOREPLACE) {
+            // Replayed after a kill: the rename was done already.
+            Err(Errno::NOENT)
+                if replay && fs::statat(tdir, tname, AtFlags::SYMLINK_NOFOLLOW).is_ok() =>
+            {
+                Ok(())
+            }
             // File systems without RENAME_NOREPLACE say EINVAL: check, then rename plainly.
             Err(Errno::INVAL) => match fs::statat(tdir, tname, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(_) => Err(Errno::EXIST),
@@ -228,9 +286,12 @@ impl Applier {
     }
 
     /// The open regular file at `p`, opened now unless the previous data record named it.
-    fn data_file(&mut self, p: &[u8]) -> Result<&File, Problem> {
+    pub(crate) fn data_file(&mut self, p: &[u8]) -> Result<&File, Problem> {
         if !matches!(&self.file, Some(f) if f.path == p) {
-            let file = self.open_regular(p)?;
+            let file = match self.held_new_file(p)? {
+                Some(f) => f,
+                None => self.open_regular(p)?,
+            };
             self.file = Some(OpenFile { path: p.to_vec(), file });
         }
         match &self.file {
@@ -239,7 +300,7 @@ impl Applier {
         }
     }
 
-    fn open_regular(&mut self, p: &[u8]) -> Result<File, Problem> {
+    pub(crate) fn open_regular(&mut self, p: &[u8]) -> Result<File, Problem> {
         let (is_root, euid) = (self.is_root, self.euid);
         let (dir, name) = self.parent(p)?;
         let st = fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(Problem::os(""))?;
@@ -322,17 +383,21 @@ impl Applier {
         let too_far = || Problem::Invalid(format!("range of {len} bytes is past any file"));
         let src_end = src.checked_add(len).ok_or_else(too_far)?;
         dst.checked_add(len).ok_or_else(too_far)?;
+        let origin = self.origin_copy(p)?;
         let f = self.data_file(p)?;
-        let backwards = dst > src && dst - src < len;
+        // With the origin version kept aside (journaled incremental), read from it: a replay
+        // after a kill reads origin bytes still, whatever the interrupted copy overwrote.
+        let from = origin.as_ref().unwrap_or(f);
+        let backwards = dst > src && dst - src < len && origin.is_none();
         let mut buf = vec![0u8; BUF_MAX.min(len) as usize];
         let mut done = 0u64;
         while done < len {
             let n = (len - done).min(BUF_MAX);
             let pos = if backwards { len - done - n } else { done };
             let chunk = &mut buf[..n as usize];
-            if let Err(e) = f.read_exact_at(chunk, src + pos) {
+            if let Err(e) = from.read_exact_at(chunk, src + pos) {
                 if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                    let size = from.metadata().map(|m| m.len()).unwrap_or(0);
                     return Err(Problem::OriginShort { size, wanted: src_end });
                 }
                 return Err(Problem::io("pread")(e));
@@ -358,6 +423,19 @@ impl Applier {
     }
 
     fn remove_xattr(&mut self, p: &[u8], name: &[u8]) -> Res {
+        let replay = self.replaying();
+        let r = self.remove_xattr_inner(p, name);
+        match r {
+            Err(Problem::Os { source, .. })
+                if replay && source.raw_os_error() == Some(Errno::NODATA.raw_os_error()) =>
+            {
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    fn remove_xattr_inner(&mut self, p: &[u8], name: &[u8]) -> Res {
         let name = OsStr::from_bytes(name);
         if path::is_root(p) {
             return fs::fremovexattr(self.res.root(), name).map_err(Problem::os(""));
@@ -545,7 +623,7 @@ fn lend_write(
     }
 }
 
-fn resolve_problem(e: ResolveError) -> Problem {
+pub(crate) fn resolve_problem(e: ResolveError) -> Problem {
     match e {
         ResolveError::Symlink { at } => Problem::ThroughSymlink { at },
         ResolveError::Escapes => Problem::Escapes,
@@ -553,15 +631,28 @@ fn resolve_problem(e: ResolveError) -> Problem {
     }
 }
 
+/// Whether `name` in `dir` is an object of type `t` (not following it).
+fn is_type(dir: BorrowedFd<'_>, name: &OsStr, t: FileType) -> bool {
+    fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == t)
+}
+
+/// Whether two names are one object.
+fn same_object(d1: &OwnedFd, n1: &[u8], d2: BorrowedFd<'_>, n2: &OsStr) -> bool {
+    let a = fs::statat(d1, OsStr::from_bytes(n1), AtFlags::SYMLINK_NOFOLLOW);
+    let b = fs::statat(d2, n2, AtFlags::SYMLINK_NOFOLLOW);
+    matches!((a, b), (Ok(a), Ok(b)) if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
+}
+
 /// The object itself, not followed, as an fd that can only be used for metadata.
-fn open_path(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Problem> {
+pub(crate) fn open_path(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Problem> {
     fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
         .map_err(Problem::os(""))
 }
 
 /// chmod of the inode an `O_PATH` fd holds: `/proc/self/fd/N` resolves to that inode (the fd is
 /// known not to be a symlink), which is how glibc implements `fchmodat(AT_SYMLINK_NOFOLLOW)`.
-fn chmod_fd(fd: &OwnedFd, mode: u32) -> Res {
+pub(crate) fn chmod_fd(fd: &OwnedFd, mode: u32) -> Res {
     let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
     fs::chmodat(CWD, p.as_str(), Mode::from_raw_mode(mode), AtFlags::empty())
         .map_err(Problem::os("chmod"))
@@ -569,13 +660,13 @@ fn chmod_fd(fd: &OwnedFd, mode: u32) -> Res {
 
 /// `/proc/self/fd/<dir>/<name>`: the name inside an open directory as a short path, for the
 /// `l*xattr` calls, which have no `*at` form. The final name is not followed by `l*` calls.
-fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> std::path::PathBuf {
+pub(crate) fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> std::path::PathBuf {
     let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
     p.extend_from_slice(name.as_bytes());
     std::path::PathBuf::from(OsStr::from_bytes(&p))
 }
 
-fn type_name(t: FileType) -> &'static str {
+pub(crate) fn type_name(t: FileType) -> &'static str {
     match t {
         FileType::RegularFile => "regular file",
         FileType::Directory => "directory",

@@ -45,6 +45,18 @@ pub enum RecvError {
         #[source]
         source: io::Error,
     },
+    /// `--abort` could not undo one step.
+    #[error(
+        "{}: rolling back stopped at the undo step of record {index} ({step}): {source}",
+        dest.display()
+    )]
+    Abort {
+        dest: PathBuf,
+        index: u64,
+        step: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl From<Refusal> for RecvError {

@@ -12,16 +12,24 @@
 //! - [`resolve`]: opening parent directories beneath DEST without following symlinks;
 //! - [`apply`]: one function per record kind;
 //! - [`state`]: the per-DEST state outside DEST, and the base check;
+//! - [`journal`]: the per-DEST receive journal (where a receive stopped, how to undo it), and
+//!   `journaled` (private): what the applier does differently under a journal;
+//! - [`resume`]: the resume token and `--abort`;
+//! - [`fsutil`]: copies that keep holes, tree removal;
 //! - [`receive`](mod@receive): the order of a whole receive (or dry run);
 //! - [`error`] and [`report`]: typed errors, and their exit codes and advice for people.
 
 pub mod apply;
 pub mod config;
 pub mod error;
+pub mod fsutil;
+pub mod journal;
+mod journaled;
 pub mod path;
 pub mod receive;
 pub mod report;
 pub mod resolve;
+pub mod resume;
 pub mod state;
 pub mod validate;
 

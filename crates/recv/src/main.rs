@@ -27,6 +27,22 @@ Examples:
   anyrecv -n -f tue.stream /srv/replica
                                       check the whole stream and the base, change nothing
   anyrecv --dump -f tue.stream        one line per record, with index and byte offset
+  anysend --resume \"$(ssh backup anyrecv --resume-token /srv/replica)\" \\
+          --from /snaps/mon /snaps/tue | ssh backup anyrecv /srv/replica
+                                      continue a receive that was interrupted
+  ssh backup anyrecv --abort /srv/replica
+                                      or roll it back to what DEST held before
+
+Interrupted receives:
+  A receive keeps a journal next to DEST's state file (outside DEST): the record in flight,
+  and for an incremental how to undo each step. Objects the stream removes or overwrites are
+  kept in a holding directory DEST/.anyrecv-<stream id> until the end record; new files are
+  written there and get their name when complete. After a kill (of anyrecv, of the link, or of
+  the power) DEST is marked as interrupted: only the same stream is accepted, either resumed
+  (anysend --resume TOKEN, where TOKEN is what --resume-token prints) or sent again from its
+  start (what DEST holds is skipped); anything else is refused unless --force. --abort rolls
+  an interrupted incremental back to its origin and an interrupted full receive back to an
+  empty (or, if it made it, no) DEST.
 
 How a receive goes:
   The header is checked, then the base: a full stream goes only into an empty or new
@@ -96,6 +112,16 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
 
+    /// Print the resume token of DEST's interrupted receive (one line) and exit; give it to
+    /// `anysend --resume TOKEN` to make the rest of the stream.
+    #[arg(long, conflicts_with_all = ["dump", "dry_run", "force", "file", "abort"])]
+    resume_token: bool,
+
+    /// Roll DEST's interrupted receive back: an incremental to its origin, a full receive to an
+    /// empty (or no) DEST; or say why it cannot.
+    #[arg(long, conflicts_with_all = ["dump", "dry_run", "force", "file"])]
+    abort: bool,
+
     /// The directory to apply the stream to.
     #[arg(value_name = "DEST", required_unless_present = "dump")]
     dest: Option<PathBuf>,
@@ -103,6 +129,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.resume_token || args.abort {
+        return after_interruption(&args);
+    }
     let input = match open_input(&args) {
         Ok(i) => i,
         Err(code) => return ExitCode::from(code),
@@ -126,6 +155,85 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("anyrecv: {e}");
             eprintln!("anyrecv: {}", report::hint(&e, cfg.dry_run));
+            if !cfg.dry_run {
+                if let Ok(Some(i)) = anyrecv::resume::interrupted(&cfg) {
+                    how_to_continue(&cfg, &i);
+                }
+            }
+            ExitCode::from(report::exit_code(&e))
+        }
+    }
+}
+
+/// Tells where an interrupted receive stopped and how to resume or roll it back.
+fn how_to_continue(cfg: &Config, i: &anyrecv::resume::Interrupted) {
+    let d = cfg.dest.display();
+    let Some(p) = &i.state.partial else { return };
+    match &i.journal {
+        Some(j) => {
+            let from = if j.begin.origin.is_some() { " --from ORIGIN" } else { "" };
+            eprintln!(
+                "anyrecv: {d} holds stream {} up to record {} (the next to apply); it is marked \
+                 as interrupted and takes only that stream.",
+                p.stream,
+                j.next_record()
+            );
+            eprintln!(
+                "anyrecv: to resume:   anysend --resume \"$(anyrecv --resume-token {d})\"{from} \
+                 TARGET | anyrecv {d}"
+            );
+            eprintln!("anyrecv: to roll back: anyrecv --abort {d}");
+        }
+        None => eprintln!(
+            "anyrecv: {d} is partly updated (stream {}, stopped at record {}) and has no journal \
+             to resume or roll back with",
+            p.stream, p.next_record
+        ),
+    }
+}
+
+/// `--resume-token` and `--abort`.
+fn after_interruption(args: &Args) -> ExitCode {
+    let cfg = match make_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("anyrecv: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if args.resume_token {
+        return match anyrecv::resume::resume_token(&cfg) {
+            Ok(t) => {
+                println!("{}", t.encode());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("anyrecv: {e}");
+                eprintln!("anyrecv: {}", report::hint(&e, false));
+                ExitCode::from(report::exit_code(&e))
+            }
+        };
+    }
+    match anyrecv::resume::abort(&cfg) {
+        Ok(a) => {
+            let d = a.dest.display();
+            if a.removed_dest {
+                eprintln!("anyrecv: aborted the interrupted full receive: {d} is removed again");
+            } else if a.full {
+                eprintln!("anyrecv: aborted the interrupted full receive: {d} is empty again");
+            } else {
+                let o = a.origin.map(|o| o.to_string()).unwrap_or_default();
+                eprintln!(
+                    "anyrecv: aborted the interrupted receive: {d} holds its origin {o} again \
+                     ({} steps undone)",
+                    a.undone
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("anyrecv: {e}");
+            eprintln!("anyrecv: {}", report::hint(&e, false));
             ExitCode::from(report::exit_code(&e))
         }
     }

@@ -11,12 +11,18 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use anysend_stream::{Record, StreamHeader, StreamReader};
+use std::os::unix::ffi::OsStrExt;
+
+use anysend_stream::{Id, Record, ResumePoint, StreamHeader, StreamReader};
+use rustix::fd::AsFd;
 use rustix::fs::{Mode, OFlags};
 
 use crate::apply::Applier;
 use crate::config::Config;
 use crate::error::{Problem, RecordError, RecvError, Warning};
+use crate::fsutil;
+use crate::journal::{self, Begin, Journal, RootMeta, Undo};
+use crate::journaled;
 use crate::state::{self, DestInfo, DestKind, Refusal, State, Verdict};
 use crate::validate;
 
@@ -46,12 +52,6 @@ pub fn receive<R: Read>(
 ) -> Result<Summary, RecvError> {
     let reader = StreamReader::new(input)?;
     let header = reader.header().clone();
-    if header.resume != Default::default() {
-        return Err(RecvError::Unsupported(
-            "this is a resumed stream (it starts after record 0); this anyrecv cannot resume \
-             receives yet",
-        ));
-    }
     if cfg.dry_run {
         return dry_run(cfg, reader, header);
     }
@@ -70,6 +70,52 @@ pub fn receive<R: Read>(
     })?;
     let _lock = state::lock(&state_path, &shown).map_err(state_err(&state_path, "locking"))??;
     let old_state = state::load(&state_path).map_err(state_err(&state_path, "reading"))?;
+    let jpath = journal::journal_file(&state_path);
+    let mut loaded = journal::load(&jpath).map_err(state_err(&jpath, "reading the journal"))?;
+    let partial = old_state.as_ref().and_then(|s| s.partial.clone());
+    if partial.is_none() && loaded.is_some() {
+        // Left by a receive that completed (killed between saving the state and removing it).
+        let _ = fs::remove_file(&jpath);
+        loaded = None;
+    }
+    let loaded = loaded.filter(|l| partial.as_ref().is_some_and(|p| p.stream == l.begin.stream));
+
+    // A resume: the stream DEST's journal names, from the record in flight. (A stream from
+    // record 0 is a resumed stream at 0 too, when nothing was applied yet.)
+    let r = header.resume;
+    let resume = match &loaded {
+        Some(l) if l.begin.stream == header.stream_id && r.first_record == l.next_record() => {
+            if r.data_offset != 0 {
+                return Err(Refusal::ResumeMismatch {
+                    dest: shown,
+                    stream: header.stream_id,
+                    first_record: r.first_record,
+                    data_offset: r.data_offset,
+                    have: Some((l.begin.stream, l.next_record())),
+                }
+                .into());
+            }
+            true
+        }
+        _ if r != ResumePoint::default() => {
+            return Err(Refusal::ResumeMismatch {
+                dest: shown,
+                stream: header.stream_id,
+                first_record: r.first_record,
+                data_offset: r.data_offset,
+                have: loaded.as_ref().map(|l| (l.begin.stream, l.next_record())),
+            }
+            .into());
+        }
+        _ => false,
+    };
+    if resume {
+        let loaded = loaded.expect("checked above");
+        let old_state = old_state.expect("a journal comes with a state");
+        return continue_receive(
+            cfg, reader, header, canonical, state_path, old_state, loaded, warn,
+        );
+    }
 
     let root = if exists { Some(open_dir(&canonical)?) } else { None };
     let info = dest_info(&canonical, root.as_ref(), &state_path)?;
@@ -77,6 +123,7 @@ pub fn receive<R: Read>(
     if let Verdict::Forced(r) = &verdict {
         warn(&Warning::Forced(r.to_string()));
     }
+    let dest_created = root.is_none();
     let root = match root {
         Some(fd) => fd,
         None => {
@@ -86,6 +133,11 @@ pub fn receive<R: Read>(
             open_dir(&canonical)?
         }
     };
+    if let Some(l) = &loaded {
+        // --force over an interrupted receive: its journal and holding directory go.
+        let _ = journaled::remove_holding(root.as_fd(), &l.begin.holding);
+        let _ = fs::remove_file(&jpath);
+    }
     let st = rustix::fs::fstat(&root).map_err(|e| dest_err(&canonical, "fstat")(e.into()))?;
     let identity = (st.st_dev, st.st_ino);
     // A full stream makes DEST anew: nothing of an earlier state still describes it.
@@ -98,56 +150,227 @@ pub fn receive<R: Read>(
             s
         }
     };
+    let (atime, mtime) = fsutil::times(&st);
+    let begin = Begin {
+        stream: header.stream_id,
+        origin: header.origin,
+        target: header.target,
+        first_record: header.resume.first_record,
+        dest_created,
+        root: RootMeta { mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid, atime, mtime },
+        holding: holding_name(&header.stream_id),
+    };
 
-    let mut applier = Applier::new(root, cfg.policy);
-    let mut reader = reader;
-    let mut progress = Progress {
+    let applier = Applier::new(root, cfg.policy);
+    let progress = Progress {
         path: state_path.clone(),
+        jpath,
         before: old_state_copy,
         state: new_state,
         begun: false,
+        resumed: false,
         applied: 0,
+        begin: Some(begin),
     };
+    run_records(&canonical, reader, header, verdict, applier, progress, 0, warn)
+}
+
+/// Continues DEST's interrupted receive with the stream that names it.
+#[allow(clippy::too_many_arguments)]
+fn continue_receive<R: Read>(
+    cfg: &Config,
+    reader: StreamReader<R>,
+    header: StreamHeader,
+    canonical: PathBuf,
+    state_path: PathBuf,
+    old_state: State,
+    loaded: journal::Loaded,
+    warn: &mut dyn FnMut(&Warning),
+) -> Result<Summary, RecvError> {
+    let b = &loaded.begin;
+    let root = match fs::metadata(&canonical) {
+        Ok(_) => open_dir(&canonical)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && b.dest_created => {
+            fs::DirBuilder::new()
+                .create(&canonical)
+                .map_err(dest_err(&canonical, "creating the directory"))?;
+            open_dir(&canonical)?
+        }
+        Err(e) => return Err(dest_err(&canonical, "stat")(e)),
+    };
+    let st = rustix::fs::fstat(&root).map_err(|e| dest_err(&canonical, "fstat")(e.into()))?;
+    let mut state = old_state.clone();
+    if (state.dest_device, state.dest_inode) != (st.st_dev, st.st_ino) {
+        if !cfg.force {
+            return Err(Refusal::Replaced {
+                dest: state::show(&canonical),
+                state_file: state_path.clone(),
+                was: (state.dest_device, state.dest_inode),
+                now: (st.st_dev, st.st_ino),
+            }
+            .into());
+        }
+        (state.dest_device, state.dest_inode) = (st.st_dev, st.st_ino);
+    }
+    let jpath = journal::journal_file(&state_path);
+    let journal =
+        Journal::reopen(&jpath, &loaded).map_err(state_err(&jpath, "opening the journal"))?;
+    let hold_fd = journaled::open_holding(root.as_fd(), &b.holding)
+        .map_err(dest_err(&canonical, "opening the holding directory"))?;
+    let mut session = journaled::Session {
+        journal,
+        hold_fd,
+        undo: b.origin.is_some(),
+        preserved: Default::default(),
+        created: Default::default(),
+        timed: Default::default(),
+        pending: None,
+        replay: true,
+        logged: None,
+        checkpoints: 0,
+        materialize_logged: false,
+        reflink: fsutil::reflink_keeps_layout(root.as_fd()),
+    };
+    // The entries of the record in flight are there already (its own, or only the one that
+    // moves a new file to its name).
+    if let Some(last) = loaded.entries.last() {
+        if last.undo.iter().any(|u| matches!(u, Undo::Materialize { .. })) {
+            session.materialize_logged = true;
+        } else {
+            session.logged = Some(last.index);
+        }
+    }
+    // What the journal says about new files and kept copies.
+    for e in &loaded.entries {
+        for u in &e.undo {
+            match u {
+                Undo::Created { path, hold, .. } => {
+                    session.pending =
+                        Some(journaled::Pending { path: path.clone(), hold: hold.clone() })
+                }
+                Undo::Materialize { .. } => {}
+                Undo::Content { ino, hold, .. } => {
+                    session.preserved.insert(*ino, hold.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(p) = &session.pending {
+        let there = rustix::fs::statat(
+            &session.hold_fd,
+            std::ffi::OsStr::from_bytes(&p.hold),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        );
+        if there.is_err() {
+            session.pending = None;
+        }
+    }
+    let mut applier = Applier::new(root, cfg.policy);
+    applier.session = Some(session);
+    let verdict = if b.origin.is_some() { Verdict::Incremental } else { Verdict::Full };
+    let skip_to = loaded.next_record();
+    let progress = Progress {
+        path: state_path,
+        jpath,
+        before: None,
+        state,
+        begun: true,
+        resumed: true,
+        applied: 0,
+        begin: None,
+    };
+    let _ = header.resume;
+    run_records(&canonical, reader, header, verdict, applier, progress, skip_to, warn)
+}
+
+/// The holding directory of a stream: `.anyrecv-` and the first 8 bytes of its id in hex.
+fn holding_name(id: &Id) -> Vec<u8> {
+    let hex: String = id.0[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!(".anyrecv-{hex}").into_bytes()
+}
+
+/// The records, the end record and the completion, for a fresh or a continued receive.
+#[allow(clippy::too_many_arguments)]
+fn run_records<R: Read>(
+    canonical: &Path,
+    mut reader: StreamReader<R>,
+    header: StreamHeader,
+    verdict: Verdict,
+    mut applier: Applier,
+    mut progress: Progress,
+    skip_to: u64,
+    warn: &mut dyn FnMut(&Warning),
+) -> Result<Summary, RecvError> {
+    let end_index;
     loop {
         let frame = match reader.next_frame() {
             Ok(Some(f)) => f,
-            Ok(None) => break,
+            Ok(None) => {
+                let e = RecvError::Unsupported("the stream ended without its end record");
+                return Err(progress.fail(&mut applier, e, 0));
+            }
             Err(e) => {
                 let at = e.index.unwrap_or(0);
-                return Err(progress.fail(e.into(), at));
+                return Err(progress.fail(&mut applier, e.into(), at));
             }
         };
+        if frame.index < skip_to {
+            // The same stream sent again from its start: what DEST holds already is skipped.
+            continue;
+        }
         let Some(rec) = frame.record else { continue };
         if let Record::End { .. } = rec {
+            end_index = frame.index;
             break;
         }
         if !progress.begun {
             // A refused first record must not mark DEST as partly updated.
-            validate::check(&rec, &cfg.policy)
+            validate::check(&rec, &applier.policy())
                 .map_err(|p| record_error(frame.index, frame.offset, &rec, p))?;
-            progress.begin(&header, frame.index)?;
+            progress.begin(&header, frame.index, &mut applier, canonical)?;
         }
         if let Err(p) = applier.apply(frame.index, &rec, warn) {
             let e = record_error(frame.index, frame.offset, &rec, p);
-            return Err(progress.fail(e, frame.index));
+            return Err(progress.fail(&mut applier, e, frame.index));
         }
         progress.applied += 1;
     }
     if let Err(e) = reader.expect_eof() {
         let at = e.index.unwrap_or(0);
-        return Err(progress.fail(e.into(), at));
+        return Err(progress.fail(&mut applier, e.into(), at));
+    }
+    if !progress.begun {
+        progress.begin(&header, end_index, &mut applier, canonical)?;
+    }
+    if let Err(p) = applier.finish_journaled(end_index) {
+        let e = record_error(
+            end_index,
+            reader.offset(),
+            &Record::End { records: 0, bytes: 0, chain: 0 },
+            p,
+        );
+        return Err(progress.fail(&mut applier, e, end_index));
     }
     applier.close_file();
+    let holding = applier.session.take().map(|s| s.hold_fd);
+    drop(holding);
+    let hold_name = holding_name(&header.stream_id);
+    if let Err(e) = journaled::remove_holding(applier.root(), &hold_name) {
+        let e = dest_err(canonical, "removing the holding directory")(e);
+        return Err(progress.fail(&mut applier, e, end_index));
+    }
     if let Err(e) = rustix::fs::syncfs(applier.root()) {
-        let e = dest_err(&canonical, "syncfs")(e.into());
-        return Err(progress.fail(e, reader.records_read()));
+        let e = dest_err(canonical, "syncfs")(e.into());
+        return Err(progress.fail(&mut applier, e, end_index));
     }
     progress.state.complete(&header);
-    state::save(&state_path, &progress.state).map_err(|source| RecvError::State {
-        path: state_path.clone(),
+    state::save(&progress.path, &progress.state).map_err(|source| RecvError::State {
+        path: progress.path.clone(),
         step: "recording the completed receive",
         source,
     })?;
+    let _ = fs::remove_file(&progress.jpath);
     let applied = progress.applied;
     Ok(Summary {
         header,
@@ -155,8 +378,8 @@ pub fn receive<R: Read>(
         bytes: reader.offset(),
         applied,
         verdict: Some(verdict),
-        dest: Some(canonical),
-        state_file: Some(state_path),
+        dest: Some(canonical.to_path_buf()),
+        state_file: Some(progress.path),
     })
 }
 
@@ -164,15 +387,45 @@ pub fn receive<R: Read>(
 /// failure after that, so that the state never claims more than DEST holds.
 struct Progress {
     path: PathBuf,
+    jpath: PathBuf,
     /// The state before this receive, put back if a failure happens before anything applied.
     before: Option<State>,
     state: State,
     begun: bool,
+    /// Continuing an interrupted receive: a failure never undoes what the journal records.
+    resumed: bool,
     applied: u64,
+    /// The journal's first entry, written when the first record is about to be applied.
+    begin: Option<Begin>,
 }
 
 impl Progress {
-    fn begin(&mut self, header: &StreamHeader, first: u64) -> Result<(), RecvError> {
+    fn begin(
+        &mut self,
+        header: &StreamHeader,
+        first: u64,
+        applier: &mut Applier,
+        dest: &Path,
+    ) -> Result<(), RecvError> {
+        let begin = self.begin.take().expect("a fresh receive has its begin entry");
+        let journal = Journal::create(&self.jpath, &begin)
+            .map_err(state_err(&self.jpath, "creating the journal"))?;
+        let hold_fd = journaled::open_holding(applier.root(), &begin.holding)
+            .map_err(dest_err(dest, "making the holding directory"))?;
+        applier.session = Some(journaled::Session {
+            journal,
+            hold_fd,
+            undo: header.origin.is_some(),
+            preserved: Default::default(),
+            created: Default::default(),
+            timed: Default::default(),
+            pending: None,
+            replay: false,
+            logged: None,
+            checkpoints: 0,
+            materialize_logged: false,
+            reflink: fsutil::reflink_keeps_layout(applier.root()),
+        });
         self.state.begin(header, first);
         state::save(&self.path, &self.state).map_err(|source| RecvError::State {
             path: self.path.clone(),
@@ -185,18 +438,37 @@ impl Progress {
 
     /// Records where the receive stopped (best effort: the error being reported matters more
     /// than a failure to record it) and returns the error.
-    fn fail(&mut self, e: RecvError, next_record: u64) -> RecvError {
+    fn fail(&mut self, applier: &mut Applier, e: RecvError, next_record: u64) -> RecvError {
         if !self.begun {
             return e;
         }
-        let saved = if self.applied == 0 {
+        let saved = if self.applied == 0 && !self.resumed {
+            // Nothing applied: DEST is as it was, bar the holding directory.
+            applier.session = None;
+            let hold = self.state.partial.as_ref().map(|p| holding_name(&p.stream));
+            if let Some(h) = hold {
+                let _ = journaled::remove_holding(applier.root(), &h);
+            }
+            let _ = fs::remove_file(&self.jpath);
             match &self.before {
                 Some(s) => state::save(&self.path, s),
                 None => fs::remove_file(&self.path),
             }
         } else {
+            // Records before `next_record` are complete: say so in the journal (a resume then
+            // starts there), and in the state, for people.
+            if let Some(s) = &mut applier.session {
+                let last = journal::load(&self.jpath).ok().flatten().map(|l| l.next_record());
+                if last.is_some_and(|l| l < next_record) {
+                    let _ = s.journal.append(&journal::Entry { index: next_record, undo: vec![] });
+                }
+                let _ = s.journal.sync();
+            }
             if let Some(p) = &mut self.state.partial {
-                p.next_record = next_record;
+                p.next_record = journal::load(&self.jpath)
+                    .ok()
+                    .flatten()
+                    .map_or(next_record, |l| l.next_record());
             }
             state::save(&self.path, &self.state)
         };

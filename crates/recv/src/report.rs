@@ -45,7 +45,10 @@ pub fn exit_code(e: &RecvError) -> u8 {
         RecvError::Stream(_) | RecvError::Unsupported(_) => EXIT_STREAM,
         RecvError::Refused(_) => EXIT_REFUSED,
         RecvError::Record(r) if r.problem.is_refusal() => EXIT_REFUSED,
-        RecvError::Record(_) | RecvError::Dest { .. } | RecvError::State { .. } => EXIT_APPLY,
+        RecvError::Record(_)
+        | RecvError::Dest { .. }
+        | RecvError::State { .. }
+        | RecvError::Abort { .. } => EXIT_APPLY,
     }
 }
 
@@ -53,8 +56,8 @@ const MISMATCH: &str = "The destination does not match the stream's origin: it w
     after the last receive, or a different stream was applied. Restore it from its origin \
     snapshot or use a full stream.";
 
-const PARTLY: &str = "DEST is partly updated, and the state records where the receive stopped: \
-    the next incremental receive into it is refused (unless --force).";
+const PARTLY: &str = "DEST is partly updated; its journal records where the receive stopped \
+    (resume or abort it, see below).";
 
 /// What a person should do about an error, in a sentence or three.
 pub fn hint(e: &RecvError, dry_run: bool) -> String {
@@ -100,6 +103,10 @@ pub fn hint(e: &RecvError, dry_run: bool) -> String {
             }
         },
         RecvError::Dest { source, .. } => errno_hint(source).to_string(),
+        RecvError::Abort { .. } => "DEST stays marked as interrupted: fix the cause and run \
+            anyrecv --abort DEST again, or restore DEST from its origin snapshot and receive \
+            with --force."
+            .into(),
         RecvError::State { .. } => "Check that the state directory (--state-dir, \
             ANYRECV_STATE_DIR) is writable and not full. If the failure came after the records \
             were applied, DEST holds the target but its state does not say so: the next \

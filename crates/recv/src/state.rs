@@ -130,6 +130,28 @@ pub enum Refusal {
     Busy { dest: String, lock: PathBuf },
     #[error("{dest}: exists and is not a directory")]
     NotADirectory { dest: String },
+    #[error("{dest}: no interrupted receive to resume or abort")]
+    NothingToResume { dest: String },
+    #[error(
+        "{dest}: an earlier receive stopped, but its journal is missing (or belongs to another \
+         stream), so it can be neither resumed nor rolled back"
+    )]
+    NoJournal { dest: String },
+    #[error(
+        "{dest}: this is stream {stream} resumed at record {first_record} (data offset \
+         {data_offset}), but {}",
+        match .have {
+            Some((s, n)) => format!("DEST's interrupted receive is stream {s}, to continue at record {n} (data offset 0)"),
+            None => "DEST has no interrupted receive".to_string(),
+        }
+    )]
+    ResumeMismatch {
+        dest: String,
+        stream: Id,
+        first_record: u64,
+        data_offset: u64,
+        have: Option<(Id, u64)>,
+    },
 }
 
 impl Refusal {
@@ -151,16 +173,27 @@ impl Refusal {
                  ANYRECV_STATE_DIR) at the state directory of the earlier receive. If you know \
                  DEST equals the stream's origin, --force applies it anyway."
                 .into(),
-            Refusal::Unfinished { .. } => "Run the same stream again only if it can apply on \
-                 top of a partly updated tree (it usually cannot): restore DEST from its origin \
-                 snapshot and receive again, or receive a full stream into an empty directory. \
-                 --force applies anyway."
+            Refusal::Unfinished { .. } => "Resume it: anysend --resume \"$(anyrecv \
+                 --resume-token DEST)\" [--from ORIGIN] TARGET | anyrecv DEST (the same stream \
+                 sent again from its start is accepted too); or roll it back: anyrecv --abort \
+                 DEST. --force applies this stream anyway (and drops the interrupted receive's \
+                 journal)."
                 .into(),
             Refusal::Replaced { .. } => "If DEST was restored from a copy of the same tree, \
                  --force applies anyway; otherwise receive a full stream into an empty directory."
                 .into(),
             Refusal::Busy { .. } => "Wait for the other receive to finish.".into(),
             Refusal::NotADirectory { .. } => "Give a directory as DEST.".into(),
+            Refusal::NothingToResume { .. } => "Nothing to do: DEST's last receive completed \
+                 (or DEST never received anything)."
+                .into(),
+            Refusal::NoJournal { .. } => "Restore DEST from its origin snapshot and receive \
+                 with --force, or receive a full stream into an empty directory."
+                .into(),
+            Refusal::ResumeMismatch { .. } => "Make the resumed stream from the token DEST \
+                 gives: anysend --resume \"$(anyrecv --resume-token DEST)\" [--from ORIGIN] \
+                 TARGET."
+                .into(),
         }
     }
 

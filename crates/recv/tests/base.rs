@@ -207,7 +207,10 @@ fn a_truncated_stream_applies_what_verified_and_fails() {
     let cut = &bytes[..bytes.len() - 10];
     let e = recv(&config(&dest, &state), cut).0.unwrap_err();
     assert_eq!(anyrecv::report::exit_code(&e), 1, "{e}");
-    assert!(dest.join("d/f").exists());
+    assert!(dest.join("d").exists());
+    // A new file gets its name only when its data is complete (it waits in the holding
+    // directory; the stream stopped before the record after its data).
+    assert!(!dest.join("d/f").exists());
     let text = std::fs::read_to_string(&state_files(&state)[0]).unwrap();
     assert!(text.contains("partial_next_record=3") && !text.contains("\ntarget="), "{text}");
     // Trailing bytes after the end record: everything applied, yet not complete.
@@ -281,7 +284,7 @@ fn a_second_receive_into_the_same_dest_is_refused_while_one_runs() {
 }
 
 #[test]
-fn resumed_streams_are_refused_for_now() {
+fn a_resumed_stream_needs_an_interrupted_receive_of_its_stream() {
     let t = scratch();
     let bytes = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -289,6 +292,7 @@ fn resumed_streams_are_refused_for_now() {
     ))
     .unwrap();
     let e = recv(&config(&t.path().join("d"), &t.path().join("s")), &bytes[..]).0.unwrap_err();
-    assert_eq!(anyrecv::report::exit_code(&e), 1, "{e}");
+    assert!(matches!(e, RecvError::Refused(Refusal::ResumeMismatch { have: None, .. })), "{e}");
+    assert_eq!(anyrecv::report::exit_code(&e), 4, "{e}");
     assert!(!t.path().join("d").exists());
 }

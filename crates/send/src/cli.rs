@@ -21,6 +21,9 @@ Examples:
   How big would it be, and what would it do?
     anysend -n -v --from /mnt/snaps/mon /mnt/snaps/tue
     anysend -n --json --from /mnt/snaps/mon /mnt/snaps/tue
+  Resume an interrupted receive (same ORIGIN and TARGET as the interrupted send):
+    anysend --resume \"$(ssh backup anyrecv --resume-token /backups/home)\" \\
+        --from /mnt/snaps/mon /mnt/snaps/tue | ssh backup anyrecv /backups/home
   Two trees that are not snapshots of one file system (e.g. rsync copies):
     anysend --path-match --from-label v1 --label v2 --from /srv/v1 /srv/v2 > v2.stream
 
@@ -108,6 +111,13 @@ pub struct Cli {
     /// Use an id derived from LABEL for ORIGIN (must match the --label it was sent with).
     #[arg(long = "from-label", value_name = "LABEL", requires = "from")]
     pub from_label: Option<String>,
+
+    /// Write only the rest of an interrupted stream, from where the receiver stopped: TOKEN is
+    /// what `anyrecv --resume-token DEST` prints. ORIGIN and TARGET must be the snapshots of the
+    /// interrupted stream (their ids are checked); the records before the resume point are
+    /// planned but neither read nor written.
+    #[arg(long, value_name = "TOKEN")]
+    pub resume: Option<String>,
 }
 
 /// Where the stream goes.
@@ -133,6 +143,7 @@ pub struct Config {
     pub path_match: bool,
     pub label: Option<String>,
     pub from_label: Option<String>,
+    pub resume: Option<crate::resume::Token>,
 }
 
 /// A request refused before anything was read (exit status 2).
@@ -168,6 +179,16 @@ impl Cli {
         if self.label.as_deref() == Some("") || self.from_label.as_deref() == Some("") {
             return Err(UsageError("a label must not be empty".into()));
         }
+        let resume = match &self.resume {
+            None => None,
+            Some(t) => Some(crate::resume::Token::decode(t).ok_or_else(|| {
+                UsageError(
+                    "--resume: not a resume token (give exactly what `anyrecv --resume-token \
+                     DEST` prints)"
+                        .into(),
+                )
+            })?),
+        };
         let progress = !self.quiet && (self.progress || std::io::stderr().is_terminal());
         Ok(Config {
             target: self.target,
@@ -181,6 +202,7 @@ impl Cli {
             path_match: self.path_match,
             label: self.label,
             from_label: self.from_label,
+            resume,
         })
     }
 }

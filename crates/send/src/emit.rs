@@ -213,6 +213,17 @@ impl<'s, W: Write> Emitter<'s, W> {
         let mut off = seg.start;
         while off < seg.end {
             let n = ((seg.end - off) as usize).min(PREFERRED_DATA_CHUNK);
+            if self.sink.skipping() {
+                // Before a resume point: counted, never read.
+                let rec = Record::Write {
+                    path: path.to_vec(),
+                    offset: off,
+                    data: Data::from(Vec::new()),
+                };
+                self.sink.put(&rec)?;
+                off += n as u64;
+                continue;
+            }
             let mut buf = std::mem::take(&mut self.buf);
             buf.clear();
             buf.resize(n, 0);

@@ -12,7 +12,7 @@ use crate::sink::{Counts, Sink};
 use crate::source::Source;
 use anyhow::{anyhow, Context, Result};
 use anysend_diff_core::{Identity, Options, Timestamp};
-use anysend_stream::{Id, StreamHeader, WriterOptions};
+use anysend_stream::{Id, ResumePoint, StreamHeader, WriterOptions};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -81,7 +81,25 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
     let origin_id = origin.as_ref().map(|o| o.id);
     let sid = stream_id(origin_id, target.id);
     let (sec, nsec) = now();
-    let header = StreamHeader::new(sid, origin_id, target.id, sec, nsec);
+    let mut header = StreamHeader::new(sid, origin_id, target.id, sec, nsec);
+    if let Some(t) = &cfg.resume {
+        let show =
+            |o: Option<Id>| o.map_or_else(|| "none (a full stream)".to_string(), |i| i.to_string());
+        if t.stream != sid || t.origin != origin_id || t.target != target.id {
+            return Err(anyhow!(
+                "--resume: the token is for stream {} (origin {}, target {}), but these \
+                 snapshots make stream {sid} (origin {}, target {}): give the ORIGIN and TARGET \
+                 of the interrupted send",
+                t.stream,
+                show(t.origin),
+                t.target,
+                show(origin_id),
+                target.id
+            )
+            .context(crate::cli::UsageError("the resume token does not match".into())));
+        }
+        header.resume = ResumePoint { first_record: t.next_record, data_offset: t.data_offset };
+    }
 
     // A full stream is the difference from an empty tree.
     let standin;

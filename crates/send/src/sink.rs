@@ -7,7 +7,9 @@
 
 use crate::progress::Progress;
 use anyhow::Result;
-use anysend_stream::{Record, StreamError, StreamHeader, StreamWriter, WriterOptions};
+use anysend_stream::{
+    Data, Record, ResumePoint, StreamError, StreamHeader, StreamWriter, WriterOptions,
+};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
@@ -67,6 +69,10 @@ pub struct Sink<W: Write> {
     counts: Counts,
     list: Option<Box<dyn Write>>,
     progress: Option<Progress>,
+    /// Index of the next record of the plan (records before a resume point are counted only).
+    planned: u64,
+    /// Where a resumed stream starts: records before it are skipped.
+    resume: ResumePoint,
 }
 
 impl<W: Write> Sink<W> {
@@ -80,11 +86,56 @@ impl<W: Write> Sink<W> {
     ) -> Result<Self> {
         let writer = StreamWriter::new(Counted { inner: out, bytes: 0 }, header, options)
             .map_err(OutputError)?;
-        Ok(Sink { writer, counts: Counts::default(), list, progress })
+        Ok(Sink {
+            writer,
+            counts: Counts::default(),
+            list,
+            progress,
+            planned: 0,
+            resume: header.resume,
+        })
     }
 
-    /// Write one record.
+    /// Whether the next record is before the resume point (its data need not be read).
+    pub fn skipping(&self) -> bool {
+        self.planned < self.resume.first_record
+    }
+
+    /// Write one record (or, before the resume point, only count it).
     pub fn put(&mut self, rec: &Record) -> Result<()> {
+        let planned = self.planned;
+        self.planned += 1;
+        if planned < self.resume.first_record {
+            return Ok(());
+        }
+        if planned == self.resume.first_record && self.resume.data_offset > 0 {
+            // The interrupted record: the receiver holds the first data_offset bytes of it.
+            let d = self.resume.data_offset;
+            let Record::Write { path, offset, data } = rec else {
+                return Err(anyhow::anyhow!(
+                    "--resume: record {planned} is a `{}` record, which has no data to resume \
+                     inside (the token says {d} bytes of it are held)",
+                    rec.name()
+                ));
+            };
+            if d > data.len() as u64 {
+                return Err(anyhow::anyhow!(
+                    "--resume: record {planned} holds {} data bytes, fewer than the {d} the \
+                     token says are held",
+                    data.len()
+                ));
+            }
+            let rest = Record::Write {
+                path: path.clone(),
+                offset: offset + d,
+                data: Data::from(&data[d as usize..]),
+            };
+            return self.put_now(&rest);
+        }
+        self.put_now(rec)
+    }
+
+    fn put_now(&mut self, rec: &Record) -> Result<()> {
         let (index, offset) = (self.writer.next_index(), self.writer.bytes_written());
         self.writer.write(rec).map_err(OutputError)?;
         self.count(rec, index, offset)?;
@@ -116,6 +167,14 @@ impl<W: Write> Sink<W> {
 
     /// Write the end record; returns the output and the counts.
     pub fn finish(mut self) -> Result<(W, Counts)> {
+        if self.planned < self.resume.first_record {
+            return Err(anyhow::anyhow!(
+                "--resume: the plan has {} records before its end record, but the token resumes \
+                 at record {}: these are not the snapshots of the interrupted stream",
+                self.planned,
+                self.resume.first_record
+            ));
+        }
         let (index, offset) = (self.writer.next_index(), self.writer.bytes_written());
         let out = self.writer.finish().map_err(OutputError)?;
         // The end record's fields are computed by the writer; list it by name.

@@ -1,0 +1,260 @@
+//! File system helpers of the journaled receive, the abort and `--atomic`: times, whole-file
+//! copies that keep holes (FICLONE first), copying content back in place, and removing a tree
+//! fd-relatively (lifting immutable/append-only flags on the way).
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{
+    self as fs, AtFlags, FileType, IFlags, Mode, OFlags, SeekFrom, Timespec, Timestamps,
+};
+use rustix::io::Errno;
+
+use crate::journal::Time;
+
+const BUF: usize = 1 << 20;
+const CAPABILITY: &str = "security.capability";
+
+/// Access and modification times of a stat.
+#[allow(clippy::unnecessary_cast)] // the field types differ between architectures
+pub fn times(st: &fs::Stat) -> (Time, Time) {
+    ((st.st_atime as i64, st.st_atime_nsec as u32), (st.st_mtime as i64, st.st_mtime_nsec as u32))
+}
+
+pub fn timestamps(atime: Time, mtime: Time) -> Timestamps {
+    let ts = |(s, n): Time| Timespec { tv_sec: s, tv_nsec: n.into() };
+    Timestamps { last_access: ts(atime), last_modification: ts(mtime) }
+}
+
+/// Sets the times of `fd` to those of `st`.
+pub fn set_times(fd: BorrowedFd<'_>, st: &fs::Stat) -> io::Result<()> {
+    let (a, m) = times(st);
+    Ok(fs::futimens(fd, &timestamps(a, m))?)
+}
+
+/// An fd for the flags ioctl on a directory or regular file (not following it); `None` for
+/// other types, which hold no flags.
+pub fn open_for_flags(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<OwnedFd>> {
+    let st = fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    let common = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let how = match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => common | OFlags::DIRECTORY,
+        FileType::RegularFile => common | OFlags::NONBLOCK | OFlags::NOCTTY,
+        _ => return Ok(None),
+    };
+    Ok(Some(fs::openat(dir, name, how, Mode::empty())?))
+}
+
+/// The `security.capability` value of a file, if any.
+pub fn fget_cap(f: &File) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 1024];
+    let n = fs::fgetxattr(f, CAPABILITY, &mut buf[..]).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+pub fn fset_cap(f: &File, cap: &Option<Vec<u8>>) -> io::Result<()> {
+    match cap {
+        Some(v) => Ok(fs::fsetxattr(f, CAPABILITY, v, fs::XattrFlags::empty())?),
+        None => match fs::fremovexattr(f, CAPABILITY) {
+            Ok(()) | Err(Errno::NODATA) | Err(Errno::OPNOTSUPP) => Ok(()),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+/// The next data extent of `f` in `[from, end)`.
+fn next_data(f: &File, from: u64, end: u64) -> io::Result<Option<(u64, u64)>> {
+    if from >= end {
+        return Ok(None);
+    }
+    let start = match fs::seek(f, SeekFrom::Data(from)) {
+        Ok(s) => s,
+        Err(Errno::NXIO) => return Ok(None),
+        Err(Errno::INVAL | Errno::NOTSUP) => from,
+        Err(e) => return Err(e.into()),
+    };
+    if start >= end {
+        return Ok(None);
+    }
+    let stop = match fs::seek(f, SeekFrom::Hole(start)) {
+        Ok(h) => h,
+        Err(_) => end,
+    };
+    Ok(Some((start, stop.clamp(start + 1, end))))
+}
+
+/// Copies the data extents of `src` to the same offsets of `dst` (a file with holes there)
+/// and sets its size.
+fn copy_extents(src: &File, dst: &File) -> io::Result<()> {
+    let size = src.metadata()?.len();
+    let mut buf = vec![0u8; BUF.min(size as usize).max(1)];
+    let mut pos = 0;
+    while let Some((a, b)) = next_data(src, pos, size)? {
+        let mut at = a;
+        while at < b {
+            let n = ((b - at) as usize).min(buf.len());
+            src.read_exact_at(&mut buf[..n], at)?;
+            dst.write_all_at(&buf[..n], at)?;
+            at += n as u64;
+        }
+        pos = b;
+    }
+    dst.set_len(size)
+}
+
+/// Copies `src` into a new file `name` in `dir` (replacing one left by a kill): a reflink
+/// where the file system shares extents, else the data extents (holes stay holes). Synced, since
+/// the original is about to change.
+pub fn copy_file(src: &File, dir: BorrowedFd<'_>, name: &[u8], reflink: bool) -> io::Result<()> {
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let dst =
+        File::from(fs::openat(dir, OsStr::from_bytes(name), flags, Mode::from_raw_mode(0o600))?);
+    if !reflink || fs::ioctl_ficlone(&dst, src).is_err() {
+        copy_extents(src, &dst)?;
+    }
+    fs::fdatasync(&dst)?;
+    Ok(())
+}
+
+/// Whether origin copies are made with FICLONE on the file system of `fd`: on btrfs, where a
+/// write to a file that shares extents leaves its hole layout as it would be. (XFS shares
+/// extents too, but a write to a shared file allocates by its CoW extent size hint, 128 KiB by
+/// default, which turns holes next to the write into data: the replica's holes would differ.)
+#[allow(clippy::unnecessary_cast)] // f_type's type differs between architectures
+pub fn reflink_keeps_layout(fd: BorrowedFd<'_>) -> bool {
+    const BTRFS_SUPER_MAGIC: i64 = 0x9123_683E;
+    fs::fstatfs(fd).is_ok_and(|s| s.f_type as i64 == BTRFS_SUPER_MAGIC)
+}
+
+/// Copies all of `src` into the empty file `dst`.
+pub fn copy_fd(src: &OwnedFd, dst: &OwnedFd) -> io::Result<()> {
+    let s = File::from(src.try_clone()?);
+    let d = File::from(dst.try_clone()?);
+    if fs::ioctl_ficlone(&d, &s).is_ok() {
+        return Ok(());
+    }
+    copy_extents(&s, &d)
+}
+
+/// Puts the content of `src` back into `dst` in place (same inode): size, data, holes.
+pub fn restore_content(src: &File, dst: &File) -> io::Result<()> {
+    let size = src.metadata()?.len();
+    dst.set_len(0)?;
+    dst.set_len(size)?;
+    // A zero-length file then extended is all hole; write the data extents back.
+    copy_extents(src, dst)
+}
+
+/// Whether the directory `name` in `dir` has no entries.
+pub fn dir_is_empty(dir: BorrowedFd<'_>, name: &OsStr) -> Result<bool, Errno> {
+    let fd = fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut d = fs::Dir::read_from(&fd)?;
+    while let Some(e) = d.read() {
+        let e = e?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Lifts immutable and append-only from `name` in `dir`, if it has them.
+fn unlock(dir: BorrowedFd<'_>, name: &OsStr) {
+    if let Ok(Some(fd)) = open_for_flags(dir, name) {
+        if let Ok(f) = fs::ioctl_getflags(&fd) {
+            let locking = IFlags::IMMUTABLE | IFlags::APPEND;
+            if f.intersects(locking) {
+                let _ = fs::ioctl_setflags(&fd, f - locking);
+            }
+        }
+    }
+}
+
+/// Removes `name` in `dir`, a directory with everything beneath it or any other object, never
+/// following a symlink; lifts immutable/append-only where they are in the way.
+pub fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let st = fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+        let fd = match fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ACCESS) => {
+                unlock(dir, name);
+                fs::chmodat(dir, name, Mode::from_raw_mode(0o700), AtFlags::empty())?;
+                fs::openat(
+                    dir,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        empty_dir(fd.as_fd())?;
+        match fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+            Err(Errno::PERM) => {
+                unlock(dir, name);
+                fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
+            }
+            r => r?,
+        }
+    } else {
+        match fs::unlinkat(dir, name, AtFlags::empty()) {
+            Err(Errno::PERM) => {
+                unlock(dir, name);
+                fs::unlinkat(dir, name, AtFlags::empty())?;
+            }
+            r => r?,
+        }
+    }
+    Ok(())
+}
+
+/// Removes every entry of the open directory `fd`.
+pub fn empty_dir(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // A directory that is immutable or append-only refuses removals of its entries.
+    if let Ok(f) = fs::ioctl_getflags(fd) {
+        let locking = IFlags::IMMUTABLE | IFlags::APPEND;
+        if f.intersects(locking) {
+            let _ = fs::ioctl_setflags(fd, f - locking);
+        }
+    }
+    loop {
+        let mut names = Vec::new();
+        let mut d = fs::Dir::read_from(fd)?;
+        while let Some(e) = d.read() {
+            let e = e?;
+            let n = e.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push(n.to_vec());
+            }
+            if names.len() >= 4096 {
+                break;
+            }
+        }
+        if names.is_empty() {
+            return Ok(());
+        }
+        for n in names {
+            match remove_tree(fd, OsStr::from_bytes(&n)) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                r => r?,
+            }
+        }
+    }
+}
