@@ -162,20 +162,8 @@ pub fn make_token(
     next_record: u64,
     data_offset: u64,
 ) -> String {
-    let mut b = vec![1u8];
-    b.extend_from_slice(&stream);
-    b.push(origin.is_some() as u8);
-    b.extend_from_slice(&origin.unwrap_or_default());
-    b.extend_from_slice(&target);
-    b.extend_from_slice(&next_record.to_le_bytes());
-    b.extend_from_slice(&data_offset.to_le_bytes());
-    let mut c = 0xFFFF_FFFFu32;
-    for &x in &b {
-        c ^= u32::from(x);
-        for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
-        }
-    }
-    b.extend_from_slice(&(!c).to_le_bytes());
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    use anysend_stream::{Id, ResumePoint, ResumeToken};
+    let point = ResumePoint { first_record: next_record, data_offset };
+    ResumeToken { stream: Id(stream), origin: origin.map(Id), target: Id(target), point }
+        .to_string()
 }

@@ -407,16 +407,9 @@ fn frame(payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// CRC-32 (IEEE), bitwise: the journal's entries are small.
+/// CRC-32 (IEEE), the same as the stream's.
 pub fn crc32(b: &[u8]) -> u32 {
-    let mut c = 0xFFFF_FFFFu32;
-    for &x in b {
-        c ^= u32::from(x);
-        for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
-        }
-    }
-    !c
+    crc32fast::hash(b)
 }
 
 /// Reads a journal; `Ok(None)` when there is none. A damaged first entry is an error; a damaged

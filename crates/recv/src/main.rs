@@ -204,7 +204,7 @@ fn after_interruption(args: &Args) -> ExitCode {
     if args.resume_token {
         return match anyrecv::resume::resume_token(&cfg) {
             Ok(t) => {
-                println!("{}", t.encode());
+                println!("{t}");
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -1,10 +1,9 @@
 //! After an interrupted receive: the resume token (`anyrecv --resume-token DEST`), and the
 //! rollback (`anyrecv --abort DEST`).
 //!
-//! The token is one line of hex: a version byte, the stream id, the origin (a presence byte and
-//! 16 bytes), the target, the index of the record to continue at, the bytes of that record's data
-//! already held, and a CRC-32 of all that. `anysend --resume TOKEN` reads it back, checks the ids
-//! against the snapshots it is given, and writes the rest of the stream from that record.
+//! The token ([`anysend_stream::ResumeToken`], STREAM_FORMAT.md section 11) names the stream, its
+//! snapshots and the record to continue at. `anysend --resume TOKEN` reads it back, checks the
+//! ids against the snapshots it is given, and writes the rest of the stream from that record.
 //!
 //! anyrecv applies a record only after its CRC verified (STREAM_FORMAT.md section 8), so it never
 //! holds part of a record's data: the data offset it puts in a token is always 0. The format
@@ -14,7 +13,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use anysend_stream::Id;
+use anysend_stream::{Id, ResumePoint};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
@@ -28,59 +27,8 @@ use crate::path;
 use crate::resolve::Resolver;
 use crate::state::{self, State};
 
-const TOKEN_VERSION: u8 = 1;
-
-/// Where an interrupted stream continues.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
-    pub stream: Id,
-    pub origin: Option<Id>,
-    pub target: Id,
-    pub next_record: u64,
-    pub data_offset: u64,
-}
-
-impl Token {
-    pub fn encode(&self) -> String {
-        let mut b = vec![TOKEN_VERSION];
-        b.extend_from_slice(&self.stream.0);
-        b.push(self.origin.is_some() as u8);
-        b.extend_from_slice(&self.origin.unwrap_or_default().0);
-        b.extend_from_slice(&self.target.0);
-        b.extend_from_slice(&self.next_record.to_le_bytes());
-        b.extend_from_slice(&self.data_offset.to_le_bytes());
-        let crc = journal::crc32(&b);
-        b.extend_from_slice(&crc.to_le_bytes());
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    }
-
-    pub fn decode(s: &str) -> Option<Token> {
-        let s = s.trim();
-        if s.len() != 2 * 70 {
-            return None;
-        }
-        let b: Vec<u8> = (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-            .collect::<Option<_>>()?;
-        let crc = u32::from_le_bytes(b[66..70].try_into().ok()?);
-        if b[0] != TOKEN_VERSION || journal::crc32(&b[..66]) != crc {
-            return None;
-        }
-        let id = |r: std::ops::Range<usize>| Some(Id(b[r].try_into().ok()?));
-        Some(Token {
-            stream: id(1..17)?,
-            origin: match b[17] {
-                0 => None,
-                1 => Some(id(18..34)?),
-                _ => return None,
-            },
-            target: id(34..50)?,
-            next_record: u64::from_le_bytes(b[50..58].try_into().ok()?),
-            data_offset: u64::from_le_bytes(b[58..66].try_into().ok()?),
-        })
-    }
-}
+/// The token format is the stream crate's: the sender reads what this side writes.
+pub use anysend_stream::ResumeToken as Token;
 
 /// What is known of an interrupted receive into DEST.
 #[derive(Debug)]
@@ -98,8 +46,7 @@ impl Interrupted {
             stream: j.begin.stream,
             origin: j.begin.origin,
             target: j.begin.target,
-            next_record: j.next_record(),
-            data_offset: 0,
+            point: ResumePoint { first_record: j.next_record(), data_offset: 0 },
         })
     }
 }

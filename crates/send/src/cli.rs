@@ -143,7 +143,7 @@ pub struct Config {
     pub path_match: bool,
     pub label: Option<String>,
     pub from_label: Option<String>,
-    pub resume: Option<crate::resume::Token>,
+    pub resume: Option<anysend_stream::ResumeToken>,
 }
 
 /// A request refused before anything was read (exit status 2).
@@ -181,7 +181,7 @@ impl Cli {
         }
         let resume = match &self.resume {
             None => None,
-            Some(t) => Some(crate::resume::Token::decode(t).ok_or_else(|| {
+            Some(t) => Some(anysend_stream::ResumeToken::decode(t).ok_or_else(|| {
                 UsageError(
                     "--resume: not a resume token (give exactly what `anyrecv --resume-token \
                      DEST` prints)"

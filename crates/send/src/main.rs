@@ -7,7 +7,6 @@ mod cli;
 mod emit;
 mod ids;
 mod progress;
-mod resume;
 mod run;
 mod sink;
 mod source;

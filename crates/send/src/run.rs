@@ -12,7 +12,7 @@ use crate::sink::{Counts, Sink};
 use crate::source::Source;
 use anyhow::{anyhow, Context, Result};
 use anysend_diff_core::{Identity, Options, Timestamp};
-use anysend_stream::{Id, ResumePoint, StreamHeader, WriterOptions};
+use anysend_stream::{Id, StreamHeader, WriterOptions};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -98,7 +98,7 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
             )
             .context(crate::cli::UsageError("the resume token does not match".into())));
         }
-        header.resume = ResumePoint { first_record: t.next_record, data_offset: t.data_offset };
+        header.resume = t.point;
     }
 
     // A full stream is the difference from an empty tree.

@@ -22,6 +22,7 @@ pub mod format;
 mod header;
 mod reader;
 mod record;
+mod token;
 mod writer;
 
 pub use error::{ErrorKind, StreamError};
@@ -29,6 +30,7 @@ pub use field::{Data, FieldProblem, NodeType};
 pub use header::{Id, ResumePoint, StreamHeader};
 pub use reader::{Frame, StreamReader};
 pub use record::{layout_table, Layout, Record};
+pub use token::ResumeToken;
 pub use writer::{StreamWriter, WriterOptions};
 
 #[cfg(test)]
