@@ -129,61 +129,25 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
     let wopts = WriterOptions { compression_level: cfg.compression };
     let source = Source::open(&origin_path, &cfg.target)?;
 
-    let (counts, plan) = match &cfg.output {
-        Output::Nowhere => {
-            let data =
-                if cfg.compression.is_some() { DataMode::Read } else { DataMode::LengthOnly };
-            send(
-                std::io::sink(),
-                &header,
-                wopts,
-                list,
-                progress,
-                source,
-                data,
-                &origin_path,
-                cfg,
-                &options,
-            )?
-        }
-        Output::Stdout => {
-            let out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-            send(
-                out,
-                &header,
-                wopts,
-                list,
-                progress,
-                source,
-                DataMode::Read,
-                &origin_path,
-                cfg,
-                &options,
-            )?
-        }
-        Output::File(path) => {
-            let file =
-                File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-            let out = BufWriter::with_capacity(1 << 20, file);
-            let r = send(
-                out,
-                &header,
-                wopts,
-                list,
-                progress,
-                source,
-                DataMode::Read,
-                &origin_path,
-                cfg,
-                &options,
-            );
-            if r.is_err() {
-                // A partial stream is of no use to anyone; anyrecv would refuse it anyway.
-                let _ = std::fs::remove_file(path);
-            }
-            r?
-        }
+    // A dry run without compression needs only the data lengths, not the data.
+    let data = match (&cfg.output, cfg.compression) {
+        (Output::Nowhere, None) => DataMode::LengthOnly,
+        _ => DataMode::Read,
     };
+    let out: Box<dyn Write> = match &cfg.output {
+        Output::Nowhere => Box::new(std::io::sink()),
+        Output::Stdout => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
+        Output::File(path) => Box::new(BufWriter::with_capacity(
+            1 << 20,
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+    };
+    let sent = send(out, &header, wopts, list, progress, source, data, &origin_path, cfg, &options);
+    if let (Err(_), Output::File(path)) = (&sent, &cfg.output) {
+        // A partial stream is of no use to anyone; anyrecv would refuse it anyway.
+        let _ = std::fs::remove_file(path);
+    }
+    let (counts, plan) = sent?;
     Ok(Outcome { counts, stream_id: sid, origin_id, target_id: target.id, plan })
 }
 
