@@ -167,3 +167,36 @@ pub fn make_token(
     ResumeToken { stream: Id(stream), origin: origin.map(Id), target: Id(target), point }
         .to_string()
 }
+
+// ---- --atomic (e2e_atomic) ----
+
+/// [`recv_killed_at`] with extra anyrecv arguments (e.g. `--atomic`).
+pub fn recv_killed_at_with(
+    args: &[&str],
+    bytes: &[u8],
+    k: usize,
+    dest: &Path,
+    state: &Path,
+    settle: bool,
+) -> Option<i32> {
+    use std::io::Write;
+    let mut child = Command::new(bin("anyrecv"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .arg(dest)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn anyrecv");
+    let mut input = child.stdin.take().expect("stdin");
+    let wrote = input.write_all(&bytes[..k]).and_then(|()| input.flush());
+    if wrote.is_ok() && settle {
+        waiting_for_input(child.id(), std::time::Duration::from_secs(10));
+    }
+    let _ = child.kill();
+    let status = child.wait().expect("wait for anyrecv");
+    drop(input);
+    status.code()
+}

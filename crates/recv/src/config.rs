@@ -29,6 +29,12 @@ pub struct Config {
     pub policy: Policy,
     /// Where the per-destination state files live (absolute).
     pub state_dir: PathBuf,
+    /// Receive into a reflinked staging copy beside DEST and swap it in at the end
+    /// (`--atomic`; btrfs and XFS with reflink only).
+    pub atomic: bool,
+    /// Apply without a journal (not resumable, not abortable). Hidden: only for measuring what
+    /// the journal costs (`ANYRECV_NO_JOURNAL=1`).
+    pub no_journal: bool,
 }
 
 /// A configuration that cannot be used.

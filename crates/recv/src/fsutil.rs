@@ -88,6 +88,66 @@ fn next_data(f: &File, from: u64, end: u64) -> io::Result<Option<(u64, u64)>> {
     Ok(Some((start, stop.clamp(start + 1, end))))
 }
 
+/// The data and hole segments of [from, end) of `f`: (start, end, is data).
+pub fn segments(f: &File, from: u64, end: u64) -> io::Result<Vec<(u64, u64, bool)>> {
+    let mut out = Vec::new();
+    let mut pos = from;
+    while let Some((a, b)) = next_data(f, pos, end)? {
+        if a > pos {
+            out.push((pos, a, false));
+        }
+        out.push((a, b, true));
+        pos = b;
+    }
+    if pos < end {
+        out.push((pos, end, false));
+    }
+    Ok(out)
+}
+
+/// Copies `len` bytes at `src_off` of `src` to `dst_off` of `dst` (bytes past the end of `src`
+/// read as zeros).
+pub fn copy_range(src: &File, src_off: u64, dst: &File, dst_off: u64, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; BUF.min(len as usize).max(1)];
+    let mut done = 0;
+    while done < len {
+        let n = ((len - done) as usize).min(buf.len());
+        let chunk = &mut buf[..n];
+        let mut got = 0;
+        while got < n {
+            let r = src.read_at(&mut chunk[got..], src_off + done + got as u64)?;
+            if r == 0 {
+                chunk[got..].fill(0);
+                break;
+            }
+            got += r;
+        }
+        dst.write_all_at(chunk, dst_off + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// Makes [off, off+len) of `f` a hole (zeros where the file system cannot punch), size kept.
+pub fn punch(f: &File, off: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let flags = fs::FallocateFlags::PUNCH_HOLE | fs::FallocateFlags::KEEP_SIZE;
+    match fs::fallocate(f, flags, off, len) {
+        Ok(()) => Ok(()),
+        Err(Errno::OPNOTSUPP) => {
+            let size = f.metadata()?.len();
+            let end = (off + len).min(size);
+            if end > off {
+                copy_range(f, u64::MAX / 2, f, off, end - off)?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Copies the data extents of `src` to the same offsets of `dst` (a file with holes there)
 /// and sets its size.
 fn copy_extents(src: &File, dst: &File) -> io::Result<()> {

@@ -131,6 +131,29 @@ pub enum Undo {
         hold: Vec<u8>,
         path: Vec<u8>,
     },
+    /// The file `path` (inode `ino`) had this size and metadata before its content was first
+    /// changed; its changed byte ranges are kept by the `Range` steps after this one.
+    KeepMeta {
+        path: Vec<u8>,
+        ino: u64,
+        size: u64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        atime: Time,
+        mtime: Time,
+        cap: Option<Vec<u8>>,
+    },
+    /// The origin bytes [off, off+len) of the file `path` (inode `ino`): at offset `at` of the
+    /// keep log `hold` in the holding directory, or a hole when `hold` is empty.
+    Range {
+        path: Vec<u8>,
+        ino: u64,
+        off: u64,
+        len: u64,
+        hold: Vec<u8>,
+        at: u64,
+    },
 }
 
 /// One record in flight.
@@ -138,6 +161,16 @@ pub enum Undo {
 pub struct Entry {
     pub index: u64,
     pub undo: Vec<Undo>,
+    /// Origin ranges kept ahead for records from `index` on, before any of them is applied (not
+    /// the record in flight: see [`Loaded::next_record`]). Undoing a kept range whose record was
+    /// never applied writes back the bytes the file still holds.
+    pub keep: bool,
+}
+
+impl Entry {
+    pub fn new(index: u64, undo: Vec<Undo>) -> Entry {
+        Entry { index, undo, keep: false }
+    }
 }
 
 /// A journal as read back.
@@ -152,7 +185,12 @@ pub struct Loaded {
 impl Loaded {
     /// The record index to continue at: the record in flight when the receive stopped.
     pub fn next_record(&self) -> u64 {
-        self.entries.last().map_or(self.begin.first_record, |e| e.index)
+        self.last_record().map_or(self.begin.first_record, |e| e.index)
+    }
+
+    /// The last entry of a record (not of ranges kept ahead).
+    pub fn last_record(&self) -> Option<&Entry> {
+        self.entries.iter().rev().find(|e| !e.keep)
     }
 }
 
@@ -242,6 +280,7 @@ impl Dec<'_> {
 
 const T_BEGIN: u8 = 1;
 const T_ENTRY: u8 = 2;
+const T_KEEP: u8 = 3;
 
 fn encode_begin(b: &Begin) -> Vec<u8> {
     let mut e = Enc(Vec::with_capacity(128));
@@ -292,7 +331,7 @@ fn decode_begin(d: &mut Dec) -> D<Begin> {
 
 fn encode_entry(en: &Entry, out: &mut Vec<u8>) {
     let mut e = Enc(std::mem::take(out));
-    e.u8(T_ENTRY);
+    e.u8(if en.keep { T_KEEP } else { T_ENTRY });
     e.u64(en.index);
     e.u32(en.undo.len() as u32);
     for u in &en.undo {
@@ -362,6 +401,27 @@ fn encode_entry(en: &Entry, out: &mut Vec<u8>) {
                 e.bytes(hold);
                 e.bytes(path);
             }
+            Undo::KeepMeta { path, ino, size, mode, uid, gid, atime, mtime, cap } => {
+                e.u8(12);
+                e.bytes(path);
+                e.u64(*ino);
+                e.u64(*size);
+                e.u32(*mode);
+                e.u32(*uid);
+                e.u32(*gid);
+                e.time(*atime);
+                e.time(*mtime);
+                e.opt(cap);
+            }
+            Undo::Range { path, ino, off, len, hold, at } => {
+                e.u8(13);
+                e.bytes(path);
+                e.u64(*ino);
+                e.u64(*off);
+                e.u64(*len);
+                e.bytes(hold);
+                e.u64(*at);
+            }
         }
     }
     *out = e.0;
@@ -394,10 +454,29 @@ fn decode_entry(d: &mut Dec) -> D<Entry> {
             },
             10 => Undo::Created { path: d.bytes()?, hold: d.bytes()?, ino: d.u64()? },
             11 => Undo::Materialize { hold: d.bytes()?, path: d.bytes()? },
+            12 => Undo::KeepMeta {
+                path: d.bytes()?,
+                ino: d.u64()?,
+                size: d.u64()?,
+                mode: d.u32()?,
+                uid: d.u32()?,
+                gid: d.u32()?,
+                atime: d.time()?,
+                mtime: d.time()?,
+                cap: d.opt()?,
+            },
+            13 => Undo::Range {
+                path: d.bytes()?,
+                ino: d.u64()?,
+                off: d.u64()?,
+                len: d.u64()?,
+                hold: d.bytes()?,
+                at: d.u64()?,
+            },
             _ => return Err(()),
         });
     }
-    Ok(Entry { index, undo })
+    Ok(Entry { index, undo, keep: false })
 }
 
 /// Frames a payload: length, CRC, payload.
@@ -451,8 +530,11 @@ pub fn load(path: &Path) -> io::Result<Option<Loaded>> {
     while let Some(p) = next() {
         let mut d = Dec(p);
         match d.u8() {
-            Ok(T_ENTRY) => match decode_entry(&mut d) {
-                Ok(e) => entries.push(e),
+            Ok(t @ (T_ENTRY | T_KEEP)) => match decode_entry(&mut d) {
+                Ok(mut e) => {
+                    e.keep = t == T_KEEP;
+                    entries.push(e)
+                }
                 Err(()) => break,
             },
             _ => break,
@@ -574,8 +656,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("x.state.journal");
         let mut j = Journal::create(&p, &begin()).unwrap();
-        let e1 = Entry { index: 0, undo: vec![] };
+        let e1 = Entry::new(0, vec![]);
         let e2 = Entry {
+            keep: false,
             index: 1,
             undo: vec![
                 Undo::Rename { from: b"a".to_vec(), to: b"b\n\xff".to_vec() },
@@ -590,6 +673,14 @@ mod tests {
                     atime: (1, 2),
                     mtime: (3, 4),
                     cap: Some(vec![1, 2, 3]),
+                },
+                Undo::Range {
+                    path: b"f".to_vec(),
+                    ino: 7,
+                    off: 4096,
+                    len: 10,
+                    hold: b"k1".to_vec(),
+                    at: 0,
                 },
             ],
         };

@@ -70,6 +70,94 @@ pub struct Session {
     pub materialize_logged: bool,
     /// FICLONE keeps the origin copies (btrfs; elsewhere a copy of the data extents).
     pub reflink: bool,
+    /// Pre-existing files whose origin ranges are being kept, by inode.
+    pub kept: HashMap<u64, Kept>,
+}
+
+/// The origin ranges of one pre-existing file kept so far.
+#[derive(Debug, Default, Clone)]
+pub struct Kept {
+    /// The file's size before the receive changed it.
+    pub size: u64,
+    /// Kept intervals [start, end), sorted and disjoint.
+    pub covered: Vec<(u64, u64)>,
+    /// Where each kept piece is: offset, length, and (keep log, offset in it), None for a hole.
+    pub pieces: Vec<Piece>,
+}
+
+/// A kept piece: offset, length, and (keep log, offset in it), or None for a hole.
+pub type Piece = (u64, u64, Option<(Vec<u8>, u64)>);
+
+impl Kept {
+    /// The parts of [a, b) not kept yet.
+    fn gaps(&self, a: u64, b: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut pos = a;
+        for &(s, e) in &self.covered {
+            if e <= pos {
+                continue;
+            }
+            if s >= b {
+                break;
+            }
+            if s > pos {
+                out.push((pos, s.min(b)));
+            }
+            pos = pos.max(e);
+            if pos >= b {
+                break;
+            }
+        }
+        if pos < b {
+            out.push((pos, b));
+        }
+        out
+    }
+
+    /// Records the piece [off, off+len) as kept.
+    pub fn add(&mut self, off: u64, len: u64, src: Option<(Vec<u8>, u64)>) {
+        self.pieces.push((off, len, src));
+        let (mut a, mut b) = (off, off + len);
+        let mut merged = Vec::with_capacity(self.covered.len() + 1);
+        for &(s, e) in &self.covered {
+            if e < a || s > b {
+                merged.push((s, e));
+            } else {
+                a = a.min(s);
+                b = b.max(e);
+            }
+        }
+        merged.push((a, b));
+        merged.sort_unstable();
+        self.covered = merged;
+    }
+}
+
+/// The byte range of a pre-existing file a data record is about to change.
+fn changed_range(rec: &Record) -> Option<(&[u8], u64, u64)> {
+    match rec {
+        Record::Write { path, offset, data } => {
+            Some((path, *offset, offset.saturating_add(data.len() as u64)))
+        }
+        Record::Hole { path, offset, len } => Some((path, *offset, offset.saturating_add(*len))),
+        Record::Truncate { path, size } => Some((path, *size, u64::MAX)),
+        Record::CopyFromOrigin { path, dst_offset, len, .. } => {
+            Some((path, *dst_offset, dst_offset.saturating_add(*len)))
+        }
+        _ => None,
+    }
+}
+
+/// Records after which the paths of existing objects differ (ranges kept ahead stop there).
+pub(crate) fn moves_paths(rec: &Record) -> bool {
+    matches!(rec, Record::Rename { .. } | Record::Unlink { .. } | Record::Rmdir { .. })
+}
+
+/// An open keep log: the origin bytes of changed ranges, appended.
+struct KeepLog {
+    name: Vec<u8>,
+    file: Option<File>,
+    end: u64,
 }
 
 fn is_data(rec: &Record) -> Option<&[u8]> {
@@ -118,10 +206,12 @@ impl Applier {
         // (and the kept copy, synced when it was made) must survive a power loss.
         let sync_first =
             matches!(rec, Record::Rename { .. } | Record::Unlink { .. } | Record::Rmdir { .. })
-                || undo.iter().any(|u| matches!(u, Undo::Content { .. }));
+                || undo.iter().any(|u| {
+                    matches!(u, Undo::Content { .. } | Undo::KeepMeta { .. } | Undo::Range { .. })
+                });
         let s = self.sess();
         if s.logged != Some(index) {
-            s.journal.append(&Entry { index, undo }).map_err(os("writing the journal"))?;
+            s.journal.append(&Entry::new(index, undo)).map_err(os("writing the journal"))?;
         }
         s.logged = None;
         if s.undo && sync_first {
@@ -163,18 +253,21 @@ impl Applier {
         // written twice, and the record's own entry still is.
         if !logged {
             let s = self.sess();
-            s.journal.append(&Entry { index, undo: u }).map_err(os("writing the journal"))?;
+            s.journal.append(&Entry::new(index, u)).map_err(os("writing the journal"))?;
         }
         self.materialize_unless(data_path)
     }
 
     /// The end record: the last new file goes to its name. (Logged like any record.)
     pub fn finish_journaled(&mut self, index: u64) -> Result<(), Problem> {
+        if self.session.is_none() {
+            return Ok(());
+        }
         self.materialize_logged(index, None)?;
         let undo = self.prepare(index, &Record::End { records: 0, bytes: 0, chain: 0 })?;
         let s = self.sess();
         if s.logged != Some(index) {
-            s.journal.append(&Entry { index, undo }).map_err(os("writing the journal"))?;
+            s.journal.append(&Entry::new(index, undo)).map_err(os("writing the journal"))?;
         }
         s.logged = None;
         s.replay = false;
@@ -210,8 +303,12 @@ impl Applier {
             | CopyFromOrigin { path, .. } => {
                 let pending = self.sess().pending.as_ref().is_some_and(|p| &p.path == path);
                 if !pending {
-                    if let Some(c) = self.preserve(index, path)? {
-                        u.push(c);
+                    let (_, a, b) = changed_range(rec).expect("a data record");
+                    let mut log = KeepLog { name: hold_name('r', index), file: None, end: 0 };
+                    let file = self.data_file(path)?.try_clone().map_err(os("dup"))?;
+                    self.keep_ranges(path, &file, a, b, &mut log, &mut u)?;
+                    if let Some(f) = &log.file {
+                        fs::fdatasync(f).map_err(Problem::os("syncing the kept ranges"))?;
                     }
                 }
             }
@@ -296,55 +393,186 @@ impl Applier {
         Ok(fs::ioctl_getflags(&fd).ok().map(|f| f.bits()))
     }
 
-    /// Keeps the origin content of the file at `p` aside before its first change.
-    fn preserve(&mut self, index: u64, p: &[u8]) -> Result<Option<Undo>, Problem> {
-        let file = self.data_file(p)?.try_clone().map_err(os("dup"))?;
-        let st = fs::fstat(&file).map_err(Problem::os("fstat"))?;
+    /// Keeps aside the origin bytes of [a, b) of the pre-existing file `p` (open as `file`) that
+    /// are not kept yet, appending data to `log`; the undo steps go to `u`. Files this receive
+    /// created need nothing.
+    fn keep_ranges(
+        &mut self,
+        p: &[u8],
+        file: &File,
+        a: u64,
+        b: u64,
+        log: &mut KeepLog,
+        u: &mut Vec<Undo>,
+    ) -> Result<(), Problem> {
+        let st = fs::fstat(file).map_err(Problem::os("fstat"))?;
+        let ino = st.st_ino;
         let s = self.sess();
-        if s.created.contains(&st.st_ino) || s.preserved.contains_key(&st.st_ino) {
-            return Ok(None);
+        if s.created.contains(&ino) {
+            return Ok(());
         }
-        let hold = hold_name('c', index);
-        fsutil::copy_file(&file, s.hold_fd.as_fd(), &hold, s.reflink)
-            .map_err(os("keeping the origin copy"))?;
-        let cap = fsutil::fget_cap(&file);
-        let (atime, mtime) = fsutil::times(&st);
-        s.preserved.insert(st.st_ino, hold.clone());
-        Ok(Some(Undo::Content {
-            path: p.to_vec(),
-            hold,
-            ino: st.st_ino,
-            mode: st.st_mode & 0o7777,
-            uid: st.st_uid,
-            gid: st.st_gid,
-            atime,
-            mtime,
-            cap,
-        }))
+        if let std::collections::hash_map::Entry::Vacant(v) = s.kept.entry(ino) {
+            let (atime, mtime) = fsutil::times(&st);
+            u.push(Undo::KeepMeta {
+                path: p.to_vec(),
+                ino,
+                size: st.st_size as u64,
+                mode: st.st_mode & 0o7777,
+                uid: st.st_uid,
+                gid: st.st_gid,
+                atime,
+                mtime,
+                cap: fsutil::fget_cap(file),
+            });
+            v.insert(Kept { size: st.st_size as u64, ..Kept::default() });
+        }
+        let k = &s.kept[&ino];
+        let b = b.min(k.size);
+        if a >= b {
+            return Ok(());
+        }
+        let gaps = k.gaps(a, b);
+        let mut pieces = Vec::new();
+        for (x, y) in gaps {
+            for (off, end, data) in fsutil::segments(file, x, y).map_err(os("SEEK_DATA"))? {
+                let len = end - off;
+                if !data {
+                    pieces.push((off, len, None));
+                    continue;
+                }
+                if log.file.is_none() {
+                    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                    let fd = fs::openat(
+                        &s.hold_fd,
+                        OsStr::from_bytes(&log.name),
+                        flags,
+                        Mode::from_raw_mode(0o600),
+                    )
+                    .map_err(Problem::os("making the keep log"))?;
+                    let f = File::from(fd);
+                    // A log of the same name left by a kill is appended to, never cut: the
+                    // journal may point into it.
+                    log.end = f.metadata().map_err(os("fstat"))?.len();
+                    log.file = Some(f);
+                }
+                let lf = log.file.as_ref().expect("opened above");
+                fsutil::copy_range(file, off, lf, log.end, len)
+                    .map_err(os("keeping the origin bytes"))?;
+                pieces.push((off, len, Some((log.name.clone(), log.end))));
+                log.end += len;
+            }
+        }
+        let k = s.kept.get_mut(&ino).expect("inserted above");
+        for (off, len, src) in pieces {
+            let (hold, at) = src.clone().unwrap_or_default();
+            u.push(Undo::Range { path: p.to_vec(), ino, off, len, hold, at });
+            k.add(off, len, src);
+        }
+        Ok(())
     }
 
-    /// The kept origin copy of the file at `p`, if there is one (for copy_from_origin).
+    /// Keeps aside, in one keep log and one journal entry made durable together, the origin
+    /// ranges that the records ahead (`ahead`, in stream order, none applied yet) will change,
+    /// up to the first record that moves a path. Records it cannot look at now (a file made by
+    /// a record before it, say) are kept when they are applied. Returns the last index looked at.
+    pub fn keep_ahead(&mut self, ahead: &[(u64, &Record)]) -> Result<Option<u64>, Problem> {
+        let Some(s) = &self.session else { return Ok(None) };
+        if !s.undo || ahead.is_empty() {
+            return Ok(None);
+        }
+        let first = ahead[0].0;
+        let mut log = KeepLog { name: hold_name('k', first), file: None, end: 0 };
+        let mut u = Vec::new();
+        let mut last = None;
+        let mut made: HashSet<&[u8]> = HashSet::new();
+        for &(index, rec) in ahead {
+            if moves_paths(rec) {
+                break;
+            }
+            last = Some(index);
+            match rec {
+                Record::Create { path } | Record::Link { path, .. } => {
+                    made.insert(path);
+                    continue;
+                }
+                _ => {}
+            }
+            let Some((path, a, b)) = changed_range(rec) else { continue };
+            let pending = self.sess().pending.as_ref().is_some_and(|p| p.path == path);
+            if pending || made.contains(path) {
+                continue;
+            }
+            let file = {
+                let Ok((dir, name)) = self.parent(path) else { continue };
+                match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {}
+                    _ => continue,
+                }
+                match self.open_regular(path) {
+                    Ok(f) => f,
+                    Err(_) => continue,
+                }
+            };
+            self.keep_ranges(path, &file, a, b, &mut log, &mut u)?;
+        }
+        if u.is_empty() {
+            return Ok(last);
+        }
+        if let Some(f) = &log.file {
+            fs::fdatasync(f).map_err(Problem::os("syncing the kept ranges"))?;
+        }
+        let s = self.sess();
+        let entry = Entry { index: first, undo: u, keep: true };
+        s.journal.append(&entry).map_err(os("writing the journal"))?;
+        s.journal.sync().map_err(os("syncing the journal"))?;
+        Ok(last)
+    }
+
+    /// The origin version of the file at `p`, if its content was changed already (for
+    /// copy_from_origin): its current bytes with the kept ranges put back, in a scratch copy.
     pub(crate) fn origin_copy(&mut self, p: &[u8]) -> Result<Option<File>, Problem> {
         let Some(s) = &self.session else { return Ok(None) };
         if !s.undo {
             return Ok(None);
         }
-        let ino = {
-            let f = self.data_file(p)?;
-            f.metadata().map_err(os("fstat"))?
-        };
-        use std::os::unix::fs::MetadataExt;
-        let ino = ino.ino();
+        let file = self.data_file(p)?.try_clone().map_err(os("dup"))?;
+        let ino = fs::fstat(&file).map_err(Problem::os("fstat"))?.st_ino;
         let s = self.sess();
-        let Some(name) = s.preserved.get(&ino) else { return Ok(None) };
-        let fd = fs::openat(
-            &s.hold_fd,
-            OsStr::from_bytes(name),
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(Problem::os("open the origin copy"))?;
-        Ok(Some(File::from(fd)))
+        let open = |s: &Session, name: &[u8]| {
+            fs::openat(
+                &s.hold_fd,
+                OsStr::from_bytes(name),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map(File::from)
+            .map_err(Problem::os("open the origin copy"))
+        };
+        if let Some(name) = s.preserved.get(&ino) {
+            return open(s, name).map(Some);
+        }
+        let Some(k) = s.kept.get(&ino).cloned() else { return Ok(None) };
+        let name = format!("o{ino}").into_bytes();
+        fsutil::copy_file(&file, s.hold_fd.as_fd(), &name, s.reflink)
+            .map_err(os("making the origin copy"))?;
+        let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let copy = File::from(
+            fs::openat(&s.hold_fd, OsStr::from_bytes(&name), flags, Mode::empty())
+                .map_err(Problem::os("open the origin copy"))?,
+        );
+        for (off, len, src) in &k.pieces {
+            match src {
+                None => fsutil::punch(&copy, *off, *len).map_err(os("fallocate"))?,
+                Some((log, at)) => {
+                    let lf = open(s, log)?;
+                    fsutil::copy_range(&lf, *at, &copy, *off, *len)
+                        .map_err(os("making the origin copy"))?;
+                }
+            }
+        }
+        copy.set_len(k.size).map_err(os("ftruncate"))?;
+        s.preserved.insert(ino, name);
+        Ok(Some(copy))
     }
 
     /// `create` of a journaled receive: the file is made in the holding directory.

@@ -20,6 +20,7 @@
 //! - [`error`] and [`report`]: typed errors, and their exit codes and advice for people.
 
 pub mod apply;
+pub mod atomic;
 pub mod config;
 pub mod error;
 pub mod fsutil;
@@ -35,5 +36,5 @@ pub mod validate;
 
 pub use config::{Config, Policy};
 pub use error::{Problem, RecordError, RecvError, Warning};
-pub use receive::{receive, Summary};
+pub use receive::{receive, receive_with_progress, Summary, Tick};
 pub use state::{Refusal, Verdict};

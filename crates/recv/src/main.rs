@@ -122,6 +122,21 @@ struct Args {
     #[arg(long, conflicts_with_all = ["dump", "dry_run", "force", "file"])]
     abort: bool,
 
+    /// Receive into a staging copy beside DEST (files cloned with FICLONE) and switch DEST to
+    /// it in one rename at the end: readers see the old tree or the new one. btrfs and XFS
+    /// with reflink only. Interrupted: DEST is untouched; --abort removes the staging copy.
+    #[arg(long, conflicts_with_all = ["dump", "dry_run"])]
+    atomic: bool,
+
+    /// Show the record index, byte offset, current path and rate on one updating line of
+    /// standard error [default when standard error is a terminal].
+    #[arg(long, conflicts_with_all = ["dump", "quiet"])]
+    progress: bool,
+
+    /// No progress line and no summary on success (warnings and errors are still printed).
+    #[arg(short = 'q', long)]
+    quiet: bool,
+
     /// The directory to apply the stream to.
     #[arg(value_name = "DEST", required_unless_present = "dump")]
     dest: Option<PathBuf>,
@@ -146,10 +161,20 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let mut warn = |w: &Warning| eprintln!("anyrecv: warning: {w}");
-    match anyrecv::receive(&cfg, input, &mut warn) {
+    let show = !cfg.dry_run && !args.quiet && (args.progress || io::stderr().is_terminal());
+    let meter = std::cell::RefCell::new(ProgressLine::new(show));
+    let mut warn = |w: &Warning| {
+        meter.borrow_mut().clear();
+        eprintln!("anyrecv: warning: {w}")
+    };
+    let mut tick = |t: &anyrecv::Tick| meter.borrow_mut().tick(t);
+    let result = anyrecv::receive_with_progress(&cfg, input, &mut warn, &mut tick);
+    meter.borrow_mut().clear();
+    match result {
         Ok(s) => {
-            eprintln!("anyrecv: {}", success(&cfg, &s));
+            if !args.quiet {
+                eprintln!("anyrecv: {}", success(&cfg, &s));
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -161,6 +186,55 @@ fn main() -> ExitCode {
                 }
             }
             ExitCode::from(report::exit_code(&e))
+        }
+    }
+}
+
+/// The `--progress` line: redrawn at most every 200 ms, cleared before any other message.
+struct ProgressLine {
+    on: bool,
+    start: std::time::Instant,
+    last: Option<std::time::Instant>,
+    shown: bool,
+}
+
+impl ProgressLine {
+    fn new(on: bool) -> Self {
+        ProgressLine { on, start: std::time::Instant::now(), last: None, shown: false }
+    }
+
+    fn tick(&mut self, t: &anyrecv::Tick) {
+        if !self.on {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|l| now.duration_since(l).as_millis() < 200) {
+            return;
+        }
+        self.last = Some(now);
+        let secs = now.duration_since(self.start).as_secs_f64().max(1e-3);
+        let mib = t.offset as f64 / (1 << 20) as f64;
+        let path = anysend_stream::dump::Escaped(t.path).to_string();
+        let path = if path.chars().count() > 60 {
+            let tail: String =
+                path.chars().rev().take(57).collect::<Vec<_>>().into_iter().rev().collect();
+            format!("...{tail}")
+        } else {
+            path
+        };
+        eprint!(
+            "\r\x1b[Kanyrecv: record {} at byte {} ({mib:.1} MiB, {:.1} MiB/s) {path}",
+            t.index,
+            t.offset,
+            mib / secs
+        );
+        self.shown = true;
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+            self.shown = false;
         }
     }
 }
@@ -275,6 +349,8 @@ fn make_config(args: &Args) -> Result<Config, config::ConfigError> {
             strict_owner: args.strict_owner,
         },
         state_dir,
+        atomic: args.atomic,
+        no_journal: std::env::var_os("ANYRECV_NO_JOURNAL").is_some_and(|v| v == "1"),
     })
 }
 

@@ -7,9 +7,11 @@
 //! synced. A dry run walks the same path with the applier left out, so it refuses what a real
 //! receive would refuse for the stream's own content.
 
+use std::cell::RefCell;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use std::os::unix::ffi::OsStrExt;
 
@@ -44,17 +46,55 @@ pub struct Summary {
     pub state_file: Option<PathBuf>,
 }
 
+/// Where a receive is: given after each record applied (for `anyrecv --progress`).
+#[derive(Debug, Clone, Copy)]
+pub struct Tick<'a> {
+    /// Index of the record just applied.
+    pub index: u64,
+    /// Stream bytes read so far.
+    pub offset: u64,
+    /// The record's path (empty for the root).
+    pub path: &'a [u8],
+}
+
 /// Receives one stream into `cfg.dest` (or, with `cfg.dry_run`, only checks it).
 pub fn receive<R: Read>(
     cfg: &Config,
     input: R,
     warn: &mut dyn FnMut(&Warning),
 ) -> Result<Summary, RecvError> {
+    receive_with_progress(cfg, input, warn, &mut |_| {})
+}
+
+/// [`receive`], telling `tick` where it is after each record applied.
+pub fn receive_with_progress<R: Read>(
+    cfg: &Config,
+    input: R,
+    warn: &mut dyn FnMut(&Warning),
+    tick: &mut dyn FnMut(&Tick),
+) -> Result<Summary, RecvError> {
+    let input = Lookahead::new(input);
+    let peek = input.clone_handle();
     let reader = StreamReader::new(input)?;
     let header = reader.header().clone();
     if cfg.dry_run {
         return dry_run(cfg, reader, header);
     }
+    if cfg.atomic || crate::atomic::interrupted_staging(cfg).is_some() {
+        return crate::atomic::receive(cfg, reader, header, peek, warn, tick);
+    }
+    receive_reader(cfg, reader, header, peek, warn, tick)
+}
+
+/// A receive into `cfg.dest` of the stream whose header was read.
+pub(crate) fn receive_reader<R: Read>(
+    cfg: &Config,
+    reader: StreamReader<Lookahead<R>>,
+    header: StreamHeader,
+    peek: Peek,
+    warn: &mut dyn FnMut(&Warning),
+    tick: &mut dyn FnMut(&Tick),
+) -> Result<Summary, RecvError> {
     if !Path::new("/proc/self/fd").is_dir() {
         return Err(dest_err(&cfg.dest, "anyrecv needs /proc mounted")(io::Error::from(
             io::ErrorKind::NotFound,
@@ -113,7 +153,7 @@ pub fn receive<R: Read>(
         let loaded = loaded.expect("checked above");
         let old_state = old_state.expect("a journal comes with a state");
         return continue_receive(
-            cfg, reader, header, canonical, state_path, old_state, loaded, warn,
+            cfg, reader, header, canonical, state_path, old_state, loaded, peek, warn, tick,
         );
     }
 
@@ -163,6 +203,7 @@ pub fn receive<R: Read>(
 
     let applier = Applier::new(root, cfg.policy);
     let progress = Progress {
+        peek: peek.clone(),
         path: state_path.clone(),
         jpath,
         before: old_state_copy,
@@ -171,8 +212,9 @@ pub fn receive<R: Read>(
         resumed: false,
         applied: 0,
         begin: Some(begin),
+        no_journal: cfg.no_journal,
     };
-    run_records(&canonical, reader, header, verdict, applier, progress, 0, warn)
+    run_records(&canonical, reader, header, verdict, applier, progress, 0, warn, tick)
 }
 
 /// Continues DEST's interrupted receive with the stream that names it.
@@ -185,7 +227,9 @@ fn continue_receive<R: Read>(
     state_path: PathBuf,
     old_state: State,
     loaded: journal::Loaded,
+    peek: Peek,
     warn: &mut dyn FnMut(&Warning),
+    tick: &mut dyn FnMut(&Tick),
 ) -> Result<Summary, RecvError> {
     let b = &loaded.begin;
     let root = match fs::metadata(&canonical) {
@@ -230,10 +274,11 @@ fn continue_receive<R: Read>(
         checkpoints: 0,
         materialize_logged: false,
         reflink: fsutil::reflink_keeps_layout(root.as_fd()),
+        kept: Default::default(),
     };
     // The entries of the record in flight are there already (its own, or only the one that
     // moves a new file to its name).
-    if let Some(last) = loaded.entries.last() {
+    if let Some(last) = loaded.last_record() {
         if last.undo.iter().any(|u| matches!(u, Undo::Materialize { .. })) {
             session.materialize_logged = true;
         } else {
@@ -251,6 +296,13 @@ fn continue_receive<R: Read>(
                 Undo::Materialize { .. } => {}
                 Undo::Content { ino, hold, .. } => {
                     session.preserved.insert(*ino, hold.clone());
+                }
+                Undo::KeepMeta { ino, size, .. } => {
+                    session.kept.entry(*ino).or_default().size = *size;
+                }
+                Undo::Range { ino, off, len, hold, at, .. } => {
+                    let src = (!hold.is_empty()).then(|| (hold.clone(), *at));
+                    session.kept.entry(*ino).or_default().add(*off, *len, src);
                 }
                 _ => {}
             }
@@ -271,6 +323,7 @@ fn continue_receive<R: Read>(
     let verdict = if b.origin.is_some() { Verdict::Incremental } else { Verdict::Full };
     let skip_to = loaded.next_record();
     let progress = Progress {
+        peek,
         path: state_path,
         jpath,
         before: None,
@@ -279,9 +332,10 @@ fn continue_receive<R: Read>(
         resumed: true,
         applied: 0,
         begin: None,
+        no_journal: false,
     };
     let _ = header.resume;
-    run_records(&canonical, reader, header, verdict, applier, progress, skip_to, warn)
+    run_records(&canonical, reader, header, verdict, applier, progress, skip_to, warn, tick)
 }
 
 /// The holding directory of a stream: `.anyrecv-` and the first 8 bytes of its id in hex.
@@ -301,10 +355,26 @@ fn run_records<R: Read>(
     mut progress: Progress,
     skip_to: u64,
     warn: &mut dyn FnMut(&Warning),
+    tick: &mut dyn FnMut(&Tick),
 ) -> Result<Summary, RecvError> {
     let end_index;
+    // Records read ahead of the one being applied, as far as the input already holds them
+    // (never waiting for more): their changed origin ranges are kept aside together, made
+    // durable once, before the first of them is applied.
+    let mut queue: std::collections::VecDeque<Result<Option<anysend_stream::Frame>, _>> =
+        Default::default();
+    let mut kept_upto: Option<u64> = None;
     loop {
-        let frame = match reader.next_frame() {
+        if queue.is_empty() {
+            queue.push_back(reader.next_frame());
+        }
+        while queue.len() < AHEAD_RECORDS
+            && matches!(queue.back(), Some(Ok(Some(f))) if !matches!(f.record, Some(Record::End { .. })))
+            && progress.peek.frame_ready()
+        {
+            queue.push_back(reader.next_frame());
+        }
+        let frame = match queue.pop_front().expect("filled above") {
             Ok(Some(f)) => f,
             Ok(None) => {
                 let e = RecvError::Unsupported("the stream ended without its end record");
@@ -330,11 +400,43 @@ fn run_records<R: Read>(
                 .map_err(|p| record_error(frame.index, frame.offset, &rec, p))?;
             progress.begin(&header, frame.index, &mut applier, canonical)?;
         }
+        if applier.holds_removed() && kept_upto.is_none_or(|k| k < frame.index) {
+            // The records ahead up to the first that moves a path, as far as they pass their
+            // checks.
+            let policy = applier.policy();
+            let mut ahead: Vec<(u64, &Record)> = Vec::new();
+            let frames =
+                std::iter::once(Some((frame.index, &rec))).chain(queue.iter().map(|f| match f {
+                    Ok(Some(f)) => f.record.as_ref().map(|r| (f.index, r)),
+                    _ => None,
+                }));
+            for (index, r) in frames.map_while(|x| x) {
+                if index < skip_to {
+                    continue;
+                }
+                if journaled::moves_paths(r) || validate::check(r, &policy).is_err() {
+                    break;
+                }
+                ahead.push((index, r));
+            }
+            match applier.keep_ahead(&ahead) {
+                Ok(last) => kept_upto = Some(last.unwrap_or(frame.index)),
+                Err(p) => {
+                    let e = record_error(frame.index, frame.offset, &rec, p);
+                    return Err(progress.fail(&mut applier, e, frame.index));
+                }
+            }
+        }
         if let Err(p) = applier.apply(frame.index, &rec, warn) {
             let e = record_error(frame.index, frame.offset, &rec, p);
             return Err(progress.fail(&mut applier, e, frame.index));
         }
         progress.applied += 1;
+        tick(&Tick {
+            index: frame.index,
+            offset: frame.offset + frame.wire_len,
+            path: rec.path().unwrap_or_default(),
+        });
     }
     if let Err(e) = reader.expect_eof() {
         let at = e.index.unwrap_or(0);
@@ -386,6 +488,8 @@ fn run_records<R: Read>(
 /// The state as the receive goes: written before the first record changes DEST, and on a
 /// failure after that, so that the state never claims more than DEST holds.
 struct Progress {
+    /// What of the input is read already (records looked at ahead of applying them).
+    peek: Peek,
     path: PathBuf,
     jpath: PathBuf,
     /// The state before this receive, put back if a failure happens before anything applied.
@@ -397,6 +501,8 @@ struct Progress {
     applied: u64,
     /// The journal's first entry, written when the first record is about to be applied.
     begin: Option<Begin>,
+    /// Apply without a journal (measurements only).
+    no_journal: bool,
 }
 
 impl Progress {
@@ -408,6 +514,16 @@ impl Progress {
         dest: &Path,
     ) -> Result<(), RecvError> {
         let begin = self.begin.take().expect("a fresh receive has its begin entry");
+        if self.no_journal {
+            self.state.begin(header, first);
+            state::save(&self.path, &self.state).map_err(|source| RecvError::State {
+                path: self.path.clone(),
+                step: "recording the receive in progress",
+                source,
+            })?;
+            self.begun = true;
+            return Ok(());
+        }
         let journal = Journal::create(&self.jpath, &begin)
             .map_err(state_err(&self.jpath, "creating the journal"))?;
         let hold_fd = journaled::open_holding(applier.root(), &begin.holding)
@@ -425,6 +541,7 @@ impl Progress {
             checkpoints: 0,
             materialize_logged: false,
             reflink: fsutil::reflink_keeps_layout(applier.root()),
+            kept: Default::default(),
         });
         self.state.begin(header, first);
         state::save(&self.path, &self.state).map_err(|source| RecvError::State {
@@ -460,7 +577,7 @@ impl Progress {
             if let Some(s) = &mut applier.session {
                 let last = journal::load(&self.jpath).ok().flatten().map(|l| l.next_record());
                 if last.is_some_and(|l| l < next_record) {
-                    let _ = s.journal.append(&journal::Entry { index: next_record, undo: vec![] });
+                    let _ = s.journal.append(&journal::Entry::new(next_record, vec![]));
                 }
                 let _ = s.journal.sync();
             }
@@ -532,7 +649,7 @@ fn dry_run<R: Read>(
 
 /// DEST's canonical path and whether it exists. A missing DEST is named by its canonical parent
 /// plus its last name (only DEST itself is ever created, never its parents).
-fn locate(dest: &Path) -> Result<(PathBuf, bool), RecvError> {
+pub(crate) fn locate(dest: &Path) -> Result<(PathBuf, bool), RecvError> {
     match fs::metadata(dest) {
         Ok(m) if m.is_dir() => {
             let c = fs::canonicalize(dest).map_err(dest_err(dest, "resolving the path"))?;
@@ -555,12 +672,12 @@ fn locate(dest: &Path) -> Result<(PathBuf, bool), RecvError> {
     }
 }
 
-fn open_dir(p: &Path) -> Result<rustix::fd::OwnedFd, RecvError> {
+pub(crate) fn open_dir(p: &Path) -> Result<rustix::fd::OwnedFd, RecvError> {
     rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| dest_err(p, "opening")(e.into()))
 }
 
-fn dest_info(
+pub(crate) fn dest_info(
     canonical: &Path,
     root: Option<&rustix::fd::OwnedFd>,
     state_file: &Path,
@@ -612,4 +729,80 @@ fn record_error(index: u64, offset: u64, rec: &Record, problem: Problem) -> Recv
         problem,
     }
     .into()
+}
+
+/// Records read ahead at most.
+const AHEAD_RECORDS: usize = 4096;
+/// Input bytes buffered for looking ahead.
+const AHEAD_BYTES: usize = 8 << 20;
+
+/// The input, buffered so that the receive can tell whether the next record is read already
+/// (and so can be looked at without waiting for the sender).
+pub struct Lookahead<R> {
+    inner: R,
+    buf: Rc<RefCell<Buffered>>,
+}
+
+/// Bytes read from the input and not yet consumed: `data[pos..end]`.
+#[derive(Default)]
+struct Buffered {
+    data: Vec<u8>,
+    pos: usize,
+    end: usize,
+}
+
+/// A view of a [`Lookahead`]'s buffer.
+#[derive(Clone)]
+pub struct Peek(Rc<RefCell<Buffered>>);
+
+impl<R: Read> Lookahead<R> {
+    pub fn new(inner: R) -> Self {
+        Lookahead { inner, buf: Default::default() }
+    }
+
+    pub fn clone_handle(&self) -> Peek {
+        Peek(self.buf.clone())
+    }
+}
+
+impl Peek {
+    /// Whether the buffer holds a whole record frame.
+    pub fn frame_ready(&self) -> bool {
+        let b = self.0.borrow();
+        let avail = &b.data[b.pos..b.end];
+        if avail.len() < 8 {
+            return false;
+        }
+        let n = u32::from_le_bytes(avail[4..8].try_into().expect("4 bytes")) as usize;
+        avail.len() >= 8 + n + 4
+    }
+}
+
+impl<R: Read> Read for Lookahead<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let mut b = self.buf.borrow_mut();
+        if b.pos == b.end {
+            if out.len() >= AHEAD_BYTES {
+                drop(b);
+                return self.inner.read(out);
+            }
+            // Empty: one read of whatever the input has, at most AHEAD_BYTES.
+            if b.data.len() < AHEAD_BYTES {
+                b.data.resize(AHEAD_BYTES, 0);
+            }
+            let n = loop {
+                match self.inner.read(&mut b.data[..]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r?,
+                }
+            };
+            b.pos = 0;
+            b.end = n;
+        }
+        let Buffered { data, pos, end } = &mut *b;
+        let n = out.len().min(*end - *pos);
+        out[..n].copy_from_slice(&data[*pos..*pos + n]);
+        *pos += n;
+        Ok(n)
+    }
 }

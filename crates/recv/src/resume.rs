@@ -81,7 +81,16 @@ fn canonical(dest: &Path) -> Result<PathBuf, RecvError> {
 pub fn interrupted(cfg: &Config) -> Result<Option<Interrupted>, RecvError> {
     let dest = canonical(&cfg.dest)?;
     let state_file = state::state_file(&cfg.state_dir, &dest);
-    let Some(st) = state::load(&state_file).map_err(state_err(&state_file, "reading"))? else {
+    let st = state::load(&state_file).map_err(state_err(&state_file, "reading"))?;
+    if st.as_ref().is_none_or(|s| s.partial.is_none()) {
+        // An interrupted --atomic receive: its staging copy holds the journal.
+        if let Some(staging) = crate::atomic::interrupted_staging(cfg) {
+            let mut c = cfg.clone();
+            c.dest = staging;
+            return interrupted(&c);
+        }
+    }
+    let Some(st) = st else {
         return Ok(None);
     };
     if st.partial.is_none() {
@@ -121,6 +130,35 @@ pub fn abort(cfg: &Config) -> Result<Aborted, RecvError> {
     let dest = canonical(&cfg.dest)?;
     let state_file = state::state_file(&cfg.state_dir, &dest);
     let _lock = state::lock(&state_file, &shown).map_err(state_err(&state_file, "locking"))??;
+    let dest_partial = state::load(&state_file)
+        .map_err(state_err(&state_file, "reading"))?
+        .is_some_and(|s| s.partial.is_some());
+    if !dest_partial {
+        if let Some(staging) = crate::atomic::interrupted_staging(cfg) {
+            // An interrupted --atomic receive never touched DEST: its staging copy goes.
+            let mut c = cfg.clone();
+            c.dest = staging.clone();
+            let origin = interrupted(&c)?.and_then(|i| i.journal).and_then(|j| j.begin.origin);
+            crate::atomic::remove_staging(cfg, &staging)?;
+            return Ok(Aborted {
+                dest,
+                full: origin.is_none(),
+                removed_dest: false,
+                undone: 0,
+                origin,
+            });
+        }
+        // A staging copy an --atomic receive left before its first record: DEST is untouched.
+        let stale = crate::atomic::staging_dirs(cfg);
+        if !stale.is_empty() {
+            for p in &stale {
+                crate::atomic::remove_staging(cfg, p)?;
+            }
+            let origin =
+                state::load(&state_file).ok().flatten().and_then(|s| s.last).map(|l| l.target);
+            return Ok(Aborted { dest, full: false, removed_dest: false, undone: 0, origin });
+        }
+    }
     let Some(i) = interrupted(cfg)? else {
         return Err(RecvError::Refused(state::Refusal::NothingToResume { dest: shown }));
     };
@@ -250,7 +288,10 @@ fn describe(u: &Undo) -> String {
             format!("restoring the xattr {} of {}", s(name), s(path))
         }
         Undo::Flags { path, .. } => format!("restoring the flags of {}", s(path)),
-        Undo::Content { path, .. } => format!("restoring the content of {}", s(path)),
+        Undo::Content { path, .. } | Undo::Range { path, .. } => {
+            format!("restoring the content of {}", s(path))
+        }
+        Undo::KeepMeta { path, .. } => format!("restoring the size and metadata of {}", s(path)),
         Undo::Created { .. } | Undo::Materialize { .. } => String::new(),
     }
 }
@@ -431,15 +472,73 @@ fn undo_one(
                 Err(e) => return Err(e.into()),
             };
             fsutil::restore_content(&src, &dst)?;
-            let _ = rustix::fs::fchown(
-                &dst,
-                Some(rustix::fs::Uid::from_raw_unchecked(*uid)),
-                Some(rustix::fs::Gid::from_raw_unchecked(*gid)),
-            );
-            rustix::fs::fchmod(&dst, Mode::from_raw_mode(*mode))?;
-            fsutil::fset_cap(&dst, cap)?;
-            rustix::fs::futimens(&dst, &fsutil::timestamps(*atime, *mtime))?;
+            restore_meta(&dst, *uid, *gid, *mode, cap, *atime, *mtime)?;
+            Ok(true)
+        }
+        Undo::KeepMeta { path, size, mode, uid, gid, atime, mtime, cap, .. } => {
+            let Some(dst) = open_rw(res, path)? else { return Ok(false) };
+            dst.set_len(*size)?;
+            restore_meta(&dst, *uid, *gid, *mode, cap, *atime, *mtime)?;
+            Ok(true)
+        }
+        Undo::Range { path, off, len, hold: h, at, .. } => {
+            let Some(dst) = open_rw(res, path)? else { return Ok(false) };
+            if h.is_empty() {
+                fsutil::punch(&dst, *off, *len)?;
+                return Ok(true);
+            }
+            let Some(hd) = hold else { return Ok(false) };
+            let src = match rustix::fs::openat(
+                hd,
+                OsStr::from_bytes(h),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fs::File::from(fd),
+                Err(Errno::NOENT) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            };
+            fsutil::copy_range(&src, *at, &dst, *off, *len)?;
             Ok(true)
         }
     }
+}
+
+/// Opens the regular file at `path` for restoring its content; `None` when it is gone.
+fn open_rw(res: &mut Resolver, path: &[u8]) -> io::Result<Option<fs::File>> {
+    use std::ffi::OsStr;
+    let (d, n) = path::split_last(path);
+    let d = match res.dir_owned(d) {
+        Ok(fd) => fd,
+        Err(crate::resolve::ResolveError::Os { errno: Errno::NOENT, .. }) => return Ok(None),
+        Err(crate::resolve::ResolveError::Os { errno, .. }) => return Err(errno.into()),
+        Err(_) => return Err(io::Error::other("path leaves DEST")),
+    };
+    let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    match rustix::fs::openat(&d, OsStr::from_bytes(n), flags, Mode::empty()) {
+        Ok(fd) => Ok(Some(fs::File::from(fd))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Puts back the owner, mode, capability and times of a file whose content was restored.
+fn restore_meta(
+    dst: &fs::File,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    cap: &Option<Vec<u8>>,
+    atime: journal::Time,
+    mtime: journal::Time,
+) -> io::Result<()> {
+    let _ = rustix::fs::fchown(
+        dst,
+        Some(rustix::fs::Uid::from_raw_unchecked(uid)),
+        Some(rustix::fs::Gid::from_raw_unchecked(gid)),
+    );
+    rustix::fs::fchmod(dst, Mode::from_raw_mode(mode))?;
+    fsutil::fset_cap(dst, cap)?;
+    rustix::fs::futimens(dst, &fsutil::timestamps(atime, mtime))?;
+    Ok(())
 }

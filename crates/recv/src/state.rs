@@ -130,6 +130,11 @@ pub enum Refusal {
     Busy { dest: String, lock: PathBuf },
     #[error("{dest}: exists and is not a directory")]
     NotADirectory { dest: String },
+    #[error(
+        "{dest}: --atomic needs a file system that clones files (FICLONE: btrfs, XFS with \
+         reflink=1); this one does not"
+    )]
+    NoReflink { dest: String },
     #[error("{dest}: no interrupted receive to resume or abort")]
     NothingToResume { dest: String },
     #[error(
@@ -184,6 +189,9 @@ impl Refusal {
                 .into(),
             Refusal::Busy { .. } => "Wait for the other receive to finish.".into(),
             Refusal::NotADirectory { .. } => "Give a directory as DEST.".into(),
+            Refusal::NoReflink { .. } => "Receive without --atomic (the receive is journaled: \
+                 resumable and abortable), or put DEST on btrfs or XFS made with reflink=1."
+                .into(),
             Refusal::NothingToResume { .. } => "Nothing to do: DEST's last receive completed \
                  (or DEST never received anything)."
                 .into(),

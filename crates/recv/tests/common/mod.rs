@@ -80,6 +80,8 @@ pub fn config(dest: &Path, state: &Path) -> Config {
         force: false,
         policy: Policy::default(),
         state_dir: state.to_path_buf(),
+        atomic: false,
+        no_journal: false,
     }
 }
 
