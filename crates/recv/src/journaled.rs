@@ -302,8 +302,7 @@ impl Applier {
             | Truncate { path, .. }
             | CopyFromOrigin { path, .. } => {
                 let pending = self.sess().pending.as_ref().is_some_and(|p| &p.path == path);
-                if !pending {
-                    let (_, a, b) = changed_range(rec).expect("a data record");
+                if let (false, Some((_, a, b))) = (pending, changed_range(rec)) {
                     let mut log = KeepLog { name: hold_name('r', index), file: None, end: 0 };
                     let file = self.data_file(path)?.try_clone().map_err(os("dup"))?;
                     self.keep_ranges(path, &file, a, b, &mut log, &mut u)?;

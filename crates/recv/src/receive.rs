@@ -150,8 +150,10 @@ pub(crate) fn receive_reader<R: Read>(
         _ => false,
     };
     if resume {
-        let loaded = loaded.expect("checked above");
-        let old_state = old_state.expect("a journal comes with a state");
+        // `resume` implies a journal, and a journal exists only beside a state.
+        let (Some(loaded), Some(old_state)) = (loaded, old_state) else {
+            return Err(RecvError::Unsupported("a resume without its journal and state"));
+        };
         return continue_receive(
             cfg, reader, header, canonical, state_path, old_state, loaded, peek, warn, tick,
         );
@@ -374,7 +376,11 @@ fn run_records<R: Read>(
         {
             queue.push_back(reader.next_frame());
         }
-        let frame = match queue.pop_front().expect("filled above") {
+        let next = match queue.pop_front() {
+            Some(next) => next,
+            None => reader.next_frame(),
+        };
+        let frame = match next {
             Ok(Some(f)) => f,
             Ok(None) => {
                 let e = RecvError::Unsupported("the stream ended without its end record");
