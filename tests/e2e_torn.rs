@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-#[test]
-fn a_file_changing_during_the_send_fails_it() {
+/// Sends a tree holding a file that is rewritten every millisecond during the send to `-f out`,
+/// and returns anysend's output.
+fn send_a_changing_tree(out: &std::path::Path) -> std::process::Output {
     let tree = tempfile::tempdir().expect("tempdir");
     let busy = tree.path().join("busy.log");
     let file = std::fs::File::create(&busy).expect("create");
@@ -34,16 +35,40 @@ fn a_file_changing_during_the_send_fails_it() {
     };
     std::thread::sleep(Duration::from_millis(20));
 
-    let out_dir = tempfile::tempdir().expect("tempdir");
-    let stream = out_dir.path().join("torn.stream");
-    let out =
-        support::run(Command::new(support::bin("anysend")).arg("-f").arg(&stream).arg(tree.path()));
+    let result =
+        support::run(Command::new(support::bin("anysend")).arg("-f").arg(out).arg(tree.path()));
     stop.store(true, Ordering::Relaxed);
     writer.join().expect("writer");
+    result
+}
+
+#[test]
+fn a_file_changing_during_the_send_fails_it() {
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let stream = out_dir.path().join("torn.stream");
+    let out = send_a_changing_tree(&stream);
 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "anysend must fail with exit 4; stderr:\n{stderr}");
     assert!(stderr.contains("busy.log"), "the error names the file: {stderr}");
     assert!(stderr.contains("writable") || stderr.contains("read-only"), "it warned: {stderr}");
     assert!(!stream.exists(), "a failed send left a partial stream file behind");
+}
+
+#[test]
+fn a_failed_send_into_a_fifo_leaves_the_fifo() {
+    // `-f` naming a fifo (as `-f /dev/stdout` names a device): the failed send must not remove it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("pipe");
+    assert!(Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).map(|b| b.len()))
+    };
+    let out = send_a_changing_tree(&fifo);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let read = reader.join().expect("reader").expect("read the fifo");
+    assert!(read > 0, "the stream went into the fifo before the send failed");
+    let kind = std::fs::symlink_metadata(&fifo).expect("the fifo is still there").file_type();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&kind), "the fifo was replaced");
 }

@@ -144,8 +144,11 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
     };
     let sent = send(out, &header, wopts, list, progress, source, data, &origin_path, cfg, &options);
     if let (Err(_), Output::File(path)) = (&sent, &cfg.output) {
-        // A partial stream is of no use to anyone; anyrecv would refuse it anyway.
-        let _ = std::fs::remove_file(path);
+        // A partial stream is of no use to anyone; anyrecv would refuse it anyway. Only a
+        // regular file is removed: `-f /dev/stdout` or a fifo must survive a failed send.
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file()) {
+            let _ = std::fs::remove_file(path);
+        }
     }
     let (counts, plan) = sent?;
     Ok(Outcome { counts, stream_id: sid, origin_id, target_id: target.id, plan })
