@@ -32,6 +32,16 @@ done
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs needs a positive number"
 [ "$MODE" = quick ] && VERIFY_ALL=1
 
+# An interrupted run keeps its raw timings (the report is not written).
+REPORT_DONE=0
+on_exit() {
+  if [ "$REPORT_DONE" = 0 ] && [ -n "${TIMINGS:-}" ] && [ -s "${TIMINGS:-}" ]; then
+    mkdir -p "$OUT/raw-$MODE-interrupted"
+    cp "$TIMINGS" "${VERIFY:-}" "$OUT/raw-$MODE-interrupted/" 2>/dev/null
+    log "interrupted (exit $1): raw timings so far in $OUT/raw-$MODE-interrupted/"
+  fi
+}
+
 need_root_linux
 START=$EPOCHREALTIME
 setup_work "run-$MODE"
@@ -291,6 +301,8 @@ python3 "$LIB_DIR/report.py" --kind run --meta "$WORK/meta.json" --timings "$TIM
 # the raw timings, to re-render the report: python3 bench/lib/report.py --kind run --meta ...
 mkdir -p "$OUT/raw-$MODE"
 cp "$WORK/meta.json" "$TIMINGS" "$VERIFY" "$OUT/raw-$MODE/" 2>/dev/null
+REPORT_DONE=1
+rm -rf "$OUT/raw-$MODE-interrupted"
 cp "$base.json" "$latest.json" 2>/dev/null
 cp "$base.md" "$latest.md" 2>/dev/null
 log "results: $base.md ($latest.md, $latest.json, $latest.png)"

@@ -30,6 +30,7 @@ cleanup() {
   local rc=$?
   set +e
   local i
+  declare -F on_exit >/dev/null && on_exit "$rc"
   for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
     if mountpoint -q "${MOUNTS[i]}"; then
       umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}"
