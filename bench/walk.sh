@@ -7,6 +7,7 @@
 # no change between them, then s3 with 1% of the files edited in place. Warm cache, one warm-up
 # run, median of --runs (default 5) timed runs:
 #   unchanged:  anysend -n --from s1 s2   vs  rsync -a -n --delete s2/ s1/   (target <= 0.3x)
+#               (and anysend -n --full-walk: every entry compared, no btrfs change index)
 #   changed-1%: anysend -n --from s2 s3   vs  rsync -a -n --delete s3/ s2/, and the real
 #               anysend --from s2 s3 -f FILE (peak RSS, stream bytes)
 # Writes bench/results/walk-latest.{md,json} (or into --out). Needs root and Linux.
@@ -79,20 +80,31 @@ series() {  # case op tool outfile -- cmd...
 log "unchanged tree"
 series unchanged scan "anysend -n" - -- "$ANYSEND" -n --from "$SRC/s1" "$SRC/s2"
 cp "$WORK/logs/last.out" "$WORK/anysend-n-unchanged.txt" 2>/dev/null
+series unchanged scan "anysend -n --full-walk" - -- "$ANYSEND" -n --full-walk --from "$SRC/s1" "$SRC/s2"
 series unchanged scan "rsync -a -n --delete" - -- rsync -a -n --delete "$SRC/s2/" "$SRC/s1/"
 log "1% of files changed"
 series changed-1% scan "anysend -n" - -- "$ANYSEND" -n --from "$SRC/s2" "$SRC/s3"
 cp "$WORK/logs/last.out" "$WORK/anysend-n-changed.txt" 2>/dev/null
+series changed-1% scan "anysend -n --full-walk" - -- "$ANYSEND" -n --full-walk --from "$SRC/s2" "$SRC/s3"
 series changed-1% scan "rsync -a -n --delete" - -- rsync -a -n --delete "$SRC/s3/" "$SRC/s2/"
 series changed-1% send "anysend" "$WORK/stream" -- "$ANYSEND" -q --from "$SRC/s2" -f "$WORK/stream" "$SRC/s3"
+
+# How each walk went (btrfs change index or every entry), as anysend -v reports it.
+for pair in "s1 s2 unchanged" "s2 s3 changed"; do
+  set -- $pair
+  for mode in "" --full-walk; do
+    "$ANYSEND" -n -v $mode --from "$SRC/$1" "$SRC/$2" 2>&1 >/dev/null | grep 'walk:' \
+      | sed "s/^/anysend -n $mode: /" >>"$WORK/walk-$3.txt"
+  done
+done
 
 DATE=$(date +%Y-%m-%d)
 mkdir -p "$OUT"
 MACHINE=$(machine_json "$ANYSEND" "$WORK")
 M_RUNS=$RUNS M_DATE=$DATE M_COMMIT=$COMMIT M_MACHINE=$MACHINE M_S1=$S1STATS M_CHANGED=$CHANGED \
 M_SELECTION=$SELECTION M_ELAPSED=$(python3 -c "print(round($EPOCHREALTIME - $START))") \
-M_EST_U="$(head -c 4000 "$WORK/anysend-n-unchanged.txt" 2>/dev/null)" \
-M_EST_C="$(head -c 4000 "$WORK/anysend-n-changed.txt" 2>/dev/null)" \
+M_EST_U="$(head -c 4000 "$WORK/anysend-n-unchanged.txt" 2>/dev/null; cat "$WORK/walk-unchanged.txt" 2>/dev/null)" \
+M_EST_C="$(head -c 4000 "$WORK/anysend-n-changed.txt" 2>/dev/null; cat "$WORK/walk-changed.txt" 2>/dev/null)" \
 python3 - "$WORK/meta.json" <<'EOF'
 import json, os, sys
 e = os.environ

@@ -1,8 +1,9 @@
 //! anysend diff-core: walk two read-only snapshots of a tree and plan the ordered operations
 //! (namespace changes, then content/metadata updates) that turn the origin into the target.
 //!
-//! Data flows one way: [`walk`] reads both trees fd-relatively and records only what it cannot
-//! prove unchanged into a [`LinkCollector`]; [`links`] matches the records into an [`Inventory`]
+//! Data flows one way: [`walk`] reads both trees fd-relatively (skipping what a
+//! [`btrfs::ChangeIndex`] proves unchanged, when the two roots are btrfs snapshots of one
+//! subvolume) and records only what it cannot prove unchanged into a [`LinkCollector`]; [`links`] matches the records into an [`Inventory`]
 //! (identity by inode or by path); [`plan`](mod@plan) orders the link changes against a
 //! namespace [`Model`] of the receiver (the referee); the driver here emits namespace operations
 //! and then, in post-order, one [`Update`] per changed object, asking [`content`] for changed byte
@@ -11,6 +12,7 @@
 //! Entry points: [`plan`] (two directories on disk) and [`plan_inventory`] (an inventory built in
 //! memory, as the property test does).
 
+pub mod btrfs;
 pub mod content;
 pub mod error;
 pub mod fiemap;
@@ -57,6 +59,29 @@ pub struct Options {
     /// size and mtime are equal: set it a little before the origin snapshot was taken, since a
     /// change within one clock tick of the snapshot may not move ctime (see `links::compare`).
     pub ctime_horizon: Option<stat::Timestamp>,
+    /// Compare every entry even where btrfs can tell which objects changed since the origin
+    /// snapshot ([`btrfs::ChangeIndex`]); for checking the index, and for file systems whose
+    /// metadata is not to be trusted.
+    pub full_walk: bool,
+}
+
+/// Whether the walk used a [`btrfs::ChangeIndex`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum IndexUse {
+    /// Not tried: `full_walk`, a full stream or path identity.
+    #[default]
+    NotTried,
+    /// Built and used.
+    Used {
+        /// Objects owning an item written since the origin.
+        changed: u64,
+        /// Directories above them.
+        dirty: u64,
+        /// Tree searches it took.
+        searches: u64,
+    },
+    /// Tried; why it could not be used.
+    Unusable(String),
 }
 
 /// Counts of what a plan contained.
@@ -74,6 +99,10 @@ pub struct Summary {
     pub content: ContentStats,
     /// Origin objects whose immutable/append-only flags were lifted ([`Consumer::unlock`]).
     pub unlocked: u64,
+    /// What the walk read and skipped.
+    pub walk: walk::WalkStats,
+    /// Whether btrfs told the walk which objects changed.
+    pub index: IndexUse,
 }
 
 /// Walk `origin_root` and `target_root` and feed the plan to `consumer`.
@@ -84,14 +113,35 @@ pub fn plan<C: Consumer + ?Sized>(
     consumer: &mut C,
 ) -> Result<Summary> {
     let roots = walk::Roots::open(origin_root, target_root)?;
-    let mut inv =
-        walk::walk(&roots, options.identity, options.ctime_horizon, &mut || consumer.stop())?;
+    let (index, index_use) =
+        if options.full_walk || options.full || options.identity != Identity::Inode {
+            (None, IndexUse::NotTried)
+        } else {
+            match btrfs::ChangeIndex::build(roots.fd(Side::Origin), roots.fd(Side::Target)) {
+                Ok(x) => {
+                    let u = IndexUse::Used {
+                        changed: x.changed() as u64,
+                        dirty: x.dirty() as u64,
+                        searches: x.searches,
+                    };
+                    (Some(x), u)
+                }
+                Err(why) => (None, IndexUse::Unusable(why.0)),
+            }
+        };
+    let (mut inv, walk_stats) =
+        walk::walk(&roots, options.identity, options.ctime_horizon, index.as_ref(), &mut || {
+            consumer.stop()
+        })?;
+    drop(index);
     if options.full {
         inv.objects[ROOT].diff = Some(MetaDiff::all());
     }
     let mut details = content::DiskDetails::new(&roots, options);
     let mut summary = drive(&inv, consumer, &mut details, options.full)?;
     summary.content = details.stats();
+    summary.walk = walk_stats;
+    summary.index = index_use;
     Ok(summary)
 }
 

@@ -21,9 +21,15 @@
 //!   chain of common directories above any of these (both sides), so memory follows the number
 //!   of changed entries, not the size of the tree.
 //!
+//! * With a [`ChangeIndex`] (btrfs snapshots of one subvolume), a name present in both listings
+//!   with the same inode number that the index proves unchanged is skipped without a `statx`,
+//!   and a directory so proven is not entered: the walk then costs the directories above the
+//!   changes, not the tree.
+//!
 //! `d_type` decides nothing on its own: every entry that is compared or recorded is `statx`ed
 //! (needed anyway for the quick check), which also covers `DT_UNKNOWN`.
 
+use crate::btrfs::ChangeIndex;
 use crate::error::{Error, Result, Side};
 use crate::inventory::Inventory;
 use crate::links::{compare, Identity, LinkCollector};
@@ -81,28 +87,69 @@ pub(crate) fn fstatx<Fd: AsFd>(fd: Fd, side: Side, path: &[u8]) -> Result<Meta> 
     statx_at(fd, c"", side, path, AtFlags::EMPTY_PATH)
 }
 
-/// Open `rel` (relative to the side's root, components separated by `/`) one component at a
-/// time with `O_NOFOLLOW`; the last component is opened with `last` flags.
+/// Longest path handed to one `openat2` call: below `PATH_MAX` (4096) with room to spare.
+const PATH_CHUNK: usize = 4000;
+
+/// Open `rel` (relative to the side's root, components separated by `/`) without following any
+/// symlink and without leaving the root; the last component is opened with `last` flags.
+///
+/// The kernel walks the path (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), one call
+/// per chunk of under 4,000 bytes, so a deep tree needs no path-length limit and a shallow one
+/// costs one syscall instead of an open and close per component. Where `openat2` is missing
+/// (Linux before 5.6) the path is opened one component at a time with `O_NOFOLLOW`.
 pub(crate) fn open_rel(roots: &Roots, side: Side, rel: &[u8], last: OFlags) -> Result<OwnedFd> {
+    use rustix::fs::{openat2, ResolveFlags};
     let root = roots.fd(side);
-    let mut cur: Option<OwnedFd> = None;
     let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
     if comps.is_empty() {
         return openat(root, c".", last | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| Error::io(side, rel, "openat", e));
     }
-    for (i, c) in comps.iter().enumerate() {
-        let flags = if i + 1 == comps.len() {
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let mut cur: Option<OwnedFd> = None;
+    let mut start = 0;
+    let mut chunk: Vec<u8> = Vec::with_capacity(rel.len().min(PATH_CHUNK));
+    while start < comps.len() {
+        chunk.clear();
+        let mut end = start;
+        while end < comps.len() && (end == start || chunk.len() + 1 + comps[end].len() < PATH_CHUNK)
+        {
+            if end > start {
+                chunk.push(b'/');
+            }
+            chunk.extend_from_slice(comps[end]);
+            end += 1;
+        }
+        let flags = if end == comps.len() {
             last | OFlags::NOFOLLOW | OFlags::CLOEXEC
         } else {
             dir_flags()
         };
         let base = cur.as_ref().map_or(root, |f| f.as_fd());
-        let fd = openat(base, *c, flags, Mode::empty())
-            .map_err(|e| Error::io(side, rel, "openat", e))?;
+        let fd = match openat2(base, chunk.as_slice(), flags, Mode::empty(), resolve) {
+            Err(rustix::io::Errno::NOSYS) => open_components(base, &comps[start..end], flags)
+                .map_err(|e| Error::io(side, rel, "openat", e))?,
+            r => r.map_err(|e| Error::io(side, rel, "openat2", e))?,
+        };
         cur = Some(fd);
+        start = end;
     }
     cur.ok_or_else(|| Error::Internal("empty path".into()))
+}
+
+/// `comps` opened one at a time from `base` with `O_NOFOLLOW`; the last with `last`.
+fn open_components(
+    base: BorrowedFd<'_>,
+    comps: &[&[u8]],
+    last: OFlags,
+) -> std::result::Result<OwnedFd, rustix::io::Errno> {
+    let mut cur: Option<OwnedFd> = None;
+    for (i, c) in comps.iter().enumerate() {
+        let flags = if i + 1 == comps.len() { last } else { dir_flags() };
+        let fd = openat(cur.as_ref().map_or(base, |f| f.as_fd()), *c, flags, Mode::empty())?;
+        cur = Some(fd);
+    }
+    cur.ok_or(rustix::io::Errno::INVAL)
 }
 
 struct DFrame {
@@ -273,6 +320,20 @@ struct Walker<'a> {
     pending: [BTreeMap<u64, PendingDir>; 2],
     pairs: VecDeque<(PendingDir, PendingDir)>,
     stop: &'a mut dyn FnMut() -> bool,
+    index: Option<&'a ChangeIndex>,
+    stats: WalkStats,
+}
+
+/// What a walk did: how much it read, and how much the change index let it skip.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WalkStats {
+    /// Directory listings read (both sides).
+    pub dirs_listed: u64,
+    /// Entries `statx`ed.
+    pub entries_statted: u64,
+    /// Entries present under the same name in both snapshots that the index proved unchanged:
+    /// neither stated nor, for directories, entered.
+    pub entries_skipped: u64,
 }
 
 fn si(side: Side) -> usize {
@@ -283,12 +344,15 @@ fn si(side: Side) -> usize {
 }
 
 /// Walk both snapshots and build the planner's inventory. `stop` is polled once per directory.
+/// With an `index`, common entries it proves unchanged are skipped (see [`crate::btrfs`]); it is
+/// only consulted for inode identity, where a number means one object in both snapshots.
 pub fn walk(
     roots: &Roots,
     identity: Identity,
     horizon: Option<Timestamp>,
+    index: Option<&ChangeIndex>,
     stop: &mut dyn FnMut() -> bool,
-) -> Result<Inventory> {
+) -> Result<(Inventory, WalkStats)> {
     let mut w = Walker {
         roots,
         identity,
@@ -298,6 +362,8 @@ pub fn walk(
         pending: [BTreeMap::new(), BTreeMap::new()],
         pairs: VecDeque::new(),
         stop,
+        index: index.filter(|_| identity == Identity::Inode),
+        stats: WalkStats::default(),
     };
     let root = |m: &Meta| PendingDir { path: Vec::new(), meta: m.clone() };
     w.walk_pair(root(&roots.origin_meta), root(&roots.target_meta), true)?;
@@ -312,7 +378,8 @@ pub fn walk(
             break;
         }
     }
-    w.c.finish()
+    let stats = w.stats.clone();
+    Ok((w.c.finish()?, stats))
 }
 
 impl Walker<'_> {
@@ -454,6 +521,7 @@ impl Walker<'_> {
         let tfd = ts.top_fd()?;
         let ol = list(ofd, &mut self.buf, Side::Origin, &opath)?;
         let tl = list(tfd, &mut self.buf, Side::Target, &tpath)?;
+        self.stats.dirs_listed += 2;
         if is_root {
             for e in ol.iter().chain(tl.iter()) {
                 if e.name.starts_with(ORPHAN_DIR) {
@@ -472,6 +540,7 @@ impl Walker<'_> {
             match ord {
                 std::cmp::Ordering::Less => {
                     let e = &ol[i];
+                    self.stats.entries_statted += 1;
                     let m = statx_at(
                         ofd,
                         &e.name,
@@ -485,6 +554,7 @@ impl Walker<'_> {
                 }
                 std::cmp::Ordering::Greater => {
                     let e = &tl[j];
+                    self.stats.entries_statted += 1;
                     let m = statx_at(
                         tfd,
                         &e.name,
@@ -498,6 +568,13 @@ impl Walker<'_> {
                 }
                 std::cmp::Ordering::Equal => {
                     let (oe, te) = (&ol[i], &tl[j]);
+                    if oe.ino == te.ino && self.index.is_some_and(|x| x.unchanged(oe.ino)) {
+                        self.stats.entries_skipped += 1;
+                        i += 1;
+                        j += 1;
+                        continue;
+                    }
+                    self.stats.entries_statted += 2;
                     let name = &oe.name;
                     let om =
                         statx_at(ofd, name, Side::Origin, &join(&opath, name), AtFlags::empty())?;
@@ -570,6 +647,8 @@ impl Walker<'_> {
         let mut ds = DirStack::open(self.roots, side, &d.path, d.meta.ino)?;
         let fd = ds.top_fd()?;
         let entries = list(fd, &mut self.buf, side, &d.path)?;
+        self.stats.dirs_listed += 1;
+        self.stats.entries_statted += entries.len() as u64;
         for e in &entries {
             let m = statx_at(fd, &e.name, side, &join(&d.path, &e.name), AtFlags::empty())?;
             self.one_sided(side, fd, &d.path, d.meta.ino, &e.name, &m)?;

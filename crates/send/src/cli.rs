@@ -104,6 +104,13 @@ pub struct Cli {
     #[arg(long = "path-match")]
     pub path_match: bool,
 
+    /// Compare every entry of both snapshots. By default, for two read-only btrfs snapshots of
+    /// one subvolume (and as root, which btrfs's tree search needs), anysend asks btrfs which
+    /// objects changed since ORIGIN was taken and leaves the unchanged subtrees alone, as
+    /// `btrfs send` does; -v says which way the walk went.
+    #[arg(long = "full-walk")]
+    pub full_walk: bool,
+
     /// Use an id derived from LABEL for TARGET instead of one derived from the snapshot.
     #[arg(long, value_name = "LABEL")]
     pub label: Option<String>,
@@ -141,6 +148,8 @@ pub struct Config {
     pub progress: bool,
     pub warnings: bool,
     pub path_match: bool,
+    pub full_walk: bool,
+    pub verbose: bool,
     pub label: Option<String>,
     pub from_label: Option<String>,
     pub resume: Option<anysend_stream::ResumeToken>,
@@ -200,6 +209,8 @@ impl Cli {
             progress,
             warnings: !self.quiet,
             path_match: self.path_match,
+            full_walk: self.full_walk,
+            verbose: self.verbose,
             label: self.label,
             from_label: self.from_label,
             resume,

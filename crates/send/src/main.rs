@@ -29,6 +29,9 @@ fn main() -> ExitCode {
     };
     match run::run(&cfg) {
         Ok(outcome) => {
+            if cfg.verbose && cfg.warnings {
+                eprintln!("anysend: {}", run::walk_text(&outcome));
+            }
             if cfg.output == cli::Output::Nowhere {
                 let text = if cfg.json {
                     format!("{}\n", run::summary_json(&outcome))

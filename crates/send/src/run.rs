@@ -117,6 +117,7 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
         identity: if cfg.path_match { Identity::Path } else { Identity::Inode },
         full: cfg.origin.is_none(),
         ctime_horizon: origin.as_ref().and_then(|o| o.taken).map(ctime_horizon),
+        full_walk: cfg.full_walk,
         ..Options::default()
     };
 
@@ -206,6 +207,23 @@ pub fn summary_text(o: &Outcome) -> String {
     s
 }
 
+/// One line on how the walk went: whether btrfs's change index was used, and what was read.
+pub fn walk_text(o: &Outcome) -> String {
+    use anysend_diff_core::IndexUse;
+    let w = &o.plan.walk;
+    let how = match &o.plan.index {
+        IndexUse::NotTried => "every entry compared".to_string(),
+        IndexUse::Used { changed, dirty, .. } => format!(
+            "btrfs change index: {changed} objects changed since the origin, {dirty} directories above them"
+        ),
+        IndexUse::Unusable(why) => format!("every entry compared ({why})"),
+    };
+    format!(
+        "walk: {how}; {} directory listings, {} entries stated, {} unchanged entries skipped",
+        w.dirs_listed, w.entries_statted, w.entries_skipped
+    )
+}
+
 /// The dry run's report, as one JSON object (keys are fixed ASCII; no escaping needed).
 pub fn summary_json(o: &Outcome) -> String {
     let types: Vec<String> = o.counts.by_type.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
@@ -213,7 +231,8 @@ pub fn summary_json(o: &Outcome) -> String {
     format!(
         "{{\"incremental\":{},\"stream_id\":\"{}\",\"origin_id\":{},\"target_id\":\"{}\",\
          \"stream_bytes\":{},\"records\":{},\"data_bytes\":{},\"records_by_type\":{{{}}},\
-         \"content_bytes_read\":{},\"content_bytes_skipped\":{}}}",
+         \"content_bytes_read\":{},\"content_bytes_skipped\":{},\"btrfs_index\":{},\
+         \"dirs_listed\":{},\"entries_statted\":{},\"entries_skipped\":{}}}",
         o.origin_id.is_some(),
         o.stream_id,
         origin,
@@ -223,6 +242,10 @@ pub fn summary_json(o: &Outcome) -> String {
         o.counts.data_bytes,
         types.join(","),
         o.plan.content.bytes_read,
-        o.plan.content.bytes_skipped
+        o.plan.content.bytes_skipped,
+        matches!(o.plan.index, anysend_diff_core::IndexUse::Used { .. }),
+        o.plan.walk.dirs_listed,
+        o.plan.walk.entries_statted,
+        o.plan.walk.entries_skipped
     )
 }
