@@ -25,7 +25,7 @@
 use crate::error::{Error, Result, Side};
 use crate::fiemap;
 use crate::inventory::{Inventory, ObjId};
-use crate::ops::{ContentDelta, InodeFlags, Update, XattrDiff};
+use crate::ops::{ContentDelta, InodeFlags, Opened, Update, XattrDiff};
 use crate::stat::{inode_flags, statx_at, Kind, Meta};
 use crate::walk::{fstatx, open_rel, Roots};
 use crate::Options;
@@ -33,6 +33,7 @@ use rustix::fd::{AsRawFd, OwnedFd};
 use rustix::fs::{AtFlags, OFlags};
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// XFS keeps POSIX ACLs as `trusted.SGI_ACL_FILE`/`trusted.SGI_ACL_DEFAULT` and shows them to
 /// privileged readers beside `system.posix_acl_*`. They are the same ACL under another name:
@@ -451,16 +452,20 @@ impl<'r> DiskDetails<'r> {
             return Ok(());
         }
         let t_ino = o.target_meta.as_ref().map(|m| m.ino);
-        let th = self.open(Side::Target, &u.target_path, o.kind, t_ino)?;
+        let th = Arc::new(self.open(Side::Target, &u.target_path, o.kind, t_ino)?);
         let oh = match &u.origin_path {
-            Some(p) if o.in_origin => {
-                Some(self.open(Side::Origin, p, o.kind, o.origin_meta.as_ref().map(|m| m.ino))?)
-            }
+            Some(p) if o.in_origin => Some(Arc::new(self.open(
+                Side::Origin,
+                p,
+                o.kind,
+                o.origin_meta.as_ref().map(|m| m.ino),
+            )?)),
             _ => None,
         };
+        u.opened = Opened { target: Some(th.clone()), origin: oh.clone() };
         let opath = u.origin_path.clone().unwrap_or_default();
         if want_content {
-            if let (Some(Handle::Fd(ofd)), Handle::Fd(tfd)) = (&oh, &th) {
+            if let (Some(Handle::Fd(ofd)), Handle::Fd(tfd)) = (oh.as_deref(), &*th) {
                 u.content = Some(self.differ.diff(ofd, tfd, &u.target_path)?);
             }
         }

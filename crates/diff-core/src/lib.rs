@@ -29,7 +29,9 @@ pub use error::{BoxError, Error, Result, Side};
 pub use inventory::{Inventory, Link, ObjId, Object};
 pub use links::{Identity, LinkCollector};
 pub use model::Model;
-pub use ops::{Consumer, ContentDelta, InodeFlags, MetaDiff, Op, Recorder, Update, XattrDiff};
+pub use ops::{
+    Consumer, ContentDelta, InodeFlags, MetaDiff, Op, Opened, Recorder, Update, XattrDiff,
+};
 pub use stat::{Kind, Meta, Timestamp, FLAGS_LOCKING, FLAGS_MASK};
 pub use walk::Roots;
 
@@ -328,6 +330,7 @@ fn drive<C: Consumer + ?Sized>(
             content,
             xattrs: None,
             flags: None,
+            opened: Opened::default(),
         };
         details.fill(inv, id, &mut u)?;
         if let Some(c) = &u.content {

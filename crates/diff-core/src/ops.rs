@@ -115,7 +115,39 @@ pub struct Update {
     pub xattrs: Option<XattrDiff>,
     /// Inode flags of both versions, when read (regular files and directories on disk).
     pub flags: Option<InodeFlags>,
+    /// The target and origin objects as the planner opened and checked them to fill in the
+    /// details above, so the consumer need not resolve the paths again.
+    pub opened: Opened,
 }
+
+/// Open handles of an update's target and origin object (see [`Update::opened`]). They are how
+/// the plan was read, not part of what it says: two updates compare equal whatever they hold.
+#[derive(Clone, Default)]
+pub struct Opened {
+    /// The target object, checked to be the walked one (inode number and type).
+    pub target: Option<std::sync::Arc<crate::content::Handle>>,
+    /// The origin object, likewise.
+    pub origin: Option<std::sync::Arc<crate::content::Handle>>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Opened {{ target: {}, origin: {} }}",
+            self.target.is_some(),
+            self.origin.is_some()
+        )
+    }
+}
+
+impl PartialEq for Opened {
+    fn eq(&self, _: &Opened) -> bool {
+        true
+    }
+}
+
+impl Eq for Opened {}
 
 /// One planned operation (an owned, recordable form of the [`Consumer`] calls).
 // `Update` is the large variant and by far the most frequent one: boxing it would cost an

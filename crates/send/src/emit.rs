@@ -38,6 +38,7 @@ use anysend_stream::format::PREFERRED_DATA_CHUNK;
 use anysend_stream::{Data, NodeType, Record};
 use std::io::Write;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// The xattr a chown or a content write makes the kernel drop.
 const CAPABILITY: &[u8] = b"security.capability";
@@ -90,24 +91,38 @@ impl<'s, W: Write> Emitter<'s, W> {
             .target_meta
             .as_ref()
             .ok_or_else(|| anyhow!("update of {} without target metadata", shown(&u.path)))?;
-        let th = self.source.object(Side::Target, &u.target_path, u.kind, Some(walked.ino))?;
+        // The planner already opened and checked the object to read its details.
+        let th = match &u.opened.target {
+            Some(h) => h.clone(),
+            None => Arc::new(self.source.object(
+                Side::Target,
+                &u.target_path,
+                u.kind,
+                Some(walked.ino),
+            )?),
+        };
         let new = u.diff.new;
         let path = &u.path;
 
         // 1. Content.
         let mut content_sent = false;
-        if let (Some(delta), Handle::Fd(tfd)) = (&u.content, &th) {
+        if let (Some(delta), Handle::Fd(tfd)) = (&u.content, &*th) {
             check_unchanged(&th, &u.target_path, walked)?;
             let origin = match (&u.origin_path, new) {
                 (Some(op), false) => {
-                    match self.source.object(Side::Origin, op, Kind::File, None)? {
-                        Handle::Fd(fd) => Some((fd, op.clone())),
-                        Handle::At { .. } => None,
-                    }
+                    let h = match &u.opened.origin {
+                        Some(h) => h.clone(),
+                        None => Arc::new(self.source.object(Side::Origin, op, Kind::File, None)?),
+                    };
+                    Some((h, op.clone()))
                 }
                 _ => None,
             };
-            let osize = match &origin {
+            let origin = origin.as_ref().and_then(|(h, op)| match &**h {
+                Handle::Fd(fd) => Some((fd, op.as_slice())),
+                Handle::At { .. } => None,
+            });
+            let osize = match origin {
                 Some((fd, op)) => {
                     rustix::fs::fstat(fd).with_context(|| format!("origin {}", shown(op)))?.st_size
                         as u64
@@ -122,7 +137,7 @@ impl<'s, W: Write> Emitter<'s, W> {
                     .with_context(|| format!("target {}", shown(&u.target_path)))?
                 {
                     if seg.start > pos {
-                        self.holes(path, pos..seg.start, origin.as_ref(), osize)?;
+                        self.holes(path, pos..seg.start, origin, osize)?;
                     }
                     self.writes(path, &u.target_path, tfd, seg.clone())?;
                     content_sent = true;
@@ -130,7 +145,7 @@ impl<'s, W: Write> Emitter<'s, W> {
                     pos = seg.end;
                 }
                 if pos < r.end {
-                    content_sent |= self.holes(path, pos..r.end, origin.as_ref(), osize)?;
+                    content_sent |= self.holes(path, pos..r.end, origin, osize)?;
                 }
             }
             let size = delta.new_size;
@@ -246,7 +261,7 @@ impl<'s, W: Write> Emitter<'s, W> {
         &mut self,
         path: &[u8],
         gap: Range<u64>,
-        origin: Option<&(rustix::fd::OwnedFd, Vec<u8>)>,
+        origin: Option<(&rustix::fd::OwnedFd, &[u8])>,
         osize: u64,
     ) -> Result<bool> {
         let Some((ofd, opath)) = origin else { return Ok(false) };
