@@ -328,8 +328,9 @@ impl ChangeIndex {
 
     /// Build the index for `origin` and `target` (open root directories), or say why not.
     pub fn build(origin: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<ChangeIndex, Unusable> {
-        let min_transid = eligible(origin, target)?;
+        let Eligible { min_transid, horizon } = eligible(origin, target)?;
         let mut search = Search::new();
+        let mut lookup = Search::new();
         let all = ((SUBVOL_ROOT_INO, 0, 0), (LAST_FREE_OBJECTID, 255, u64::MAX));
         // The origin must be exactly what its source was when it was created. (Snapshotting
         // the origin copies its root block; only a tree small enough to be one leaf shows that
@@ -345,6 +346,9 @@ impl ChangeIndex {
                 INODE_ITEM_KEY => {
                     s.inode_transid = item.data.get(8..16).map(le64);
                     s.nlink = item.data.get(40..44).map(le32);
+                    if s.inode_transid.is_some_and(|t| t >= min_transid) {
+                        s.atime_only = atime_only(&mut lookup, origin, &item, horizon)?;
+                    }
                 }
                 INODE_REF_KEY | INODE_EXTREF_KEY => ref_parents(&item, &mut s.parents),
                 _ => {}
@@ -361,7 +365,9 @@ impl ChangeIndex {
         // inode item, which records the transaction that last wrote it: an object whose inode
         // item is here and older than the origin is such a neighbour. One whose inode item is
         // not here (it sits in an older leaf) counts as changed: when in doubt, compare.
-        seen.retain(|_, s| s.inode_transid.is_none_or(|t| t >= min_transid));
+        // An inode item rewritten only for its access time (reading a directory or file of the
+        // live subvolume, under relatime) is unchanged too.
+        seen.retain(|_, s| s.inode_transid.is_none_or(|t| t >= min_transid) && !s.atime_only);
 
         // Every directory above a changed object is dirty: follow references up to the root.
         // A directory has one name; an object with one link whose reference was in the changed
@@ -393,6 +399,8 @@ impl ChangeIndex {
 struct Seen {
     /// `transid` of the inode item: the transaction that last wrote it.
     inode_transid: Option<u64>,
+    /// Its inode item differs from the origin's in the access time alone.
+    atime_only: bool,
     nlink: Option<u32>,
     parents: Vec<u64>,
 }
@@ -423,13 +431,57 @@ fn lookup_parents(
     Ok(out)
 }
 
+/// Byte ranges of `struct btrfs_inode_item` (160 bytes) that describe the object: generation,
+/// size, nbytes, nlink, uid, gid, mode, rdev, flags, ctime, mtime, otime. Left out: the
+/// transaction that wrote it, the block group hint, the lazily counted change sequence, reserved
+/// bytes and the access time.
+const INODE_ITEM_SAME: [std::ops::Range<usize>; 4] = [0..8, 16..32, 40..72, 124..160];
+const INODE_ITEM_LEN: usize = 160;
+const INODE_ITEM_CTIME: usize = 124;
+
+/// Whether `item`, a target inode item written since the origin, differs from the origin's only
+/// in its access time. Every change but an atime update also moves ctime; a ctime before
+/// `horizon` (well before the origin was taken) that is equal on both sides therefore says no
+/// such change happened since, even when the clock's resolution is coarse.
+fn atime_only(
+    lookup: &mut Search,
+    origin: BorrowedFd<'_>,
+    item: &Item<'_>,
+    horizon: (u64, u32),
+) -> Result<bool, Unusable> {
+    let t = item.data;
+    if t.len() < INODE_ITEM_LEN {
+        return Ok(false);
+    }
+    let ctime = (le64(&t[INODE_ITEM_CTIME..]), le32(&t[INODE_ITEM_CTIME + 8..]));
+    if ctime >= horizon {
+        return Ok(false);
+    }
+    let key = (item.objectid, INODE_ITEM_KEY, 0);
+    let mut same = false;
+    lookup.run(origin, key, key, 0, &mut |o| {
+        same = o.data.len() >= INODE_ITEM_LEN
+            && INODE_ITEM_SAME.iter().all(|r| o.data[r.clone()] == t[r.clone()]);
+        Ok(())
+    })?;
+    Ok(same)
+}
+
+/// What [`eligible`] found out.
+struct Eligible {
+    /// The first transaction whose blocks may hold a change.
+    min_transid: u64,
+    /// One second before the origin was created (seconds, nanoseconds).
+    horizon: (u64, u32),
+}
+
 /// The first transaction in which a block of the target may hold a change, when the two roots
 /// qualify (see the module comment): the one after the origin's creation. The origin was
 /// created while its transaction committed, after every writer of that transaction had
 /// finished and before any later change could join, so whatever that transaction wrote is in
 /// the origin too. (Including it would be safe but would flag every item written just before
 /// the snapshot.)
-fn eligible(origin: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<u64, Unusable> {
+fn eligible(origin: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<Eligible, Unusable> {
     let no = |why: &str| Err(Unusable(why.to_string()));
     let (Some(o), Some(t)) = (subvol_info(origin), subvol_info(target)) else {
         return no("not two btrfs subvolumes");
@@ -458,7 +510,10 @@ fn eligible(origin: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<u64, Unusa
     if t.otransid <= o.otransid {
         return no("the target snapshot is older than the origin");
     }
-    Ok(o.otransid + 1)
+    Ok(Eligible {
+        min_transid: o.otransid + 1,
+        horizon: (o.otime[0].saturating_sub(1), o.otime[1] as u32),
+    })
 }
 
 #[cfg(test)]

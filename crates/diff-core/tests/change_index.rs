@@ -68,8 +68,11 @@ fn an_unchanged_pair_reads_only_the_roots() {
     let s3 = fs.snapshot_ro(&vol, "s3");
     let (a, b) = plan_both(&s2, &s3, "one change");
     assert_used(&a, "one change");
-    // Both sides of: the root, d7, d7/sub (above the file) and d9 (itself changed).
-    assert_eq!(a.walk.dirs_listed, 8, "{:?} vs {:?}", a.walk, b.walk);
+    // Both sides of the root, d7, d7/sub (above the file) and d9 (itself changed), plus a few
+    // neighbours whose items share a leaf with a change but whose inode item does not: how
+    // many depends on where btrfs split its leaves.
+    assert!(a.walk.dirs_listed >= 8, "{:?}", a.walk);
+    assert!(a.walk.dirs_listed * 4 < b.walk.dirs_listed, "{:?} vs {:?}", a.walk, b.walk);
 }
 
 #[test]
@@ -121,7 +124,7 @@ impl Rng {
     }
 }
 
-/// Files and directories under `root` (relative paths; the root itself excluded).
+/// Regular files and directories under `root` (relative paths; the root itself excluded).
 fn inventory(root: &Path) -> (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) {
     let (mut files, mut dirs) = (Vec::new(), Vec::new());
     let mut todo = vec![root.to_path_buf()];
@@ -130,10 +133,11 @@ fn inventory(root: &Path) -> (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) 
         names.sort();
         for p in names {
             let rel = p.strip_prefix(root).unwrap().to_path_buf();
-            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            let t = std::fs::symlink_metadata(&p).unwrap().file_type();
+            if t.is_dir() {
                 dirs.push(rel);
                 todo.push(p);
-            } else {
+            } else if t.is_file() {
                 files.push(rel);
             }
         }
@@ -157,7 +161,7 @@ fn mutate(vol: &Path, rng: &mut Rng, serial: &mut u32) {
     let (Some(f), Some(g)) = (rng.pick(&files).cloned(), rng.pick(&files).cloned()) else {
         return;
     };
-    match rng.next() % 18 {
+    match rng.next() % 20 {
         0 => append(vol.join(&f), b"appended").unwrap(),
         1 => chmod(vol.join(&f), 0o600).unwrap(),
         2 => rename(vol.join(&f), dir_or_root(rng).join(&fresh)).unwrap(),
@@ -203,7 +207,17 @@ fn mutate(vol: &Path, rng: &mut Rng, serial: &mut u32) {
             hardlink(vol.join(&f), dir_or_root(rng).join(&fresh)).unwrap();
             append(vol.join(&f), b"both names see this").unwrap();
         }
-        _ => chmod(dir_or_root(rng), 0o750).unwrap(),
+        17 => chmod(dir_or_root(rng), 0o750).unwrap(),
+        // Reading moves atime (relatime), which rewrites inode items and nothing else.
+        _ => {
+            let d = dir_or_root(rng);
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if std::fs::symlink_metadata(&p).unwrap().is_file() {
+                    std::fs::read(&p).unwrap();
+                }
+            }
+        }
     }
 }
 
@@ -235,6 +249,8 @@ fn random_rounds(seed: u64) {
             write_file(dir.join(format!("f{f}")), format!("{d}/{f}").as_bytes()).unwrap();
         }
     }
+    // Objects older than a second before a snapshot are where the index trusts an equal ctime.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let mut prev = fs.snapshot_ro(&vol, "s0");
     let (mut rng, mut serial, mut skipped) = (Rng(seed), 0, 0);
     for round in 1..=16 {
@@ -249,4 +265,42 @@ fn random_rounds(seed: u64) {
         prev = next;
     }
     assert!(skipped > 1000, "seed {seed:#x}: the index skipped only {skipped} entries");
+}
+
+#[test]
+fn reading_the_live_tree_between_snapshots_changes_nothing() {
+    let Some(_p) = require_privileged("reading_the_live_tree_between_snapshots_changes_nothing")
+    else {
+        return;
+    };
+    let fs = BtrfsFs::new(256 * MIB);
+    let vol = fs.create_subvolume("vol");
+    for d in 0..20 {
+        for f in 0..20 {
+            write_file(vol.join(format!("d{d}/f{f}")).as_path(), b"x")
+                .or_else(|_| {
+                    mkdir_all(vol.join(format!("d{d}")))?;
+                    write_file(vol.join(format!("d{d}/f{f}")), b"x")
+                })
+                .unwrap();
+        }
+    }
+    // The index trusts an unchanged ctime only when it is over a second older than the origin.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let s1 = fs.snapshot_ro(&vol, "s1");
+    // Under relatime the first read after a write moves atime, which rewrites inode items.
+    let (files, dirs) = inventory(&vol);
+    for f in &files {
+        std::fs::read(vol.join(f)).unwrap();
+    }
+    let s2 = fs.snapshot_ro(&vol, "s2");
+    use std::os::unix::fs::MetadataExt;
+    let atime = |p: &Path| {
+        std::fs::metadata(p).unwrap().atime_nsec()
+            + 1_000_000_000 * std::fs::metadata(p).unwrap().atime()
+    };
+    assert_ne!(atime(&s1.join(&dirs[0])), atime(&s2.join(&dirs[0])), "atime did not move");
+    let (a, _) = plan_both(&s1, &s2, "atime only");
+    assert!(matches!(a.index, IndexUse::Used { changed: 0, .. }), "{:?}", a.index);
+    assert_eq!(a.walk.dirs_listed, 2, "{:?}", a.walk);
 }
