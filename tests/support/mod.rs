@@ -116,25 +116,7 @@ pub fn recv_killed_at(
     state: &Path,
     settle: bool,
 ) -> Option<i32> {
-    use std::io::Write;
-    let mut child = Command::new(bin("anyrecv"))
-        .arg("--state-dir")
-        .arg(state)
-        .arg(dest)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn anyrecv");
-    let mut input = child.stdin.take().expect("stdin");
-    let wrote = input.write_all(&bytes[..k]).and_then(|()| input.flush());
-    if wrote.is_ok() && settle {
-        waiting_for_input(child.id(), std::time::Duration::from_secs(10));
-    }
-    let _ = child.kill();
-    let status = child.wait().expect("wait for anyrecv");
-    drop(input);
-    status.code()
+    recv_killed_at_with(&[], bytes, k, dest, state, settle)
 }
 
 /// Waits until process `pid` sleeps reading an empty pipe (or exited, or `limit` passed).
