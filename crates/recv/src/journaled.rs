@@ -577,11 +577,18 @@ impl Applier {
     /// `create` of a journaled receive: the file is made in the holding directory.
     pub(crate) fn create_held(&mut self, p: &[u8]) -> Result<(), Problem> {
         let replay = self.replaying();
-        // The name must be free now, as a plain create would find.
+        // The name must be free now, as a plain create would find. Replayed, the file may
+        // already be at its name: its whole run of data records went in and it was moved there
+        // before the kill. It is made again from those records, which follow.
         {
             let (dir, name) = self.parent(p)?;
             match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Err(Errno::NOENT) => {}
+                Ok(st)
+                    if replay && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile =>
+                {
+                    fs::unlinkat(dir, name, AtFlags::empty()).map_err(Problem::os("unlink"))?;
+                }
                 Ok(_) => return Err(Problem::os("")(Errno::EXIST)),
                 Err(e) => return Err(Problem::os("")(e)),
             }
