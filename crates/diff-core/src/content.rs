@@ -25,7 +25,7 @@
 use crate::error::{Error, Result, Side};
 use crate::fiemap;
 use crate::inventory::{Inventory, ObjId};
-use crate::ops::{ContentDelta, InodeFlags, Opened, Update, XattrDiff};
+use crate::ops::{ContentDelta, InodeFlags, MetaDiff, Opened, Update, XattrDiff};
 use crate::stat::{inode_flags, statx_at, Kind, Meta};
 use crate::walk::{fstatx, open_rel, Roots};
 use crate::Options;
@@ -419,14 +419,19 @@ impl<'r> DiskDetails<'r> {
         self.differ.stats()
     }
 
-    fn open(&self, side: Side, path: &[u8], kind: Kind, ino: Option<u64>) -> Result<Handle> {
+    /// Open the object of `kind` at `path` (relative to `side`'s root) and check that it is the
+    /// walked one (inode number `ino` and kind).
+    pub(crate) fn open(
+        &self,
+        side: Side,
+        path: &[u8],
+        kind: Kind,
+        ino: Option<u64>,
+    ) -> Result<Handle> {
         let h = Handle::open(self.roots, side, path, kind)?;
         let m = h.stat(side, path)?;
         if Some(m.ino) != ino || m.kind != kind {
-            return Err(Error::Inconsistent(format!(
-                "{side} {:?} is not the object that was walked",
-                String::from_utf8_lossy(path)
-            )));
+            return Err(not_walked(side, path));
         }
         Ok(h)
     }
@@ -445,10 +450,7 @@ impl<'r> DiskDetails<'r> {
     /// Fill `u.content`, `u.xattrs` and `u.flags` for object `id`.
     pub fn fill(&mut self, inv: &Inventory, id: ObjId, u: &mut Update) -> Result<()> {
         let o = &inv.objects()[id];
-        let want_content = self.compare_content && o.kind == Kind::File && u.diff.content;
-        let want_x = self.compare_xattrs && u.diff.xattrs;
-        let want_flags = matches!(o.kind, Kind::File | Kind::Dir);
-        if !want_content && !want_x && !want_flags {
+        if !self.wants(o.kind, &u.diff) {
             return Ok(());
         }
         let t_ino = o.target_meta.as_ref().map(|m| m.ino);
@@ -462,6 +464,29 @@ impl<'r> DiskDetails<'r> {
             )?)),
             _ => None,
         };
+        self.fill_opened(o.kind, th, oh, u)
+    }
+
+    /// Whether an update of an object of `kind` that differs in `diff` has details to read
+    /// from disk (else [`DiskDetails::fill_opened`] need not be called, nor anything opened).
+    pub(crate) fn wants(&self, kind: Kind, diff: &MetaDiff) -> bool {
+        (self.compare_content && kind == Kind::File && diff.content)
+            || (self.compare_xattrs && diff.xattrs)
+            || matches!(kind, Kind::File | Kind::Dir)
+    }
+
+    /// Fill `u.content`, `u.xattrs`, `u.flags` and `u.opened` from the target object `th` and
+    /// the origin object `oh` (None for a new object), both opened and checked by the caller.
+    pub(crate) fn fill_opened(
+        &mut self,
+        kind: Kind,
+        th: Arc<Handle>,
+        oh: Option<Arc<Handle>>,
+        u: &mut Update,
+    ) -> Result<()> {
+        let want_content = self.compare_content && kind == Kind::File && u.diff.content;
+        let want_x = self.compare_xattrs && u.diff.xattrs;
+        let want_flags = matches!(kind, Kind::File | Kind::Dir);
         u.opened = Opened { target: Some(th.clone()), origin: oh.clone() };
         let opath = u.origin_path.clone().unwrap_or_default();
         if want_content {
@@ -499,6 +524,14 @@ impl<'r> DiskDetails<'r> {
         }
         Ok(())
     }
+}
+
+/// "Not the walked object" for `path` on `side`.
+pub(crate) fn not_walked(side: Side, path: &[u8]) -> Error {
+    Error::Inconsistent(format!(
+        "{side} {:?} is not the object that was walked",
+        String::from_utf8_lossy(path)
+    ))
 }
 
 #[cfg(test)]

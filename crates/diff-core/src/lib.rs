@@ -9,13 +9,15 @@
 //! and then, in post-order, one [`Update`] per changed object, asking [`content`] for changed byte
 //! ranges as it goes. Nothing here knows the stream format or the receiver.
 //!
-//! Entry points: [`plan`] (two directories on disk) and [`plan_inventory`] (an inventory built in
-//! memory, as the property test does).
+//! Entry points: [`plan`] (two directories on disk), [`plan_inventory`] (an inventory built in
+//! memory, as the property test does) and [`plan_full`] (a full stream: the target alone, planned
+//! while it is walked, in memory that follows the depth of the tree, see [`full`]).
 
 pub mod btrfs;
 pub mod content;
 pub mod error;
 pub mod fiemap;
+pub mod full;
 pub mod inventory;
 pub mod links;
 pub mod model;
@@ -26,6 +28,7 @@ pub mod walk;
 
 pub use content::{ContentStats, Handle};
 pub use error::{BoxError, Error, Result, Side};
+pub use full::plan_full;
 pub use inventory::{Inventory, Link, ObjId, Object};
 pub use links::{Identity, LinkCollector};
 pub use model::Model;
@@ -55,7 +58,9 @@ pub struct Options {
     /// file systems whose extent maps are not to be trusted).
     pub no_fiemap: bool,
     /// The origin is an empty stand-in for a full stream: the root is planned as a new object
-    /// (all its metadata sent) instead of being compared with the stand-in's.
+    /// (all its metadata sent) instead of being compared with the stand-in's. ([`plan_full`]
+    /// plans a full stream without a stand-in, in walk order and in little memory; the two
+    /// plans hold the same operations.)
     pub full: bool,
     /// Objects whose origin ctime is at or after this are compared in full even when ctime,
     /// size and mtime are equal: set it a little before the origin snapshot was taken, since a
@@ -119,7 +124,7 @@ pub fn plan<C: Consumer + ?Sized>(
         if options.full_walk || options.full || options.identity != Identity::Inode {
             (None, IndexUse::NotTried)
         } else {
-            match btrfs::ChangeIndex::build(roots.fd(Side::Origin), roots.fd(Side::Target)) {
+            match btrfs::ChangeIndex::build(roots.fd(Side::Origin)?, roots.fd(Side::Target)?) {
                 Ok(x) => {
                     let u = IndexUse::Used {
                         changed: x.changed() as u64,
@@ -312,13 +317,8 @@ fn drive<C: Consumer + ?Sized>(
                 .ok_or_else(|| Error::Internal("parent missing at the end".into()))?;
             outcome.model.slot_path(d, &l.name)
         };
-        let content = (o.kind == Kind::File && diff.content).then(|| {
-            let size = o.target_meta.as_ref().map_or(0, |m| m.size);
-            ContentDelta {
-                new_size: size,
-                ranges: std::iter::once(0..size).filter(|r| !r.is_empty()).collect(),
-            }
-        });
+        let content = (o.kind == Kind::File && diff.content)
+            .then(|| ContentDelta::whole(o.target_meta.as_ref().map_or(0, |m| m.size)));
         let new_root = id == ROOT && root_is_new;
         let mut u = Update {
             path,

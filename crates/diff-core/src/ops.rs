@@ -67,6 +67,16 @@ pub struct ContentDelta {
     pub ranges: Vec<Range<u64>>,
 }
 
+impl ContentDelta {
+    /// All of a file of `size` bytes (what a new file sends; the sender skips its holes).
+    pub fn whole(size: u64) -> Self {
+        ContentDelta {
+            new_size: size,
+            ranges: std::iter::once(0..size).filter(|r| !r.is_empty()).collect(),
+        }
+    }
+}
+
 /// Extended attributes that differ (names are raw bytes).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct XattrDiff {

@@ -44,42 +44,56 @@ use std::path::Path;
 /// Directory fds kept open per side and walk (plus the walk's start directory).
 const MAX_OPEN: usize = 32;
 /// getdents64 buffer, reused for every listing.
-const DIRENT_BUF: usize = 256 * 1024;
+pub(crate) const DIRENT_BUF: usize = 256 * 1024;
 
 fn dir_flags() -> OFlags {
     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
 }
 
-/// The two snapshot roots, opened once.
+/// The snapshot roots, opened once: both of them, or (a full stream) only the target.
 pub struct Roots {
-    pub(crate) origin: OwnedFd,
+    /// None for a full stream, which has no origin to read.
+    pub(crate) origin: Option<(OwnedFd, Meta)>,
     pub(crate) target: OwnedFd,
-    pub(crate) origin_meta: Meta,
     pub(crate) target_meta: Meta,
+}
+
+fn open_root(p: &Path, side: Side) -> Result<(OwnedFd, Meta)> {
+    let show = p.as_os_str().as_encoded_bytes();
+    let fd = openat(CWD, p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::io(side, show, "open root", e))?;
+    let meta = fstatx(&fd, side, b"")?;
+    Ok((fd, meta))
 }
 
 impl Roots {
     /// Open both roots (the only paths ever resolved from the current directory).
     pub fn open(origin: &Path, target: &Path) -> Result<Roots> {
-        let open = |p: &Path, side: Side| -> Result<(OwnedFd, Meta)> {
-            let show = p.as_os_str().as_encoded_bytes();
-            let fd =
-                openat(CWD, p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| Error::io(side, show, "open root", e))?;
-            let meta = fstatx(&fd, side, b"")?;
-            Ok((fd, meta))
-        };
-        let (origin, origin_meta) = open(origin, Side::Origin)?;
-        let (target, target_meta) = open(target, Side::Target)?;
-        Ok(Roots { origin, target, origin_meta, target_meta })
+        let origin = open_root(origin, Side::Origin)?;
+        let (target, target_meta) = open_root(target, Side::Target)?;
+        Ok(Roots { origin: Some(origin), target, target_meta })
     }
 
-    pub(crate) fn fd(&self, side: Side) -> BorrowedFd<'_> {
+    /// Open only the target root, for a full stream: asking for the origin is then an error.
+    pub fn open_target(target: &Path) -> Result<Roots> {
+        let (target, target_meta) = open_root(target, Side::Target)?;
+        Ok(Roots { origin: None, target, target_meta })
+    }
+
+    pub(crate) fn fd(&self, side: Side) -> Result<BorrowedFd<'_>> {
         match side {
-            Side::Origin => self.origin.as_fd(),
-            Side::Target => self.target.as_fd(),
+            Side::Origin => self.origin.as_ref().map(|(fd, _)| fd.as_fd()).ok_or_else(no_origin),
+            Side::Target => Ok(self.target.as_fd()),
         }
     }
+
+    pub(crate) fn origin_meta(&self) -> Result<&Meta> {
+        self.origin.as_ref().map(|(_, m)| m).ok_or_else(no_origin)
+    }
+}
+
+fn no_origin() -> Error {
+    Error::Internal("the origin of a full stream was asked for".into())
 }
 
 /// `statx` of an open fd.
@@ -99,7 +113,7 @@ const PATH_CHUNK: usize = 4000;
 /// (Linux before 5.6) the path is opened one component at a time with `O_NOFOLLOW`.
 pub(crate) fn open_rel(roots: &Roots, side: Side, rel: &[u8], last: OFlags) -> Result<OwnedFd> {
     use rustix::fs::{openat2, ResolveFlags};
-    let root = roots.fd(side);
+    let root = roots.fd(side)?;
     let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
     if comps.is_empty() {
         return openat(root, c".", last | OFlags::CLOEXEC, Mode::empty())
@@ -160,14 +174,15 @@ struct DFrame {
 }
 
 /// A chain of open directories on one side with a bounded number of open fds.
-struct DirStack {
+pub(crate) struct DirStack {
     side: Side,
     frames: Vec<DFrame>,
-    path: Vec<u8>,
+    /// Path of the top directory, relative to the side's root.
+    pub(crate) path: Vec<u8>,
 }
 
 impl DirStack {
-    fn open(roots: &Roots, side: Side, path: &[u8], ino: u64) -> Result<DirStack> {
+    pub(crate) fn open(roots: &Roots, side: Side, path: &[u8], ino: u64) -> Result<DirStack> {
         // A fresh open file description, so listing does not move a shared offset.
         let fd = open_rel(roots, side, path, OFlags::RDONLY | OFlags::DIRECTORY)?;
         let meta = fstatx(&fd, side, path)?;
@@ -184,7 +199,7 @@ impl DirStack {
         })
     }
 
-    fn top_fd(&mut self) -> Result<BorrowedFd<'_>> {
+    pub(crate) fn top_fd(&mut self) -> Result<BorrowedFd<'_>> {
         let top = self.frames.len() - 1;
         if self.frames[top].fd.is_none() {
             self.reopen(top)?;
@@ -242,7 +257,7 @@ impl DirStack {
         }
     }
 
-    fn push(&mut self, name: &[u8], ino: u64) -> Result<()> {
+    pub(crate) fn push(&mut self, name: &[u8], ino: u64) -> Result<()> {
         let path = join(&self.path, name);
         let side = self.side;
         let fd = {
@@ -261,7 +276,7 @@ impl DirStack {
         Ok(())
     }
 
-    fn pop(&mut self) {
+    pub(crate) fn pop(&mut self) {
         self.frames.pop();
         if let Some(f) = self.frames.last() {
             self.path.truncate(f.path_len);
@@ -270,12 +285,19 @@ impl DirStack {
 }
 
 /// One directory entry from getdents64.
-struct DEnt {
-    name: Vec<u8>,
-    ino: u64,
+pub(crate) struct DEnt {
+    pub(crate) name: Vec<u8>,
+    pub(crate) ino: u64,
 }
 
-fn list(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, side: Side, path: &[u8]) -> Result<Vec<DEnt>> {
+/// The entries of directory `fd` but `.` and `..`, sorted by name bytes, read through `buf`
+/// (reused for every listing; its capacity is the getdents64 buffer).
+pub(crate) fn list(
+    fd: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    side: Side,
+    path: &[u8],
+) -> Result<Vec<DEnt>> {
     let mut out = Vec::new();
     let mut iter = RawDir::new(fd, buf.spare_capacity_mut());
     while let Some(e) = iter.next() {
@@ -290,7 +312,12 @@ fn list(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, side: Side, path: &[u8]) -> Resul
     Ok(out)
 }
 
-fn readlink(fd: BorrowedFd<'_>, name: &[u8], side: Side, path: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn readlink(
+    fd: BorrowedFd<'_>,
+    name: &[u8],
+    side: Side,
+    path: &[u8],
+) -> Result<Vec<u8>> {
     rustix::fs::readlinkat(fd, name, Vec::new())
         .map(|c| c.into_bytes())
         .map_err(|e| Error::io(side, path, "readlinkat", e))
@@ -356,7 +383,7 @@ pub fn walk(
     let mut w = Walker {
         roots,
         identity,
-        c: LinkCollector::new(identity, roots.origin_meta.clone(), roots.target_meta.clone())
+        c: LinkCollector::new(identity, roots.origin_meta()?.clone(), roots.target_meta.clone())
             .with_ctime_horizon(horizon),
         buf: Vec::with_capacity(DIRENT_BUF),
         pending: [BTreeMap::new(), BTreeMap::new()],
@@ -366,7 +393,7 @@ pub fn walk(
         stats: WalkStats::default(),
     };
     let root = |m: &Meta| PendingDir { path: Vec::new(), meta: m.clone() };
-    w.walk_pair(root(&roots.origin_meta), root(&roots.target_meta), true)?;
+    w.walk_pair(root(roots.origin_meta()?), root(&roots.target_meta), true)?;
     loop {
         if let Some((o, t)) = w.pairs.pop_front() {
             w.walk_pair(o, t, false)?;

@@ -1,8 +1,10 @@
 //! One send, start to end: identify the snapshots, open the output, let diff-core walk and plan
 //! into the [`Emitter`], close the stream, and report.
 //!
-//! A full stream is planned against an empty stand-in origin (a fresh empty directory) with the
-//! root marked new, so full and incremental streams come out of the one code path.
+//! An incremental stream is planned by diff-core's general planner ([`anysend_diff_core::plan`]);
+//! a full stream by its streaming one ([`anysend_diff_core::plan_full`]), which walks the target
+//! alone and hands each entry on as it is met, so memory follows the depth of the tree and not
+//! its size. Both feed the same [`Emitter`].
 
 use crate::cli::{Config, Output};
 use crate::emit::{DataMode, Emitter};
@@ -101,21 +103,8 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
         header.resume = t.point;
     }
 
-    // A full stream is the difference from an empty tree.
-    let standin;
-    let origin_path = match &cfg.origin {
-        Some(p) => p.clone(),
-        None => {
-            standin = tempfile::Builder::new()
-                .prefix("anysend-empty-origin-")
-                .tempdir()
-                .context("creating the empty stand-in origin of a full stream")?;
-            standin.path().to_path_buf()
-        }
-    };
     let options = Options {
         identity: if cfg.path_match { Identity::Path } else { Identity::Inode },
-        full: cfg.origin.is_none(),
         ctime_horizon: origin.as_ref().and_then(|o| o.taken).map(ctime_horizon),
         full_walk: cfg.full_walk,
         ..Options::default()
@@ -128,7 +117,10 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
     };
     let progress = cfg.progress.then(Progress::default);
     let wopts = WriterOptions { compression_level: cfg.compression };
-    let source = Source::open(&origin_path, &cfg.target)?;
+    let source = match &cfg.origin {
+        Some(o) => Source::open(o, &cfg.target)?,
+        None => Source::open_target(&cfg.target)?,
+    };
 
     // A dry run without compression needs only the data lengths, not the data.
     let data = match (&cfg.output, cfg.compression) {
@@ -143,7 +135,7 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
         )),
     };
-    let sent = send(out, &header, wopts, list, progress, source, data, &origin_path, cfg, &options);
+    let sent = send(out, &header, wopts, list, progress, source, data, cfg, &options);
     if let (Err(_), Output::File(path)) = (&sent, &cfg.output) {
         // A partial stream is of no use to anyone; anyrecv would refuse it anyway. Only a
         // regular file is removed: `-f /dev/stdout` or a fifo must survive a failed send.
@@ -164,13 +156,15 @@ fn send<W: Write>(
     progress: Option<Progress>,
     source: Source,
     data: DataMode,
-    origin_path: &std::path::Path,
     cfg: &Config,
     options: &Options,
 ) -> Result<(Counts, anysend_diff_core::Summary)> {
     let mut sink = Sink::new(out, header, wopts, list, progress)?;
     let mut emitter = Emitter::new(&mut sink, source, data);
-    let planned = anysend_diff_core::plan(origin_path, &cfg.target, options, &mut emitter);
+    let planned = match &cfg.origin {
+        Some(origin) => anysend_diff_core::plan(origin, &cfg.target, options, &mut emitter),
+        None => anysend_diff_core::plan_full(&cfg.target, options, &mut emitter),
+    };
     let failure = emitter.failure.take();
     drop(emitter);
     let summary = match (planned, failure) {

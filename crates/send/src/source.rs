@@ -56,6 +56,11 @@ impl Source {
         Ok(Source { roots: Roots::open(origin, target)? })
     }
 
+    /// The target alone, for a full stream (which never reads an origin).
+    pub fn open_target(target: &Path) -> Result<Source> {
+        Ok(Source { roots: Roots::open_target(target)? })
+    }
+
     /// Open the object of `kind` at `path` on `side` and check it is the walked object.
     pub fn object(&self, side: Side, path: &[u8], kind: Kind, ino: Option<u64>) -> Result<Handle> {
         let h = Handle::open(&self.roots, side, path, kind)?;
