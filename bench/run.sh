@@ -148,13 +148,15 @@ recv_cycles() {
   local -a cmd
   for ((r = 0; r <= RUNS; r++)); do
     case $kind in
-      anyrecv)
+      anyrecv|anyrecv-nj)
         remake_fs ext4 ext
         dest=$EXT/dest mnt=$EXT
         mkdir "$dest"
         rm -rf "$WORK/anyrecv-state"
         mkdir -p "$WORK/anyrecv-state"
-        cmd=("$ANYRECV" --state-dir "$WORK/anyrecv-state" -f) ;;
+        cmd=("$ANYRECV" --state-dir "$WORK/anyrecv-state" -f)
+        # What the journal costs: the same receive with it switched off (a hidden switch).
+        [ "$kind" = anyrecv-nj ] && cmd=(env ANYRECV_NO_JOURNAL=1 "${cmd[@]}") ;;
       btrfs)
         remake_fs btrfs rcv
         dest=$RCV mnt=$RCV
@@ -189,6 +191,10 @@ if [ "$ANYSEND_OK" = 1 ]; then
     series quiet send "$lbl" "$q" -- "$ANYSEND" -q "${flags[@]}" --from "$SRC/s2" -f "$q" "$SRC/s3"
     log "measuring $rlbl"
     recv_cycles "$rlbl" anyrecv "$f" "$i" "$q"
+    if [ $v = plain ]; then
+      log "measuring anyrecv without its journal"
+      recv_cycles "anyrecv (no journal)" anyrecv-nj "$f" "$i" "$q"
+    fi
     rm -f "$f" "$i" "$q"
   done
   log "measuring anysend -n"

@@ -56,6 +56,11 @@ TARGETS = [
      1.0, "incremental receive ≤ 1.0× `btrfs receive` (informative)"),
     ("quiet-recv-vs-btrfs", "quiet", ("receive", "anyrecv"), ("receive", "btrfs receive"), "wall",
      1.0, "quiet-day receive ≤ 1.0× `btrfs receive` (informative)"),
+    ("inc-journal-cost", "incremental", ("receive", "anyrecv"), ("receive", "anyrecv (no journal)"),
+     "wall", 1.1, "journaling adds ≤ 10% to the incremental receive (anyrecv / anyrecv with "
+     "ANYRECV_NO_JOURNAL=1)"),
+    ("full-journal-cost", "full", ("receive", "anyrecv"), ("receive", "anyrecv (no journal)"),
+     "wall", 1.1, "journaling adds ≤ 10% to the full receive (informative)"),
 ]
 
 
