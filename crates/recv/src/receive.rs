@@ -366,18 +366,29 @@ fn run_records<R: Read>(
     let mut queue: std::collections::VecDeque<Result<Option<anysend_stream::Frame>, _>> =
         Default::default();
     let mut kept_upto: Option<u64> = None;
+    // Decoded bytes held in `queue`: a compressed stream decodes to several times what the
+    // input buffer holds, so the look-ahead is bounded by what it decoded, not only by input.
+    let mut queued = 0usize;
     loop {
         if queue.is_empty() {
-            queue.push_back(reader.next_frame());
+            let f = reader.next_frame();
+            queued += held(&f);
+            queue.push_back(f);
         }
         while queue.len() < AHEAD_RECORDS
+            && queued < AHEAD_BYTES
             && matches!(queue.back(), Some(Ok(Some(f))) if !matches!(f.record, Some(Record::End { .. })))
             && progress.peek.frame_ready()
         {
-            queue.push_back(reader.next_frame());
+            let f = reader.next_frame();
+            queued += held(&f);
+            queue.push_back(f);
         }
         let next = match queue.pop_front() {
-            Some(next) => next,
+            Some(next) => {
+                queued = queued.saturating_sub(held(&next));
+                next
+            }
             None => reader.next_frame(),
         };
         let frame = match next {
@@ -739,6 +750,20 @@ fn record_error(index: u64, offset: u64, rec: &Record, problem: Problem) -> Recv
 
 /// Records read ahead at most.
 const AHEAD_RECORDS: usize = 4096;
+
+/// Memory a read-ahead frame holds: its file data decoded, at least its size on the wire.
+fn held<E>(f: &Result<Option<anysend_stream::Frame>, E>) -> usize {
+    match f {
+        Ok(Some(f)) => {
+            let data = match &f.record {
+                Some(Record::Write { data, .. }) => data.len(),
+                _ => 0,
+            };
+            data.max(usize::try_from(f.wire_len).unwrap_or(usize::MAX))
+        }
+        _ => 0,
+    }
+}
 /// Input bytes buffered for looking ahead.
 const AHEAD_BYTES: usize = 8 << 20;
 
