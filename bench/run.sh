@@ -3,7 +3,10 @@
 # side by side with btrfs send/receive, rsync and tar, on a btrfs snapshot series of real files.
 # See bench/README.md. Needs root and Linux (loop devices, btrfs).
 #
-#   bash bench/run.sh [--quick] [--runs N] [--out DIR] [--verify-all] [--keep-work]
+#   bash bench/run.sh [--quick] [--runs N] [--out DIR] [--verify-all] [--keep-work] [--only-anysend]
+#
+# --only-anysend: measure anysend and anyrecv alone (no peers), into DATE-MODE-anysend-only.*,
+# leaving latest.* alone: for a change to anysend or anyrecv measured again after a full run.
 #
 # --quick: a few thousand files and a few MiB: a smoke test of this script that asserts every
 # tool's received tree equals its snapshot and exits non-zero otherwise. Timings are recorded,
@@ -15,6 +18,7 @@ MODE=full
 RUNS=3
 OUT="$BENCH_DIR/results"
 VERIFY_ALL=0
+ONLY_ANYSEND=0
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) MODE=quick ;;
@@ -24,7 +28,8 @@ while [ $# -gt 0 ]; do
     --out=*) OUT=${1#*=} ;;
     --verify-all) VERIFY_ALL=1 ;;
     --keep-work) KEEP_WORK=1 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --only-anysend) ONLY_ANYSEND=1 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (try --help)" ;;
   esac
   shift
@@ -202,6 +207,7 @@ if [ "$ANYSEND_OK" = 1 ]; then
   series quiet scan "anysend -n" - -- "$ANYSEND" -n -q --from "$SRC/s2" "$SRC/s3"
 fi
 
+if [ "$ONLY_ANYSEND" = 0 ]; then
 # ---- btrfs send / receive ------------------------------------------------------------------
 log "measuring btrfs send / receive"
 f=$STREAMS/btrfs-full i=$STREAMS/btrfs-inc q=$STREAMS/btrfs-quiet
@@ -278,6 +284,7 @@ series quiet send "rsync --only-write-batch" "$b" -- \
 rm -f "$b" "$b.sh"
 series incremental scan "rsync -a -n --delete" - -- rsync -a -n --delete "$SRC/s2/" "$SRC/s1/"
 series quiet scan "rsync -a -n --delete" - -- rsync -a -n --delete "$SRC/s3/" "$SRC/s2/"
+fi
 
 # ---- report --------------------------------------------------------------------------------
 DATE=$(date +%Y-%m-%d)
@@ -285,7 +292,7 @@ mkdir -p "$OUT"
 MACHINE=$(machine_json "$ANYSEND" "$WORK")
 ELAPSED=$(python3 -c "print(round($EPOCHREALTIME - $START))")
 M_LOAD="$LOAD_START / $(cut -d' ' -f1-3 /proc/loadavg)" \
-M_MODE=$MODE M_RUNS=$RUNS M_DATE=$DATE M_ELAPSED=$ELAPSED M_COMMIT=$COMMIT M_MACHINE=$MACHINE \
+M_MODE=$MODE$([ "$ONLY_ANYSEND" = 1 ] && echo " (anysend and anyrecv only)") M_RUNS=$RUNS M_DATE=$DATE M_ELAPSED=$ELAPSED M_COMMIT=$COMMIT M_MACHINE=$MACHINE \
 M_SELECTION=$SELECTION M_S1=$S1STATS M_S2=$S2STATS M_S3=$S3STATS M_DAY=$DAY M_QUIET=$QUIET \
 python3 - "$WORK/meta.json" <<'EOF'
 import json, os, sys
@@ -301,17 +308,25 @@ json.dump({
 EOF
 if [ "$MODE" = quick ]; then base="$OUT/$DATE-quick" latest="$OUT/latest-quick"
 else base="$OUT/$DATE-full" latest="$OUT/latest"; fi
+png="$latest.png"
+if [ "$ONLY_ANYSEND" = 1 ]; then
+  MODE="$MODE-anysend-only" base="$base-anysend-only" latest="" png="$base.png"
+fi
 python3 "$LIB_DIR/report.py" --kind run --meta "$WORK/meta.json" --timings "$TIMINGS" \
-  --verify "$VERIFY" --json "$base.json" --md "$base.md" --png "$latest.png" \
+  --verify "$VERIFY" --json "$base.json" --md "$base.md" --png "$png" \
   || { log "report failed"; FAILURES=$((FAILURES + 1)); }
 # the raw timings, to re-render the report: python3 bench/lib/report.py --kind run --meta ...
 mkdir -p "$OUT/raw-$MODE"
 cp "$WORK/meta.json" "$TIMINGS" "$VERIFY" "$OUT/raw-$MODE/" 2>/dev/null
 REPORT_DONE=1
 rm -rf "$OUT/raw-$MODE-interrupted"
-cp "$base.json" "$latest.json" 2>/dev/null
-cp "$base.md" "$latest.md" 2>/dev/null
-log "results: $base.md ($latest.md, $latest.json, $latest.png)"
+if [ -n "$latest" ]; then
+  cp "$base.json" "$latest.json" 2>/dev/null
+  cp "$base.md" "$latest.md" 2>/dev/null
+  log "results: $base.md ($latest.md, $latest.json, $latest.png)"
+else
+  log "results: $base.md ($base.json, $base.png)"
+fi
 
 if [ "$FAILURES" -gt 0 ]; then
   log "$FAILURES failure(s): see the Failures section of $base.md"
