@@ -382,12 +382,12 @@ impl ChangeIndex {
         let mut dirty = HashSet::new();
         let mut stack: Vec<u64> = Vec::new();
         for &ino in &changed {
-            stack.extend(lookup_parents(&mut search, target, &mut known, ino)?);
+            lookup_parents(&mut search, target, &mut known, ino, &mut stack)?;
             while let Some(dir) = stack.pop() {
                 if dir < SUBVOL_ROOT_INO || !dirty.insert(dir) || dir == SUBVOL_ROOT_INO {
                     continue;
                 }
-                stack.extend(lookup_parents(&mut search, target, &mut known, dir)?);
+                lookup_parents(&mut search, target, &mut known, dir, &mut stack)?;
             }
         }
         Ok(ChangeIndex { changed, dirty, searches: search.calls })
@@ -405,30 +405,32 @@ struct Seen {
     parents: Vec<u64>,
 }
 
-/// The parents of `ino` in the target: known already, or one search of its `INODE_REF` and
-/// `INODE_EXTREF` items.
+/// The parents of `ino` in the target, pushed onto `out`: known already, or one search of its
+/// `INODE_REF` and `INODE_EXTREF` items (then remembered).
 fn lookup_parents(
     search: &mut Search,
     target: BorrowedFd<'_>,
     known: &mut HashMap<u64, Vec<u64>>,
     ino: u64,
-) -> Result<Vec<u64>, Unusable> {
+    out: &mut Vec<u64>,
+) -> Result<(), Unusable> {
     if let Some(p) = known.get(&ino) {
-        return Ok(p.clone());
+        out.extend_from_slice(p);
+        return Ok(());
     }
-    let mut out = Vec::new();
+    let start = out.len();
     search.run(
         target,
         (ino, INODE_REF_KEY, 0),
         (ino, INODE_EXTREF_KEY, u64::MAX),
         0,
         &mut |item| {
-            ref_parents(&item, &mut out);
+            ref_parents(&item, out);
             Ok(())
         },
     )?;
-    known.insert(ino, out.clone());
-    Ok(out)
+    known.insert(ino, out[start..].to_vec());
+    Ok(())
 }
 
 /// Byte ranges of `struct btrfs_inode_item` (160 bytes) that describe the object: generation,

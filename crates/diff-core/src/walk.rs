@@ -114,12 +114,20 @@ const PATH_CHUNK: usize = 4000;
 pub(crate) fn open_rel(roots: &Roots, side: Side, rel: &[u8], last: OFlags) -> Result<OwnedFd> {
     use rustix::fs::{openat2, ResolveFlags};
     let root = roots.fd(side)?;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    // The common case, one call and no splitting: a path short enough for the kernel.
+    if !rel.is_empty() && rel.len() < PATH_CHUNK {
+        let flags = last | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match openat2(root, rel, flags, Mode::empty(), resolve) {
+            Err(rustix::io::Errno::NOSYS) => {}
+            r => return r.map_err(|e| Error::io(side, rel, "openat2", e)),
+        }
+    }
     let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
     if comps.is_empty() {
         return openat(root, c".", last | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| Error::io(side, rel, "openat", e));
     }
-    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
     let mut cur: Option<OwnedFd> = None;
     let mut start = 0;
     let mut chunk: Vec<u8> = Vec::with_capacity(rel.len().min(PATH_CHUNK));

@@ -439,29 +439,34 @@ impl Applier {
                     pieces.push((off, len, None));
                     continue;
                 }
-                if log.file.is_none() {
-                    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                    let fd = fs::openat(
-                        &s.hold_fd,
-                        OsStr::from_bytes(&log.name),
-                        flags,
-                        Mode::from_raw_mode(0o600),
-                    )
-                    .map_err(Problem::os("making the keep log"))?;
-                    let f = File::from(fd);
-                    // A log of the same name left by a kill is appended to, never cut: the
-                    // journal may point into it.
-                    log.end = f.metadata().map_err(os("fstat"))?.len();
-                    log.file = Some(f);
-                }
-                let lf = log.file.as_ref().expect("opened above");
+                let lf = match &mut log.file {
+                    Some(f) => &*f,
+                    None => {
+                        let flags =
+                            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                        let fd = fs::openat(
+                            &s.hold_fd,
+                            OsStr::from_bytes(&log.name),
+                            flags,
+                            Mode::from_raw_mode(0o600),
+                        )
+                        .map_err(Problem::os("making the keep log"))?;
+                        let f = File::from(fd);
+                        // A log of the same name left by a kill is appended to, never cut: the
+                        // journal may point into it.
+                        log.end = f.metadata().map_err(os("fstat"))?.len();
+                        &*log.file.insert(f)
+                    }
+                };
                 fsutil::copy_range(file, off, lf, log.end, len)
                     .map_err(os("keeping the origin bytes"))?;
                 pieces.push((off, len, Some((log.name.clone(), log.end))));
                 log.end += len;
             }
         }
-        let k = s.kept.get_mut(&ino).expect("inserted above");
+        let Some(k) = s.kept.get_mut(&ino) else {
+            return Err(Problem::os("keeping the origin bytes")(Errno::NOENT));
+        };
         for (off, len, src) in pieces {
             let (hold, at) = src.clone().unwrap_or_default();
             u.push(Undo::Range { path: p.to_vec(), ino, off, len, hold, at });

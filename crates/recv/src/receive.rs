@@ -531,17 +531,28 @@ impl Progress {
         dest: &Path,
     ) -> Result<(), RecvError> {
         let begin = self.begin.take().expect("a fresh receive has its begin entry");
-        if self.no_journal {
-            self.state.begin(header, first);
-            state::save(&self.path, &self.state).map_err(|source| RecvError::State {
-                path: self.path.clone(),
-                step: "recording the receive in progress",
-                source,
-            })?;
-            self.begun = true;
-            return Ok(());
+        if !self.no_journal {
+            self.start_journal(&begin, header, applier, dest)?;
         }
-        let journal = Journal::create(&self.jpath, &begin)
+        self.state.begin(header, first);
+        state::save(&self.path, &self.state).map_err(|source| RecvError::State {
+            path: self.path.clone(),
+            step: "recording the receive in progress",
+            source,
+        })?;
+        self.begun = true;
+        Ok(())
+    }
+
+    /// The journal and the holding directory of a journaled receive.
+    fn start_journal(
+        &mut self,
+        begin: &Begin,
+        header: &StreamHeader,
+        applier: &mut Applier,
+        dest: &Path,
+    ) -> Result<(), RecvError> {
+        let journal = Journal::create(&self.jpath, begin)
             .map_err(state_err(&self.jpath, "creating the journal"))?;
         let hold_fd = journaled::open_holding(applier.root(), &begin.holding)
             .map_err(dest_err(dest, "making the holding directory"))?;
@@ -560,13 +571,6 @@ impl Progress {
             reflink: fsutil::reflink_keeps_layout(applier.root()),
             kept: Default::default(),
         });
-        self.state.begin(header, first);
-        state::save(&self.path, &self.state).map_err(|source| RecvError::State {
-            path: self.path.clone(),
-            step: "recording the receive in progress",
-            source,
-        })?;
-        self.begun = true;
         Ok(())
     }
 
@@ -801,10 +805,10 @@ impl Peek {
     pub fn frame_ready(&self) -> bool {
         let b = self.0.borrow();
         let avail = &b.data[b.pos..b.end];
-        if avail.len() < 8 {
+        let Some(&[a, b0, c, d]) = avail.get(4..8) else {
             return false;
-        }
-        let n = u32::from_le_bytes(avail[4..8].try_into().expect("4 bytes")) as usize;
+        };
+        let n = u32::from_le_bytes([a, b0, c, d]) as usize;
         avail.len() >= 8 + n + 4
     }
 }
