@@ -146,42 +146,60 @@ want_verify() { [ "$VERIFY_ALL" = 1 ] || [ "$1" = 0 ]; }
 # do not, so without this they would leave their write-back out of their time.
 DURABLE=(bash -c '"${@:2}" && sync -f "$1"' _)
 
-# Receive cycles: a fresh destination per run, then full, incremental and quiet-day streams in
-# turn (each one's base is what the previous step received). $1 label, $2 kind, $3..$5 streams.
-recv_cycles() {
-  local label=$1 kind=$2 full=$3 inc=$4 quiet=$5 r dest mnt
+# One receive cycle, run $1 of a variant ($2 label, $3 kind): a fresh destination, then the full,
+# incremental and quiet-day streams $4..$6 in turn (each one's base is what the previous step
+# received).
+recv_cycle() {
+  local r=$1 label=$2 kind=$3 full=$4 inc=$5 quiet=$6 dest mnt
   local -a cmd
-  for ((r = 0; r <= RUNS; r++)); do
-    case $kind in
-      anyrecv|anyrecv-nj)
-        remake_fs ext4 ext
-        dest=$EXT/dest mnt=$EXT
-        mkdir "$dest"
-        rm -rf "$WORK/anyrecv-state"
-        mkdir -p "$WORK/anyrecv-state"
-        cmd=("$ANYRECV" --state-dir "$WORK/anyrecv-state" -f)
-        # What the journal costs: the same receive with it switched off (a hidden switch).
-        [ "$kind" = anyrecv-nj ] && cmd=(env ANYRECV_NO_JOURNAL=1 "${cmd[@]}") ;;
-      btrfs)
-        remake_fs btrfs rcv
-        dest=$RCV mnt=$RCV
-        cmd=(btrfs receive -q -f) ;;
+  case $kind in
+    anyrecv|anyrecv-nj)
+      remake_fs ext4 ext
+      dest=$EXT/dest mnt=$EXT
+      mkdir "$dest"
+      rm -rf "$WORK/anyrecv-state"
+      mkdir -p "$WORK/anyrecv-state"
+      cmd=("$ANYRECV" --state-dir "$WORK/anyrecv-state" -f)
+      # What the journal costs: the same receive with it switched off (a hidden switch).
+      [ "$kind" = anyrecv-nj ] && cmd=(env ANYRECV_NO_JOURNAL=1 "${cmd[@]}") ;;
+    btrfs)
+      remake_fs btrfs rcv
+      dest=$RCV mnt=$RCV
+      cmd=(btrfs receive -q -f) ;;
+  esac
+  local step stream snap d
+  for step in full incremental quiet; do
+    case $step in
+      full) stream=$full snap=s1 ;;
+      incremental) stream=$inc snap=s2 ;;
+      quiet) stream=$quiet snap=s3 ;;
     esac
-    local step stream snap d
-    for step in full incremental quiet; do
-      case $step in
-        full) stream=$full snap=s1 ;;
-        incremental) stream=$inc snap=s2 ;;
-        quiet) stream=$quiet snap=s3 ;;
-      esac
-      [ -e "$stream" ] || return 1
-      timed "$step" receive "$label" "$r" "$stream" -- "${DURABLE[@]}" "$mnt" \
-        "${cmd[@]}" "$stream" "$dest" || return 1
-      d=$dest
-      [ "$kind" = btrfs ] && d=$RCV/$snap
-      if want_verify "$r"; then verify "$step" "$label" "$SRC/$snap" "$d" || return 1; fi
+    [ -e "$stream" ] || return 1
+    timed "$step" receive "$label" "$r" "$stream" -- "${DURABLE[@]}" "$mnt" \
+      "${cmd[@]}" "$stream" "$dest" || return 1
+    d=$dest
+    [ "$kind" = btrfs ] && d=$RCV/$snap
+    if want_verify "$r"; then verify "$step" "$label" "$SRC/$snap" "$d" || return 1; fi
+  done
+}
+
+# recv_cycles LABEL KIND FULL INC QUIET [LABEL KIND]...: a receive cycle per run and variant.
+# Several variants take turns within each run, in alternating order, so that load drifting
+# during the series weighs on them alike (their ratio is a target); one that fails stops, the
+# others go on.
+recv_cycles() {
+  local full=$3 inc=$4 quiet=$5 r i j n
+  local -a vs=("$1" "$2" "${@:6}") failed=()
+  n=$((${#vs[@]} / 2))
+  for ((r = 0; r <= RUNS; r++)); do
+    for ((i = 0; i < n; i++)); do
+      j=$i
+      [ $((r % 2)) = 1 ] && j=$((n - 1 - i))
+      [ -n "${failed[j]:-}" ] && continue
+      recv_cycle "$r" "${vs[2 * j]}" "${vs[2 * j + 1]}" "$full" "$inc" "$quiet" || failed[j]=1
     done
   done
+  [ ${#failed[@]} = 0 ]
 }
 
 # ---- anysend and anyrecv -------------------------------------------------------------------
@@ -194,11 +212,12 @@ if [ "$ANYSEND_OK" = 1 ]; then
     series full send "$lbl" "$f" -- "$ANYSEND" -q "${flags[@]}" -f "$f" "$SRC/s1"
     series incremental send "$lbl" "$i" -- "$ANYSEND" -q "${flags[@]}" --from "$SRC/s1" -f "$i" "$SRC/s2"
     series quiet send "$lbl" "$q" -- "$ANYSEND" -q "${flags[@]}" --from "$SRC/s2" -f "$q" "$SRC/s3"
-    log "measuring $rlbl"
-    recv_cycles "$rlbl" anyrecv "$f" "$i" "$q"
     if [ $v = plain ]; then
-      log "measuring anyrecv without its journal"
-      recv_cycles "anyrecv (no journal)" anyrecv-nj "$f" "$i" "$q"
+      log "measuring $rlbl, and anyrecv without its journal, in turns"
+      recv_cycles "$rlbl" anyrecv "$f" "$i" "$q" "anyrecv (no journal)" anyrecv-nj
+    else
+      log "measuring $rlbl"
+      recv_cycles "$rlbl" anyrecv "$f" "$i" "$q"
     fi
     rm -f "$f" "$i" "$q"
   done

@@ -189,13 +189,34 @@ impl Applier {
     }
 
     fn create(&mut self, p: &[u8]) -> Res {
-        if self.session.is_some() {
-            return self.create_held(p);
-        }
+        let replay = self.replaying();
+        let keeps = self.holds_removed();
         let (dir, name) = self.parent(p)?;
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        fs::openat(dir, name, flags, Mode::from_raw_mode(0o600)).map(drop).map_err(Problem::os(""))
+        let ino = match fs::openat(dir, name, flags, Mode::from_raw_mode(0o600)) {
+            Ok(fd) if keeps => fs::fstat(&fd).map_err(Problem::os("fstat"))?.st_ino,
+            Ok(_) => return Ok(()),
+            // Replayed after a kill: made already. Its data records come after it, so it is
+            // still empty; anything else at the name is not this record's doing.
+            Err(Errno::EXIST) if replay => match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st)
+                    if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+                        && st.st_size == 0 =>
+                {
+                    st.st_ino
+                }
+                _ => return Err(Problem::os("")(Errno::EXIST)),
+            },
+            Err(e) => return Err(Problem::os("")(e)),
+        };
+        if let Some(s) = &mut self.session {
+            // Its content has no origin bytes to keep (incremental receives).
+            if s.undo {
+                s.created.insert(ino);
+            }
+        }
+        Ok(())
     }
 
     fn symlink(&mut self, p: &[u8], target: &[u8]) -> Res {
@@ -288,10 +309,7 @@ impl Applier {
     /// The open regular file at `p`, opened now unless the previous data record named it.
     pub(crate) fn data_file(&mut self, p: &[u8]) -> Result<&File, Problem> {
         if !matches!(&self.file, Some(f) if f.path == p) {
-            let file = match self.held_new_file(p)? {
-                Some(f) => f,
-                None => self.open_regular(p)?,
-            };
+            let file = self.open_regular(p)?;
             self.file = Some(OpenFile { path: p.to_vec(), file });
         }
         match &self.file {

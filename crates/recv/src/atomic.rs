@@ -386,7 +386,7 @@ fn finish(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, st: &fs::Stat) -> io::Result
         Some(fs::Gid::from_raw_unchecked(st.st_gid)),
     );
     fs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777))?;
-    copy_fxattrs(src, dst)?;
+    copy_xattrs(Xattrs::Fd(src), Xattrs::Fd(dst))?;
     // chown clears setuid/setgid, and so may setting security.capability: the mode again.
     fs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777))?;
     let (atime, mtime) = fsutil::times(st);
@@ -417,37 +417,47 @@ fn finish_at(
     if kind != FileType::Symlink {
         fs::chmodat(dst, name, Mode::from_raw_mode(st.st_mode & 0o7777), AtFlags::empty())?;
     }
-    copy_xattrs(&proc_path(src, name), &proc_path(dst, name))?;
+    let (from, to) = (proc_path(src, name), proc_path(dst, name));
+    copy_xattrs(Xattrs::Path(&from), Xattrs::Path(&to))?;
     let (atime, mtime) = fsutil::times(st);
     fs::utimensat(dst, name, &fsutil::timestamps(atime, mtime), AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
 }
 
-/// Copies every extended attribute of the open `src` to the open `dst`.
-fn copy_fxattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<()> {
-    let mut names = vec![0u8; 65536];
-    let n = match fs::flistxattr(src, &mut names[..]) {
-        Ok(n) => n,
-        Err(Errno::NOTSUP) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut value = vec![0u8; 65536];
-    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let name = OsStr::from_bytes(name);
-        let len = match fs::fgetxattr(src, name, &mut value[..]) {
-            Ok(l) => l,
-            Err(Errno::NODATA) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        fs::fsetxattr(dst, name, &value[..len], fs::XattrFlags::empty())?;
-    }
-    Ok(())
+/// An object whose extended attributes are copied: open, or named (never followed).
+#[derive(Clone, Copy)]
+enum Xattrs<'a> {
+    Fd(BorrowedFd<'a>),
+    Path(&'a Path),
 }
 
-/// Copies every extended attribute of `src` to `dst` (both never followed if symlinks).
-fn copy_xattrs(src: &Path, dst: &Path) -> io::Result<()> {
+impl Xattrs<'_> {
+    fn list(self, buf: &mut [u8]) -> Result<usize, Errno> {
+        match self {
+            Xattrs::Fd(fd) => fs::flistxattr(fd, buf),
+            Xattrs::Path(p) => fs::llistxattr(p, buf),
+        }
+    }
+
+    fn get(self, name: &OsStr, buf: &mut [u8]) -> Result<usize, Errno> {
+        match self {
+            Xattrs::Fd(fd) => fs::fgetxattr(fd, name, buf),
+            Xattrs::Path(p) => fs::lgetxattr(p, name, buf),
+        }
+    }
+
+    fn set(self, name: &OsStr, value: &[u8]) -> Result<(), Errno> {
+        match self {
+            Xattrs::Fd(fd) => fs::fsetxattr(fd, name, value, fs::XattrFlags::empty()),
+            Xattrs::Path(p) => fs::lsetxattr(p, name, value, fs::XattrFlags::empty()),
+        }
+    }
+}
+
+/// Copies every extended attribute of `src` to `dst`.
+fn copy_xattrs(src: Xattrs<'_>, dst: Xattrs<'_>) -> io::Result<()> {
     let mut names = vec![0u8; 65536];
-    let n = match fs::llistxattr(src, &mut names[..]) {
+    let n = match src.list(&mut names[..]) {
         Ok(n) => n,
         Err(Errno::NOTSUP) => return Ok(()),
         Err(e) => return Err(e.into()),
@@ -455,12 +465,12 @@ fn copy_xattrs(src: &Path, dst: &Path) -> io::Result<()> {
     let mut value = vec![0u8; 65536];
     for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let name = OsStr::from_bytes(name);
-        let len = match fs::lgetxattr(src, name, &mut value[..]) {
+        let len = match src.get(name, &mut value[..]) {
             Ok(l) => l,
             Err(Errno::NODATA) => continue,
             Err(e) => return Err(e.into()),
         };
-        fs::lsetxattr(dst, name, &value[..len], fs::XattrFlags::empty())?;
+        dst.set(name, &value[..len])?;
     }
     Ok(())
 }

@@ -128,6 +128,19 @@ pub fn copy_range(src: &File, src_off: u64, dst: &File, dst_off: u64, len: u64) 
     Ok(())
 }
 
+/// The `len` bytes at `off` of `f` (bytes past its end read as zeros).
+pub fn read_range(f: &File, off: u64, len: u64) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len as usize];
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], off + got as u64)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(buf)
+}
+
 /// Makes [off, off+len) of `f` a hole (zeros where the file system cannot punch), size kept.
 pub fn punch(f: &File, off: u64, len: u64) -> io::Result<()> {
     if len == 0 {
@@ -191,25 +204,6 @@ pub fn reflink_keeps_layout(fd: BorrowedFd<'_>) -> bool {
     fs::fstatfs(fd).is_ok_and(|s| s.f_type as i64 == BTRFS_SUPER_MAGIC)
 }
 
-/// Copies all of `src` into the empty file `dst`.
-pub fn copy_fd(src: &OwnedFd, dst: &OwnedFd) -> io::Result<()> {
-    let s = File::from(src.try_clone()?);
-    let d = File::from(dst.try_clone()?);
-    if fs::ioctl_ficlone(&d, &s).is_ok() {
-        return Ok(());
-    }
-    copy_extents(&s, &d)
-}
-
-/// Puts the content of `src` back into `dst` in place (same inode): size, data, holes.
-pub fn restore_content(src: &File, dst: &File) -> io::Result<()> {
-    let size = src.metadata()?.len();
-    dst.set_len(0)?;
-    dst.set_len(size)?;
-    // A zero-length file then extended is all hole; write the data extents back.
-    copy_extents(src, dst)
-}
-
 /// Whether the directory `name` in `dir` has no entries.
 pub fn dir_is_empty(dir: BorrowedFd<'_>, name: &OsStr) -> Result<bool, Errno> {
     let fd = fs::openat(
@@ -244,45 +238,39 @@ fn unlock(dir: BorrowedFd<'_>, name: &OsStr) {
 /// Removes `name` in `dir`, a directory with everything beneath it or any other object, never
 /// following a symlink; lifts immutable/append-only where they are in the way.
 pub fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
-    let st = fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-        let fd = match fs::openat(
-            dir,
-            name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::ACCESS) => {
-                unlock(dir, name);
-                fs::chmodat(dir, name, Mode::from_raw_mode(0o700), AtFlags::empty())?;
-                fs::openat(
-                    dir,
-                    name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        empty_dir(fd.as_fd())?;
-        match fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
-            Err(Errno::PERM) => {
-                unlock(dir, name);
-                fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
-            }
-            r => r?,
-        }
-    } else {
-        match fs::unlinkat(dir, name, AtFlags::empty()) {
-            Err(Errno::PERM) => {
-                unlock(dir, name);
-                fs::unlinkat(dir, name, AtFlags::empty())?;
-            }
-            r => r?,
-        }
+    // Most objects removed here are not directories, and most directories are empty (a holding
+    // directory holds what the stream removed): one call each, a listing only when needed.
+    match unlink_unlocking(dir, name, AtFlags::empty()) {
+        Err(Errno::ISDIR) => {}
+        r => return Ok(r?),
     }
-    Ok(())
+    match unlink_unlocking(dir, name, AtFlags::REMOVEDIR) {
+        Err(Errno::NOTEMPTY | Errno::EXIST) => {}
+        r => return Ok(r?),
+    }
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = match fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ACCESS) => {
+            unlock(dir, name);
+            fs::chmodat(dir, name, Mode::from_raw_mode(0o700), AtFlags::empty())?;
+            fs::openat(dir, name, flags, Mode::empty())?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    empty_dir(fd.as_fd())?;
+    Ok(unlink_unlocking(dir, name, AtFlags::REMOVEDIR)?)
+}
+
+/// `unlinkat`, again after lifting immutable/append-only from `name` when they refuse it.
+fn unlink_unlocking(dir: BorrowedFd<'_>, name: &OsStr, flags: AtFlags) -> Result<(), Errno> {
+    match fs::unlinkat(dir, name, flags) {
+        Err(Errno::PERM) => {
+            unlock(dir, name);
+            fs::unlinkat(dir, name, flags)
+        }
+        r => r,
+    }
 }
 
 /// Removes every entry of the open directory `fd`.

@@ -1,23 +1,31 @@
 //! The receive journal: where an interrupted receive stopped, and how to undo what it did.
 //!
 //! One file per DEST, next to its state file (`<state file>.journal`), so OUTSIDE DEST like the
-//! state. It is append-only: a `Begin` entry when a receive starts changing DEST, then one entry
-//! per record, written with a plain `write()` *before* the record is applied. An entry names the
-//! record index now in flight (every record before it was applied completely) and carries the
-//! undo information of that record (the inverse operation, the old value of a metadata change,
-//! the name under which a removed or overwritten object was kept).
+//! state. It is append-only: a `Begin` entry when a receive starts changing DEST, then entries
+//! written with a plain `write()` *before* the records they name are applied. An entry names the
+//! records now in flight (one record, or a batch of them; every record before was applied
+//! completely) and carries undo information (the inverse operation, the old value of a metadata
+//! change, the name under which a removed object was kept, origin bytes). *Ahead* entries carry
+//! the undo information of a whole run of records not applied yet (origin byte ranges about to
+//! be overwritten, or the inverse operations of a run of creations, renames and removals), so
+//! that the run costs one sync instead of one per record; they do not move the records in
+//! flight.
 //!
 //! Why this shape:
 //! - A `write()` survives SIGKILL (it is in the page cache), so after a kill the last entry tells
-//!   exactly which record was in flight; replaying that one record is made harmless by the
-//!   applier (`apply.rs`, "replay"). Entries are framed with a length and a CRC: a torn tail left
-//!   by a power loss is detected and ignored.
-//! - The journal is fdatasync'ed at checkpoints (every 64 MiB of file data or 1 s, together with
-//!   a syncfs of DEST) and before each operation that moves an existing object (rename, and
-//!   unlink/rmdir, which move the object into the holding directory), so that after a power loss
-//!   the undo information of every such operation that reached the disk is on disk too.
+//!   exactly which records were in flight; applying them again is made harmless by the applier
+//!   (`apply.rs` and `journaled.rs`, "replay"). Entries are framed with a length and a CRC: a
+//!   torn tail left by a power loss is detected and ignored.
+//! - The journal is fdatasync'ed at checkpoints (a second after its last sync, or 20 times what
+//!   the last checkpoint took if that is longer; together with a syncfs of DEST) and before an
+//!   operation that moves an existing object (rename, and unlink/rmdir, which move the object
+//!   into the holding directory) or overwrites origin bytes is applied: once per run of such
+//!   records, whose undo is written ahead in one entry. So after a power loss the undo
+//!   information of every such operation that reached the disk is on disk too.
 //! - Undo information is kept only for incremental receives: an interrupted full receive is
 //!   aborted by emptying DEST.
+//! - Each record's layout (the `Undo` steps, `Begin`) is written down once, as a list of typed
+//!   fields; encoding and decoding are both generated from it (`undo_steps!`, `wire_struct!`).
 //!
 //! The format is private to anyrecv (a version byte in the magic guards it): it only ever has to
 //! be read by the anyrecv that continues or aborts the receive.
@@ -30,110 +38,217 @@ use std::time::{Duration, Instant};
 
 use anysend_stream::Id;
 
-const MAGIC: &[u8; 8] = b"ANYRJ01\n";
+/// Version 02: new files made at their name (no held new files), batches in flight, origin
+/// bytes in the journal.
+const MAGIC: &[u8; 8] = b"ANYRJ02\n";
 
-/// Data bytes between two checkpoints.
-pub const CHECKPOINT_BYTES: u64 = 64 << 20;
-/// Time between two checkpoints.
+/// Time between two checkpoints, at least. (Not also a data volume: a power cut costs about this
+/// much work again, and replaying file data is harmless.)
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// A checkpoint waits for DEST's write-back and a commit of its file system, which can take a
+/// good part of a second: the time between two checkpoints is also at least this many times
+/// what the last one took, so that they cost at most about 5% of a receive.
+pub const CHECKPOINT_SHARE: u32 = 20;
 
 /// A time as (seconds, nanoseconds).
 pub type Time = (i64, u32);
 
-/// DEST's own metadata before the receive (put back by an abort).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RootMeta {
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub atime: Time,
-    pub mtime: Time,
+// ---- layouts ----
+
+struct Enc(Vec<u8>);
+
+struct Dec<'a>(&'a [u8]);
+
+type D<T> = Result<T, ()>;
+
+impl Dec<'_> {
+    fn take(&mut self, n: usize) -> D<&[u8]> {
+        if self.0.len() < n {
+            return Err(());
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
 }
 
-/// The first entry: which receive this journal belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Begin {
-    pub stream: Id,
-    pub origin: Option<Id>,
-    pub target: Id,
-    /// The record index the receive started at.
-    pub first_record: u64,
-    /// DEST did not exist and the receive created it.
-    pub dest_created: bool,
-    pub root: RootMeta,
-    /// Name of the holding directory inside DEST.
-    pub holding: Vec<u8>,
+/// The journal's byte layout of one value: written and read by the same impl, so that each
+/// record below is described once (its field list) and both directions follow from it.
+trait Wire: Sized {
+    fn put(&self, e: &mut Enc);
+    fn get(d: &mut Dec) -> D<Self>;
 }
 
-/// How to undo one step, or (the last two) what a resume must know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Undo {
+impl Wire for u8 {
+    fn put(&self, e: &mut Enc) {
+        e.0.push(*self);
+    }
+    fn get(d: &mut Dec) -> D<Self> {
+        Ok(d.take(1)?[0])
+    }
+}
+
+impl Wire for u32 {
+    fn put(&self, e: &mut Enc) {
+        e.0.extend_from_slice(&self.to_le_bytes());
+    }
+    fn get(d: &mut Dec) -> D<Self> {
+        Ok(u32::from_le_bytes(d.take(4)?.try_into().map_err(drop)?))
+    }
+}
+
+impl Wire for u64 {
+    fn put(&self, e: &mut Enc) {
+        e.0.extend_from_slice(&self.to_le_bytes());
+    }
+    fn get(d: &mut Dec) -> D<Self> {
+        Ok(u64::from_le_bytes(d.take(8)?.try_into().map_err(drop)?))
+    }
+}
+
+impl Wire for i64 {
+    fn put(&self, e: &mut Enc) {
+        (*self as u64).put(e);
+    }
+    fn get(d: &mut Dec) -> D<Self> {
+        Ok(u64::get(d)? as i64)
+    }
+}
+
+impl Wire for bool {
+    fn put(&self, e: &mut Enc) {
+        (*self as u8).put(e);
+    }
+    fn get(d: &mut Dec) -> D<Self> {
+        match u8::get(d)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A byte string: u32 length, bytes.
+impl Wire for Vec<u8> {
+    fn put(&self, e: &mut Enc) {
+        (self.len() as u32).put(e);
+        e.0.extend_from_slice(self);
+    }
+    fn get(d: &mut Dec) -> D<Self> {
+        let n = u32::get(d)? as usize;
+        Ok(d.take(n)?.to_vec())
+    }
+}
+
+impl Wire for Id {
+    fn put(&self, e: &mut Enc) {
+        e.0.extend_from_slice(&self.0);
+    }
+    fn get(d: &mut Dec) -> D<Self> {
+        Ok(Id(d.take(16)?.try_into().map_err(drop)?))
+    }
+}
+
+/// A time: seconds, then nanoseconds.
+impl<A: Wire, B: Wire> Wire for (A, B) {
+    fn put(&self, e: &mut Enc) {
+        self.0.put(e);
+        self.1.put(e);
+    }
+    fn get(d: &mut Dec) -> D<Self> {
+        Ok((A::get(d)?, B::get(d)?))
+    }
+}
+
+/// Absent: a 0 byte; present: a 1 byte and the value.
+impl<T: Wire> Wire for Option<T> {
+    fn put(&self, e: &mut Enc) {
+        match self {
+            None => 0u8.put(e),
+            Some(v) => {
+                1u8.put(e);
+                v.put(e);
+            }
+        }
+    }
+    fn get(d: &mut Dec) -> D<Self> {
+        match u8::get(d)? {
+            0 => Ok(None),
+            1 => Ok(Some(T::get(d)?)),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A struct whose journal layout is its fields in order.
+macro_rules! wire_struct {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident: $t:ty,)* }) => {
+        $(#[$m])*
+        pub struct $name { $($(#[$fm])* pub $f: $t,)* }
+
+        impl Wire for $name {
+            fn put(&self, e: &mut Enc) {
+                $(self.$f.put(e);)*
+            }
+            fn get(d: &mut Dec) -> D<Self> {
+                // Struct expression fields are evaluated in the order written: the layout order.
+                Ok($name { $($f: Wire::get(d)?,)* })
+            }
+        }
+    };
+}
+
+/// The undo steps: each variant's tag and fields, in journal order, given once; the enum, its
+/// encoding and its decoding are made from this list.
+macro_rules! undo_steps {
+    ($($(#[$m:meta])* $name:ident = $tag:literal { $($f:ident: $t:ty),* $(,)? },)*) => {
+        /// How to undo one step.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Undo {
+            $($(#[$m])* $name { $($f: $t),* },)*
+        }
+
+        impl Wire for Undo {
+            fn put(&self, e: &mut Enc) {
+                match self {
+                    $(Undo::$name { $($f),* } => {
+                        ($tag as u8).put(e);
+                        $($f.put(e);)*
+                    })*
+                }
+            }
+            fn get(d: &mut Dec) -> D<Self> {
+                match u8::get(d)? {
+                    $($tag => Ok(Undo::$name { $($f: Wire::get(d)?),* }),)*
+                    _ => Err(()),
+                }
+            }
+        }
+
+        /// The names of the kinds of steps (tests check they are all covered).
+        #[cfg(test)]
+        const UNDO_STEPS: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
+undo_steps! {
     /// The object at `path` was made by the receive: remove it.
-    Remove {
-        path: Vec<u8>,
-    },
+    Remove = 1 { path: Vec<u8> },
     /// `from` was renamed to `to`: rename it back.
-    Rename {
-        from: Vec<u8>,
-        to: Vec<u8>,
-    },
-    /// The object at `path` was moved into the holding directory as `hold`: move it back.
-    Restore {
-        hold: Vec<u8>,
-        path: Vec<u8>,
-    },
-    Mode {
-        path: Vec<u8>,
-        mode: u32,
-    },
-    Owner {
-        path: Vec<u8>,
-        uid: u32,
-        gid: u32,
-    },
-    Times {
-        path: Vec<u8>,
-        atime: Time,
-        mtime: Time,
-    },
+    Rename = 2 { from: Vec<u8>, to: Vec<u8> },
+    /// The object at `path` was moved into the holding directory as `hold` (a name there, or
+    /// `dir/name`): move it back.
+    Restore = 3 { hold: Vec<u8>, path: Vec<u8> },
+    Mode = 4 { path: Vec<u8>, mode: u32 },
+    Owner = 5 { path: Vec<u8>, uid: u32, gid: u32 },
+    Times = 6 { path: Vec<u8>, atime: Time, mtime: Time },
     /// The old value of an extended attribute (`None`: it did not exist).
-    Xattr {
-        path: Vec<u8>,
-        name: Vec<u8>,
-        value: Option<Vec<u8>>,
-    },
-    Flags {
-        path: Vec<u8>,
-        flags: u32,
-    },
-    /// The content of the file at `path` (inode `ino`) before its first change was copied to
-    /// `hold`, with the metadata a content change can alter.
-    Content {
-        path: Vec<u8>,
-        hold: Vec<u8>,
-        ino: u64,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        atime: Time,
-        mtime: Time,
-        cap: Option<Vec<u8>>,
-    },
-    /// A new file for `path` is being written in the holding directory as `hold` (no undo: the
-    /// holding directory goes away). Lets a resume find it again.
-    Created {
-        path: Vec<u8>,
-        hold: Vec<u8>,
-        ino: u64,
-    },
-    /// The new file `hold` is being moved to `path` (its undo is the `Remove` beside it).
-    Materialize {
-        hold: Vec<u8>,
-        path: Vec<u8>,
-    },
+    Xattr = 7 { path: Vec<u8>, name: Vec<u8>, value: Option<Vec<u8>> },
+    Flags = 8 { path: Vec<u8>, flags: u32 },
+    // 9 to 11 were used by version 01 (whole-file copies, new files held until complete).
     /// The file `path` (inode `ino`) had this size and metadata before its content was first
     /// changed; its changed byte ranges are kept by the `Range` steps after this one.
-    KeepMeta {
+    KeepMeta = 12 {
         path: Vec<u8>,
         ino: u64,
         size: u64,
@@ -146,30 +261,72 @@ pub enum Undo {
     },
     /// The origin bytes [off, off+len) of the file `path` (inode `ino`): at offset `at` of the
     /// keep log `hold` in the holding directory, or a hole when `hold` is empty.
-    Range {
-        path: Vec<u8>,
-        ino: u64,
-        off: u64,
-        len: u64,
-        hold: Vec<u8>,
-        at: u64,
-    },
+    Range = 13 { path: Vec<u8>, ino: u64, off: u64, len: u64, hold: Vec<u8>, at: u64 },
+    /// The origin bytes at `off` of the file `path` (inode `ino`), kept in the journal itself.
+    Bytes = 14 { path: Vec<u8>, ino: u64, off: u64, data: Vec<u8> },
 }
 
-/// One record in flight.
+wire_struct! {
+    /// DEST's own metadata before the receive (put back by an abort).
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct RootMeta {
+        pub mode: u32,
+        pub uid: u32,
+        pub gid: u32,
+        pub atime: Time,
+        pub mtime: Time,
+    }
+}
+
+wire_struct! {
+    /// The first entry: which receive this journal belongs to.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Begin {
+        pub stream: Id,
+        pub origin: Option<Id>,
+        pub target: Id,
+        /// The record index the receive started at.
+        pub first_record: u64,
+        /// DEST did not exist and the receive created it.
+        pub dest_created: bool,
+        pub root: RootMeta,
+        /// Name of the holding directory inside DEST.
+        pub holding: Vec<u8>,
+    }
+}
+
+/// The records in flight, or the undo steps of records ahead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub index: u64,
+    /// The last record of a batch in flight (`index` itself for one record): every record
+    /// before `index` was applied completely, any of `index..=upto` may have been applied, none
+    /// after. A batch holds only records that are harmless to apply again in order after some
+    /// of them were applied, and whose undo is on disk already (`journaled.rs`, "Batches").
+    pub upto: u64,
     pub undo: Vec<Undo>,
-    /// Origin ranges kept ahead for records from `index` on, before any of them is applied (not
-    /// the record in flight: see [`Loaded::next_record`]). Undoing a kept range whose record was
-    /// never applied writes back the bytes the file still holds.
-    pub keep: bool,
+    /// Undo steps written ahead for records from `index` on, before any of them is applied (not
+    /// the record in flight: see [`Loaded::next_record`]). Each such step is harmless to undo
+    /// when its record was never applied: a kept range writes back the bytes the file still
+    /// holds, and the inverse of a creation, rename or removal finds nothing to act on (a run
+    /// written ahead never holds two records naming one path, see `journaled.rs`).
+    pub ahead: bool,
 }
 
 impl Entry {
+    /// One record in flight, with its undo steps.
     pub fn new(index: u64, undo: Vec<Undo>) -> Entry {
-        Entry { index, undo, keep: false }
+        Entry { index, upto: index, undo, ahead: false }
+    }
+
+    /// The batch of records `index..=upto` in flight, with the undo steps not written ahead.
+    pub fn batch(index: u64, upto: u64, undo: Vec<Undo>) -> Entry {
+        Entry { index, upto, undo, ahead: false }
+    }
+
+    /// Undo steps written ahead for records from `index` on.
+    pub fn ahead(index: u64, undo: Vec<Undo>) -> Entry {
+        Entry { index, upto: index, undo, ahead: true }
     }
 }
 
@@ -188,9 +345,18 @@ impl Loaded {
         self.last_record().map_or(self.begin.first_record, |e| e.index)
     }
 
-    /// The last entry of a record (not of ranges kept ahead).
+    /// The last entry of records in flight (not of undo steps written ahead).
     pub fn last_record(&self) -> Option<&Entry> {
-        self.entries.iter().rev().find(|e| !e.keep)
+        self.entries.iter().rev().find(|e| !e.ahead)
+    }
+
+    /// The records that may have been applied in part, or not at all, when the receive
+    /// stopped (a resume applies them again, accepting "already done").
+    pub fn in_flight(&self) -> std::ops::RangeInclusive<u64> {
+        match self.last_record() {
+            Some(e) => e.index..=e.upto.max(e.index),
+            None => self.begin.first_record..=self.begin.first_record,
+        }
     }
 }
 
@@ -201,282 +367,45 @@ pub fn journal_file(state_file: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-// ---- encoding ----
-
-struct Enc(Vec<u8>);
-
-impl Enc {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn time(&mut self, t: Time) {
-        self.u64(t.0 as u64);
-        self.u32(t.1);
-    }
-    fn bytes(&mut self, b: &[u8]) {
-        self.u32(b.len() as u32);
-        self.0.extend_from_slice(b);
-    }
-    fn id(&mut self, i: &Id) {
-        self.0.extend_from_slice(&i.0);
-    }
-    fn opt(&mut self, b: &Option<Vec<u8>>) {
-        match b {
-            None => self.u8(0),
-            Some(v) => {
-                self.u8(1);
-                self.bytes(v);
-            }
-        }
-    }
-}
-
-struct Dec<'a>(&'a [u8]);
-
-type D<T> = Result<T, ()>;
-
-impl Dec<'_> {
-    fn take(&mut self, n: usize) -> D<&[u8]> {
-        if self.0.len() < n {
-            return Err(());
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-    fn u8(&mut self) -> D<u8> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> D<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(drop)?))
-    }
-    fn u64(&mut self) -> D<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().map_err(drop)?))
-    }
-    fn time(&mut self) -> D<Time> {
-        Ok((self.u64()? as i64, self.u32()?))
-    }
-    fn bytes(&mut self) -> D<Vec<u8>> {
-        let n = self.u32()? as usize;
-        Ok(self.take(n)?.to_vec())
-    }
-    fn id(&mut self) -> D<Id> {
-        Ok(Id(self.take(16)?.try_into().map_err(drop)?))
-    }
-    fn opt(&mut self) -> D<Option<Vec<u8>>> {
-        match self.u8()? {
-            0 => Ok(None),
-            1 => Ok(Some(self.bytes()?)),
-            _ => Err(()),
-        }
-    }
-}
+// ---- entries ----
 
 const T_BEGIN: u8 = 1;
 const T_ENTRY: u8 = 2;
-const T_KEEP: u8 = 3;
+const T_AHEAD: u8 = 3;
 
 fn encode_begin(b: &Begin) -> Vec<u8> {
     let mut e = Enc(Vec::with_capacity(128));
-    e.u8(T_BEGIN);
-    e.id(&b.stream);
-    match &b.origin {
-        None => e.u8(0),
-        Some(o) => {
-            e.u8(1);
-            e.id(o);
-        }
-    }
-    e.id(&b.target);
-    e.u64(b.first_record);
-    e.u8(b.dest_created as u8);
-    e.u32(b.root.mode);
-    e.u32(b.root.uid);
-    e.u32(b.root.gid);
-    e.time(b.root.atime);
-    e.time(b.root.mtime);
-    e.bytes(&b.holding);
+    T_BEGIN.put(&mut e);
+    b.put(&mut e);
     e.0
 }
 
-fn decode_begin(d: &mut Dec) -> D<Begin> {
-    let stream = d.id()?;
-    let origin = match d.u8()? {
-        0 => None,
-        1 => Some(d.id()?),
-        _ => return Err(()),
-    };
-    Ok(Begin {
-        stream,
-        origin,
-        target: d.id()?,
-        first_record: d.u64()?,
-        dest_created: d.u8()? != 0,
-        root: RootMeta {
-            mode: d.u32()?,
-            uid: d.u32()?,
-            gid: d.u32()?,
-            atime: d.time()?,
-            mtime: d.time()?,
-        },
-        holding: d.bytes()?,
-    })
-}
-
+/// An entry: its kind, the record index, the batch's last index, the number of undo steps, the
+/// steps.
 fn encode_entry(en: &Entry, out: &mut Vec<u8>) {
     let mut e = Enc(std::mem::take(out));
-    e.u8(if en.keep { T_KEEP } else { T_ENTRY });
-    e.u64(en.index);
-    e.u32(en.undo.len() as u32);
+    (if en.ahead { T_AHEAD } else { T_ENTRY }).put(&mut e);
+    en.index.put(&mut e);
+    en.upto.put(&mut e);
+    (en.undo.len() as u32).put(&mut e);
     for u in &en.undo {
-        match u {
-            Undo::Remove { path } => {
-                e.u8(1);
-                e.bytes(path);
-            }
-            Undo::Rename { from, to } => {
-                e.u8(2);
-                e.bytes(from);
-                e.bytes(to);
-            }
-            Undo::Restore { hold, path } => {
-                e.u8(3);
-                e.bytes(hold);
-                e.bytes(path);
-            }
-            Undo::Mode { path, mode } => {
-                e.u8(4);
-                e.bytes(path);
-                e.u32(*mode);
-            }
-            Undo::Owner { path, uid, gid } => {
-                e.u8(5);
-                e.bytes(path);
-                e.u32(*uid);
-                e.u32(*gid);
-            }
-            Undo::Times { path, atime, mtime } => {
-                e.u8(6);
-                e.bytes(path);
-                e.time(*atime);
-                e.time(*mtime);
-            }
-            Undo::Xattr { path, name, value } => {
-                e.u8(7);
-                e.bytes(path);
-                e.bytes(name);
-                e.opt(value);
-            }
-            Undo::Flags { path, flags } => {
-                e.u8(8);
-                e.bytes(path);
-                e.u32(*flags);
-            }
-            Undo::Content { path, hold, ino, mode, uid, gid, atime, mtime, cap } => {
-                e.u8(9);
-                e.bytes(path);
-                e.bytes(hold);
-                e.u64(*ino);
-                e.u32(*mode);
-                e.u32(*uid);
-                e.u32(*gid);
-                e.time(*atime);
-                e.time(*mtime);
-                e.opt(cap);
-            }
-            Undo::Created { path, hold, ino } => {
-                e.u8(10);
-                e.bytes(path);
-                e.bytes(hold);
-                e.u64(*ino);
-            }
-            Undo::Materialize { hold, path } => {
-                e.u8(11);
-                e.bytes(hold);
-                e.bytes(path);
-            }
-            Undo::KeepMeta { path, ino, size, mode, uid, gid, atime, mtime, cap } => {
-                e.u8(12);
-                e.bytes(path);
-                e.u64(*ino);
-                e.u64(*size);
-                e.u32(*mode);
-                e.u32(*uid);
-                e.u32(*gid);
-                e.time(*atime);
-                e.time(*mtime);
-                e.opt(cap);
-            }
-            Undo::Range { path, ino, off, len, hold, at } => {
-                e.u8(13);
-                e.bytes(path);
-                e.u64(*ino);
-                e.u64(*off);
-                e.u64(*len);
-                e.bytes(hold);
-                e.u64(*at);
-            }
-        }
+        u.put(&mut e);
     }
     *out = e.0;
 }
 
-fn decode_entry(d: &mut Dec) -> D<Entry> {
-    let index = d.u64()?;
-    let n = d.u32()?;
+fn decode_entry(d: &mut Dec, ahead: bool) -> D<Entry> {
+    let index = u64::get(d)?;
+    let upto = u64::get(d)?;
+    if upto < index {
+        return Err(());
+    }
+    let n = u32::get(d)?;
     let mut undo = Vec::with_capacity(n.min(16) as usize);
     for _ in 0..n {
-        undo.push(match d.u8()? {
-            1 => Undo::Remove { path: d.bytes()? },
-            2 => Undo::Rename { from: d.bytes()?, to: d.bytes()? },
-            3 => Undo::Restore { hold: d.bytes()?, path: d.bytes()? },
-            4 => Undo::Mode { path: d.bytes()?, mode: d.u32()? },
-            5 => Undo::Owner { path: d.bytes()?, uid: d.u32()?, gid: d.u32()? },
-            6 => Undo::Times { path: d.bytes()?, atime: d.time()?, mtime: d.time()? },
-            7 => Undo::Xattr { path: d.bytes()?, name: d.bytes()?, value: d.opt()? },
-            8 => Undo::Flags { path: d.bytes()?, flags: d.u32()? },
-            9 => Undo::Content {
-                path: d.bytes()?,
-                hold: d.bytes()?,
-                ino: d.u64()?,
-                mode: d.u32()?,
-                uid: d.u32()?,
-                gid: d.u32()?,
-                atime: d.time()?,
-                mtime: d.time()?,
-                cap: d.opt()?,
-            },
-            10 => Undo::Created { path: d.bytes()?, hold: d.bytes()?, ino: d.u64()? },
-            11 => Undo::Materialize { hold: d.bytes()?, path: d.bytes()? },
-            12 => Undo::KeepMeta {
-                path: d.bytes()?,
-                ino: d.u64()?,
-                size: d.u64()?,
-                mode: d.u32()?,
-                uid: d.u32()?,
-                gid: d.u32()?,
-                atime: d.time()?,
-                mtime: d.time()?,
-                cap: d.opt()?,
-            },
-            13 => Undo::Range {
-                path: d.bytes()?,
-                ino: d.u64()?,
-                off: d.u64()?,
-                len: d.u64()?,
-                hold: d.bytes()?,
-                at: d.u64()?,
-            },
-            _ => return Err(()),
-        });
+        undo.push(Undo::get(d)?);
     }
-    Ok(Entry { index, undo, keep: false })
+    Ok(Entry { index, upto, undo, ahead })
 }
 
 /// Frames a payload: length, CRC, payload.
@@ -522,19 +451,16 @@ pub fn load(path: &Path) -> io::Result<Option<Loaded>> {
     };
     let first = next().ok_or_else(|| bad("the journal's first entry is damaged"))?;
     let mut d = Dec(first);
-    if d.u8() != Ok(T_BEGIN) {
+    if u8::get(&mut d) != Ok(T_BEGIN) {
         return Err(bad("the journal does not start with its begin entry"));
     }
-    let begin = decode_begin(&mut d).map_err(|_| bad("the journal's begin entry is malformed"))?;
+    let begin = Begin::get(&mut d).map_err(|_| bad("the journal's begin entry is malformed"))?;
     let mut entries = Vec::new();
     while let Some(p) = next() {
         let mut d = Dec(p);
-        match d.u8() {
-            Ok(t @ (T_ENTRY | T_KEEP)) => match decode_entry(&mut d) {
-                Ok(mut e) => {
-                    e.keep = t == T_KEEP;
-                    entries.push(e)
-                }
+        match u8::get(&mut d) {
+            Ok(t @ (T_ENTRY | T_AHEAD)) => match decode_entry(&mut d, t == T_AHEAD) {
+                Ok(e) => entries.push(e),
                 Err(()) => break,
             },
             _ => break,
@@ -552,7 +478,7 @@ pub struct Journal {
     scratch: Vec<u8>,
     dirty: bool,
     last_sync: Instant,
-    data_since_sync: u64,
+    checkpoint_cost: Duration,
 }
 
 impl Journal {
@@ -575,11 +501,13 @@ impl Journal {
         Ok(Journal::wrap(file, path))
     }
 
-    /// Opens an existing journal to append to it, after cutting a torn tail.
+    /// Opens an existing journal to append to it, after cutting a torn tail; durable, since
+    /// the entries of the records in flight are not written again.
     pub fn reopen(path: &Path, loaded: &Loaded) -> io::Result<Journal> {
         let file = OpenOptions::new().write(true).open(path)?;
         let len = file.metadata()?.len();
-        file.set_len(len - loaded.ignored_tail)?;
+        file.set_len(len.saturating_sub(loaded.ignored_tail))?;
+        rustix::fs::fdatasync(&file)?;
         let mut j = Journal::wrap(file, path);
         use std::io::Seek;
         j.file.seek(io::SeekFrom::End(0))?;
@@ -594,7 +522,7 @@ impl Journal {
             scratch: Vec::with_capacity(256),
             dirty: false,
             last_sync: Instant::now(),
-            data_since_sync: 0,
+            checkpoint_cost: Duration::ZERO,
         }
     }
 
@@ -620,18 +548,17 @@ impl Journal {
             self.dirty = false;
         }
         self.last_sync = Instant::now();
-        self.data_since_sync = 0;
         Ok(())
     }
 
-    /// Counts file data applied; true when a checkpoint is due.
-    pub fn note_data(&mut self, bytes: u64) -> bool {
-        self.data_since_sync += bytes;
-        self.checkpoint_due()
+    /// Whether a checkpoint is due.
+    pub fn checkpoint_due(&self) -> bool {
+        self.last_sync.elapsed() >= CHECKPOINT_EVERY.max(self.checkpoint_cost * CHECKPOINT_SHARE)
     }
 
-    pub fn checkpoint_due(&self) -> bool {
-        self.data_since_sync >= CHECKPOINT_BYTES || self.last_sync.elapsed() >= CHECKPOINT_EVERY
+    /// Notes how long the checkpoint just made took.
+    pub fn checkpoint_took(&mut self, d: Duration) {
+        self.checkpoint_cost = d;
     }
 }
 
@@ -651,54 +578,90 @@ mod tests {
         }
     }
 
+    /// One step of every kind, with values that catch swapped or narrowed fields.
+    fn one_of_each() -> Vec<Undo> {
+        let p = |s: &[u8]| s.to_vec();
+        vec![
+            Undo::Remove { path: p(b"a/b") },
+            Undo::Rename { from: p(b"a"), to: p(b"b\n\xff") },
+            Undo::Restore { hold: p(b"s0/u7"), path: p(b"c") },
+            Undo::Mode { path: p(b""), mode: 0o4755 },
+            Undo::Owner { path: p(b"d"), uid: u32::MAX, gid: 7 },
+            Undo::Times { path: p(b"e"), atime: (i64::MIN, 999_999_999), mtime: (-1, 0) },
+            Undo::Xattr { path: p(b"f"), name: p(b"user.x"), value: None },
+            Undo::Xattr { path: p(b"f"), name: p(b"user.y"), value: Some(p(b"")) },
+            Undo::Flags { path: p(b"g"), flags: 0x10 },
+            Undo::KeepMeta {
+                path: p(b"h"),
+                ino: u64::MAX,
+                size: 1 << 40,
+                mode: 0o644,
+                uid: 1,
+                gid: 2,
+                atime: (3, 4),
+                mtime: (5, 6),
+                cap: Some(vec![1, 2, 3]),
+            },
+            Undo::Range { path: p(b"h"), ino: 9, off: 4096, len: 10, hold: p(b"k1"), at: 77 },
+            Undo::Bytes { path: p(b"h"), ino: 9, off: 1 << 33, data: vec![0, 255, 7] },
+        ]
+    }
+
+    #[test]
+    fn every_undo_step_round_trips() {
+        let all = one_of_each();
+        let kinds: std::collections::HashSet<_> = all.iter().map(std::mem::discriminant).collect();
+        assert_eq!(kinds.len(), UNDO_STEPS.len(), "one_of_each misses a kind of undo step");
+        for u in &all {
+            let mut e = Enc(Vec::new());
+            u.put(&mut e);
+            let mut d = Dec(&e.0);
+            assert_eq!(Undo::get(&mut d).as_ref(), Ok(u));
+            assert!(d.0.is_empty(), "{u:?} left bytes unread");
+            // Every shorter encoding is refused, never misread.
+            for cut in 0..e.0.len() {
+                assert!(Undo::get(&mut Dec(&e.0[..cut])).is_err(), "{u:?} cut at {cut}");
+            }
+        }
+        let mut e = Enc(Vec::new());
+        200u8.put(&mut e);
+        assert!(Undo::get(&mut Dec(&e.0)).is_err(), "an unknown tag");
+        let b = begin();
+        let mut e = Enc(Vec::new());
+        b.put(&mut e);
+        assert_eq!(Begin::get(&mut Dec(&e.0)), Ok(b));
+    }
+
     #[test]
     fn round_trip_and_torn_tail() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("x.state.journal");
         let mut j = Journal::create(&p, &begin()).unwrap();
         let e1 = Entry::new(0, vec![]);
-        let e2 = Entry {
-            keep: false,
-            index: 1,
-            undo: vec![
-                Undo::Rename { from: b"a".to_vec(), to: b"b\n\xff".to_vec() },
-                Undo::Xattr { path: b"".to_vec(), name: b"user.x".to_vec(), value: None },
-                Undo::Content {
-                    path: b"f".to_vec(),
-                    hold: b"c1".to_vec(),
-                    ino: 7,
-                    mode: 0o4755,
-                    uid: 0,
-                    gid: 0,
-                    atime: (1, 2),
-                    mtime: (3, 4),
-                    cap: Some(vec![1, 2, 3]),
-                },
-                Undo::Range {
-                    path: b"f".to_vec(),
-                    ino: 7,
-                    off: 4096,
-                    len: 10,
-                    hold: b"k1".to_vec(),
-                    at: 0,
-                },
-            ],
-        };
+        let e2 = Entry::ahead(1, one_of_each());
+        let e3 = Entry::new(1, one_of_each()[..2].to_vec());
         j.append(&e1).unwrap();
         j.append(&e2).unwrap();
+        j.append(&e3).unwrap();
         let l = load(&p).unwrap().unwrap();
         assert_eq!(l.begin, begin());
-        assert_eq!(l.entries, vec![e1.clone(), e2.clone()]);
-        assert_eq!(l.next_record(), 1);
+        assert_eq!(l.entries, vec![e1.clone(), e2.clone(), e3.clone()]);
+        assert_eq!((l.next_record(), l.in_flight()), (1, 1..=1));
         // A torn last entry is ignored, and cut when reopened.
         let full = std::fs::read(&p).unwrap();
         std::fs::write(&p, &full[..full.len() - 3]).unwrap();
         let l = load(&p).unwrap().unwrap();
-        assert_eq!(l.entries, vec![e1.clone()]);
+        assert_eq!(l.entries, vec![e1.clone(), e2.clone()]);
+        assert_eq!(l.next_record(), 0, "an ahead entry does not move the record in flight");
         assert!(l.ignored_tail > 0);
         let mut j = Journal::reopen(&p, &l).unwrap();
-        j.append(&e2).unwrap();
-        assert_eq!(load(&p).unwrap().unwrap().entries, vec![e1, e2]);
+        j.append(&e3).unwrap();
+        // A batch in flight.
+        let e4 = Entry::batch(2, 9, one_of_each()[3..5].to_vec());
+        j.append(&e4).unwrap();
+        let l = load(&p).unwrap().unwrap();
+        assert_eq!(l.entries, vec![e1, e2, e3, e4]);
+        assert_eq!((l.next_record(), l.in_flight()), (2, 2..=9));
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
     }
 }

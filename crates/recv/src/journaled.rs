@@ -2,49 +2,67 @@
 //! kill at any byte can be resumed or rolled back.
 //!
 //! For each record, in this order: (1) `prepare` gathers what is needed to undo it (old values,
-//! the name an object will be kept under) and makes the copies that must exist before the
-//! record changes anything (the origin content of a file about to be changed in place); (2) one
-//! journal entry naming the record and its undo steps is written; (3) the record is applied.
+//! the name an object will be kept under) and keeps the origin bytes a change in place is about
+//! to overwrite; (2) a journal entry naming the record in flight and its undo steps is written;
+//! (3) the record is applied. Most records have (1) and (2) done ahead, for many at once (below).
 //!
 //! Changes from a plain receive:
-//! - **New files** are created in the holding directory (`.anyrecv-<stream id prefix>` at the top
-//!   of DEST), written there, and renamed to their name (RENAME_NOREPLACE) when their run of
-//!   data records ends, so a new file never shows half-written under its name.
-//! - **unlink/rmdir** of an incremental move the object into the holding directory instead of
-//!   destroying it; an abort moves it back. The holding directory is removed after the end record.
+//! - **unlink/rmdir** of an incremental move the object into the holding directory
+//!   (`.anyrecv-<stream id prefix>` at the top of DEST, in shards of 64: `s<n>/u<index>`) instead
+//!   of destroying it; an abort moves it back. The holding directory is removed after the end
+//!   record, while another thread has DEST written back.
 //! - **Changed files** are written in place (hard links must keep pointing at the same inode),
-//!   after their origin content was kept aside in the holding directory (FICLONE where the file
-//!   system shares extents, else a copy of the data extents); an abort copies it back, a resume
+//!   after the origin bytes each record will overwrite were kept: in the journal itself up to
+//!   `INLINE_KEEP` per receive, beyond that in keep logs in the holding directory (a copy of the
+//!   data extents); with the file's size and metadata. An abort writes them back, a resume
 //!   replays the in-place writes, which are idempotent.
-//! - **Replay**: the record in flight when a receive stopped may or may not have been applied; it
-//!   is applied again with "already done" accepted (mkdir of an existing directory, a rename whose
-//!   `from` is gone and `to` exists, a link that exists, an unlink of a missing name, a removal
-//!   already moved aside, a remove_xattr of a missing name). Every other record is idempotent.
+//! - **New files** are made at their name, as in a plain receive: a new file was not in the
+//!   origin, so no reader of the origin relies on that name, and its undo is its removal; a
+//!   resume makes it again from its records. (Holding it elsewhere until complete would cost a
+//!   rename per new file, and neither a resume nor an abort needs it.) The metadata of new files
+//!   needs no undo either.
+//! - **Runs of records are journaled ahead**, so that a run costs one sync, not one per record
+//!   (`log_ahead`). Before a rename or removal is applied its undo must be on disk, and so must
+//!   the kept origin bytes before a file is overwritten. Over the records already read (never
+//!   waiting for more input) the undo of a whole run is written in one ahead entry and synced
+//!   once: for a run of structural records (mkdir, create, symlink, mknod, link, unlink, rmdir,
+//!   rename) their inverse operations and the times of the directories they change; for a run
+//!   of records up to the next rename or removal, the origin byte ranges they will overwrite. A
+//!   structural run ends before a record that names a path another record of the run names, or
+//!   one beneath or above it: its undo computed now would name another object, and the inverse
+//!   of a record that never ran must find nothing to act on.
+//! - **Batches**: one entry names a batch of records in flight instead of one entry per record
+//!   (`open_batch`), where each record of the batch is harmless to apply again, in order, after
+//!   any of them were applied, and the batch's undo is in its entry or on disk already: the
+//!   creations, renames and removals of a structural run, or writes and metadata changes (their
+//!   old values taken before the batch). After a kill, the whole batch is replayed.
+//! - **Replay**: the records in flight when a receive stopped may or may not have been applied;
+//!   they are applied again with "already done" accepted (mkdir of an existing directory, create
+//!   of an existing empty file, a rename whose `from` is gone and `to` exists, a link that
+//!   exists, an unlink of a missing name, a removal already moved aside, a remove_xattr of a
+//!   missing name). Every other record is idempotent.
 //! - The holding directory is made and removed with DEST's times kept, so DEST's own mtime is what
 //!   the stream set.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
+use std::ops::{Bound, Range};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 
 use anysend_stream::Record;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as fs, AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
-use crate::apply::{proc_path, resolve_problem, Applier, OpenFile};
+use crate::apply::{proc_path, resolve_problem, Applier};
+use crate::config::Policy;
 use crate::error::{Problem, Warning};
 use crate::fsutil;
 use crate::journal::{Entry, Journal, Undo};
 use crate::path;
-
-/// A new file being written in the holding directory.
-#[derive(Debug, Clone)]
-pub struct Pending {
-    pub path: Vec<u8>,
-    pub hold: Vec<u8>,
-}
+use crate::validate;
 
 /// The journaling state of one receive.
 pub struct Session {
@@ -53,25 +71,104 @@ pub struct Session {
     pub hold_fd: OwnedFd,
     /// Keep undo information (incremental receives).
     pub undo: bool,
-    /// Inodes whose origin content is kept aside already, and the copy's name.
+    /// Origin versions of changed files made for copy_from_origin, by inode: the copy's name.
     pub preserved: HashMap<u64, Vec<u8>>,
     /// Inodes this receive created (their content needs no keeping).
     pub created: HashSet<u64>,
+    /// Regular files this receive created, by their current path (their metadata needs no
+    /// undo: removing the file undoes it). It may miss some, never holds a path that names
+    /// something else.
+    pub new_files: HashSet<Vec<u8>>,
     /// Directories whose times were recorded.
     pub timed: HashSet<u64>,
-    pub pending: Option<Pending>,
-    /// The next record applied may have been applied already (the record in flight at a kill).
-    pub replay: bool,
-    /// The journal already holds the entry of this record (the record in flight at a kill).
-    pub logged: Option<u64>,
+    /// Records up to this one may have been applied already (those in flight at a kill).
+    pub replay_upto: Option<u64>,
+    /// Records whose entry the journal holds already (a batch, or those in flight at a kill).
+    pub written: Range<u64>,
+    /// Records whose undo an ahead entry holds already, synced (a structural run).
+    pub ahead: Range<u64>,
+    /// The last record index the undo runs ahead have looked at.
+    pub looked_upto: Option<u64>,
+    /// Data records whose origin ranges the last run kept ahead (nothing left to keep).
+    pub kept_ahead: HashSet<u64>,
     /// Checkpoints made (syncfs of DEST, then a sync of the journal).
     pub checkpoints: u64,
-    /// The journal's last entry is the materialize entry of the record in flight.
-    pub materialize_logged: bool,
     /// FICLONE keeps the origin copies (btrfs; elsewhere a copy of the data extents).
     pub reflink: bool,
     /// Pre-existing files whose origin ranges are being kept, by inode.
     pub kept: HashMap<u64, Kept>,
+    /// Kept origin bytes the journal may still take (`INLINE_KEEP`).
+    pub inline_left: u64,
+    /// The shard of the holding directory removals go to now, open.
+    shard: Option<(u64, OwnedFd)>,
+}
+
+impl Session {
+    /// A session on an open journal and holding directory; `undo` for incremental receives.
+    pub fn new(journal: Journal, hold_fd: OwnedFd, undo: bool, reflink: bool) -> Session {
+        Session {
+            journal,
+            hold_fd,
+            undo,
+            preserved: HashMap::new(),
+            created: HashSet::new(),
+            new_files: HashSet::new(),
+            timed: HashSet::new(),
+            replay_upto: None,
+            written: 0..0,
+            ahead: 0..0,
+            looked_upto: None,
+            kept_ahead: HashSet::new(),
+            checkpoints: 0,
+            reflink,
+            kept: HashMap::new(),
+            inline_left: INLINE_KEEP,
+            shard: None,
+        }
+    }
+
+    /// Keeps `new_files` up to date after `rec` was applied (never naming a path that does not
+    /// hold a file this receive made; it may forget some).
+    fn track_new_files(&mut self, rec: &Record) {
+        if !self.undo {
+            return;
+        }
+        match rec {
+            Record::Create { path } => {
+                self.new_files.insert(path.clone());
+            }
+            Record::Unlink { path } => {
+                self.new_files.remove(path);
+            }
+            Record::Rename { from, to } => {
+                if self.new_files.remove(from) {
+                    self.new_files.insert(to.clone());
+                }
+                // A directory moved: what was beneath it has other paths now.
+                let beneath = |p: &Vec<u8>| p.starts_with(from) && p.get(from.len()) == Some(&b'/');
+                self.new_files.retain(|p| !beneath(p));
+            }
+            _ => {}
+        }
+    }
+
+    /// The shard of the holding directory for the removal by record `index`, made if missing.
+    fn shard(&mut self, index: u64) -> Result<BorrowedFd<'_>, Errno> {
+        let n = index / SHARD;
+        if !matches!(&self.shard, Some((m, _)) if *m == n) {
+            let name = format!("s{n}");
+            match fs::mkdirat(&self.hold_fd, name.as_str(), Mode::from_raw_mode(0o700)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(e),
+            }
+            let fd = fs::openat(&self.hold_fd, name.as_str(), DIR_FLAGS, Mode::empty())?;
+            self.shard = Some((n, fd));
+        }
+        match &self.shard {
+            Some((_, fd)) => Ok(fd.as_fd()),
+            None => Err(Errno::NOENT),
+        }
+    }
 }
 
 /// The origin ranges of one pre-existing file kept so far.
@@ -81,12 +178,26 @@ pub struct Kept {
     pub size: u64,
     /// Kept intervals [start, end), sorted and disjoint.
     pub covered: Vec<(u64, u64)>,
-    /// Where each kept piece is: offset, length, and (keep log, offset in it), None for a hole.
-    pub pieces: Vec<Piece>,
+    /// Each kept piece: offset, length, and where its origin bytes are.
+    pub pieces: Vec<(u64, u64, Source)>,
 }
 
-/// A kept piece: offset, length, and (keep log, offset in it), or None for a hole.
-pub type Piece = (u64, u64, Option<(Vec<u8>, u64)>);
+/// Where the origin bytes of a kept piece are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// They were a hole.
+    Hole,
+    /// In a keep log of the holding directory, at this offset.
+    Log { name: Vec<u8>, at: u64 },
+    /// In the journal (a `Bytes` undo step); a copy is kept here for copy_from_origin.
+    Bytes(Vec<u8>),
+}
+
+/// Kept origin bytes written into the journal itself, per receive (a day of edits, say); those
+/// beyond go to keep logs in the holding directory. The journal is synced anyway before a run
+/// of records overwrites origin bytes, while syncing a keep log commits DEST's file system.
+/// Bounded, since the journal's file system need not be large.
+pub const INLINE_KEEP: u64 = 16 << 20;
 
 impl Kept {
     /// The parts of [a, b) not kept yet.
@@ -115,7 +226,7 @@ impl Kept {
     }
 
     /// Records the piece [off, off+len) as kept.
-    pub fn add(&mut self, off: u64, len: u64, src: Option<(Vec<u8>, u64)>) {
+    pub fn add(&mut self, off: u64, len: u64, src: Source) {
         self.pieces.push((off, len, src));
         let (mut a, mut b) = (off, off + len);
         let mut merged = Vec::with_capacity(self.covered.len() + 1);
@@ -160,18 +271,115 @@ struct KeepLog {
     end: u64,
 }
 
-fn is_data(rec: &Record) -> Option<&[u8]> {
-    match rec {
-        Record::Write { path, .. }
-        | Record::Hole { path, .. }
-        | Record::Truncate { path, .. }
-        | Record::CopyFromOrigin { path, .. } => Some(path),
-        _ => None,
+/// Records whose undo is known from the record and the times of the directories they change:
+/// one ahead entry can hold the undo of a run of them.
+fn structural(rec: &Record) -> bool {
+    use Record::*;
+    matches!(
+        rec,
+        Mkdir { .. }
+            | Create { .. }
+            | Symlink { .. }
+            | Mknod { .. }
+            | Link { .. }
+            | Unlink { .. }
+            | Rmdir { .. }
+            | Rename { .. }
+    )
+}
+
+/// The inverse of the structural record `index` (the times of the directories it changes
+/// apart).
+fn structural_undo(index: u64, rec: &Record) -> Option<Undo> {
+    use Record::*;
+    Some(match rec {
+        Mkdir { path }
+        | Create { path }
+        | Symlink { path, .. }
+        | Mknod { path, .. }
+        | Link { path, .. } => Undo::Remove { path: path.clone() },
+        Unlink { path } | Rmdir { path } => {
+            Undo::Restore { hold: removed_name(index), path: path.clone() }
+        }
+        Rename { from, to } => Undo::Rename { from: from.clone(), to: to.clone() },
+        _ => return None,
+    })
+}
+
+/// The two kinds of batches of records in flight (`Applier::batch_kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchKind {
+    Structure,
+    Content,
+}
+
+/// The paths a structural run names so far, to find a record that names one of them, or a path
+/// beneath or above one (`Applier::structure_ahead`). Ordered sets: a run holds thousands of
+/// long paths that share long prefixes, where comparing bytes is cheaper than hashing them.
+#[derive(Default)]
+struct Named<'r> {
+    all: BTreeSet<&'r [u8]>,
+    /// Those that can be directories (what renames, rmdirs and mkdirs name).
+    dirs: BTreeSet<&'r [u8]>,
+}
+
+impl<'r> Named<'r> {
+    /// Whether `p` is named, beneath a named directory, or (`dir`: `p` can be a directory)
+    /// above a named path.
+    fn conflicts(&self, p: &[u8], dir: bool) -> bool {
+        let above = || p.iter().enumerate().filter(|&(_, &c)| c == b'/').map(|(i, _)| &p[..i]);
+        let beneath = || {
+            let mut key = p.to_vec();
+            key.push(b'/');
+            let mut after =
+                self.all.range::<[u8], _>((Bound::Included(&key[..]), Bound::Unbounded));
+            after.next().is_some_and(|q| q.starts_with(&key))
+        };
+        self.all.contains(p)
+            || (!self.dirs.is_empty() && above().any(|a| self.dirs.contains(a)))
+            || (dir && beneath())
+    }
+
+    fn add(&mut self, p: &'r [u8], dir: bool) {
+        self.all.insert(p);
+        if dir {
+            self.dirs.insert(p);
+        }
     }
 }
 
 fn hold_name(kind: char, index: u64) -> Vec<u8> {
     format!("{kind}{index}").into_bytes()
+}
+
+/// Removals per shard of the holding directory. An object removed by record `i` waits as
+/// `s<i / SHARD>/u<i>`: on ext4 a rename into a directory of a few dozen entries costs about
+/// half of one into a directory of thousands, and a receive may remove many thousands.
+const SHARD: u64 = 64;
+
+/// Where the object removed by record `index` waits, in the holding directory.
+fn removed_name(index: u64) -> Vec<u8> {
+    format!("s{}/u{index}", index / SHARD).into_bytes()
+}
+
+const DIR_FLAGS: OFlags =
+    OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
+
+/// The directory holding `rel` inside the holding directory `hold` (`rel` is a name or
+/// `dir/name`; a symlink is never followed) and `rel`'s last name.
+pub(crate) fn held_dir<'r>(
+    hold: BorrowedFd<'_>,
+    rel: &'r [u8],
+) -> std::io::Result<(OwnedFd, &'r OsStr)> {
+    let (dir, name) = path::split_last(rel);
+    let fd = if dir.is_empty() {
+        rustix::io::fcntl_dupfd_cloexec(hold, 0)?
+    } else if dir.contains(&b'/') {
+        return Err(std::io::Error::other("a name in the holding directory is nested too deep"));
+    } else {
+        fs::openat(hold, OsStr::from_bytes(dir), DIR_FLAGS, Mode::empty())?
+    };
+    Ok((fd, OsStr::from_bytes(name)))
 }
 
 fn os(step: &'static str) -> impl FnOnce(std::io::Error) -> Problem {
@@ -180,7 +388,8 @@ fn os(step: &'static str) -> impl FnOnce(std::io::Error) -> Problem {
 
 impl Applier {
     pub(crate) fn replaying(&self) -> bool {
-        self.session.as_ref().is_some_and(|s| s.replay)
+        let index = self.index;
+        self.session.as_ref().is_some_and(|s| s.replay_upto.is_some_and(|m| index <= m))
     }
 
     /// unlink/rmdir keep the object in the holding directory (incremental receives).
@@ -198,114 +407,96 @@ impl Applier {
         rec: &Record,
         warn: &mut dyn FnMut(&Warning),
     ) -> Result<(), Problem> {
-        // A new file whose data run ends here goes to its name first, with an entry of its own
-        // (the record's own undo needs the file at its name, e.g. the old owner for a chown).
-        self.materialize_logged(index, is_data(rec))?;
-        let undo = self.prepare(index, rec)?;
-        // Before moving an existing object or overwriting a file's origin content, its undo
-        // (and the kept copy, synced when it was made) must survive a power loss.
-        let sync_first =
-            matches!(rec, Record::Rename { .. } | Record::Unlink { .. } | Record::Rmdir { .. })
-                || undo.iter().any(|u| {
-                    matches!(u, Undo::Content { .. } | Undo::KeepMeta { .. } | Undo::Range { .. })
-                });
         let s = self.sess();
-        if s.logged != Some(index) {
+        // Its entry is written already (a batch), or its undo is on disk (a structural run).
+        let written = s.written.contains(&index);
+        let ahead = written || s.ahead.contains(&index);
+        let undo = if ahead { Vec::new() } else { self.prepare(index, rec)? };
+        // Before moving an existing object or overwriting a file's origin bytes, its undo (and
+        // the kept bytes, synced when they were kept) must survive a power loss.
+        let sync_first = !ahead
+            && (moves_paths(rec)
+                || undo.iter().any(|u| matches!(u, Undo::KeepMeta { .. } | Undo::Range { .. })));
+        let s = self.sess();
+        if !written {
             s.journal.append(&Entry::new(index, undo)).map_err(os("writing the journal"))?;
         }
-        s.logged = None;
         if s.undo && sync_first {
             s.journal.sync().map_err(os("syncing the journal"))?;
         }
         let r = self.perform(rec, warn);
-        let s = self.sess();
-        s.replay = false;
         r?;
-        let bytes = match rec {
-            Record::Write { data, .. } => data.len() as u64,
-            _ => 0,
-        };
-        if s.journal.note_data(bytes) {
+        let s = self.sess();
+        s.track_new_files(rec);
+        if s.journal.checkpoint_due() {
             s.checkpoints += 1;
+            let started = std::time::Instant::now();
             rustix::fs::syncfs(self.res.root()).map_err(Problem::os("syncfs"))?;
-            self.sess().journal.sync().map_err(os("syncing the journal"))?;
+            let s = self.sess();
+            s.journal.sync().map_err(os("syncing the journal"))?;
+            s.journal.checkpoint_took(started.elapsed());
         }
         Ok(())
     }
 
-    /// Moves the pending new file to its name (unless `data_path` continues its data), after a
-    /// journal entry that says so.
-    fn materialize_logged(&mut self, index: u64, data_path: Option<&[u8]>) -> Result<(), Problem> {
-        let logged = std::mem::take(&mut self.sess().materialize_logged);
-        let Some(p) = self.session.as_ref().and_then(|s| s.pending.clone()) else {
-            return Ok(());
-        };
-        if data_path == Some(p.path.as_slice()) {
-            return Ok(());
-        }
-        let mut u = Vec::new();
-        if self.sess().undo {
-            self.dir_times(&p.path, &mut u)?;
-            u.push(Undo::Remove { path: p.path.clone() });
-        }
-        u.push(Undo::Materialize { hold: p.hold, path: p.path });
-        // On a resume the materialize entry may be the last one written: then it is not
-        // written twice, and the record's own entry still is.
-        if !logged {
-            let s = self.sess();
-            s.journal.append(&Entry::new(index, u)).map_err(os("writing the journal"))?;
-        }
-        self.materialize_unless(data_path)
-    }
-
-    /// The end record: the last new file goes to its name. (Logged like any record.)
+    /// The end record. (Logged like any record.)
     pub fn finish_journaled(&mut self, index: u64) -> Result<(), Problem> {
-        if self.session.is_none() {
-            return Ok(());
+        let Some(s) = &mut self.session else { return Ok(()) };
+        if !s.written.contains(&index) {
+            s.journal.append(&Entry::new(index, Vec::new())).map_err(os("writing the journal"))?;
         }
-        self.materialize_logged(index, None)?;
-        let undo = self.prepare(index, &Record::End { records: 0, bytes: 0, chain: 0 })?;
-        let s = self.sess();
-        if s.logged != Some(index) {
-            s.journal.append(&Entry::new(index, undo)).map_err(os("writing the journal"))?;
-        }
-        s.logged = None;
-        s.replay = false;
         Ok(())
     }
 
     /// Undo steps of `rec`, and the copies that must exist before it is applied.
     fn prepare(&mut self, index: u64, rec: &Record) -> Result<Vec<Undo>, Problem> {
         let mut u = Vec::new();
-        let keep = self.sess().undo;
+        let s = self.sess();
+        if !s.undo {
+            return Ok(u);
+        }
         use Record::*;
+        let meta = matches!(
+            rec,
+            SetXattr { .. }
+                | RemoveXattr { .. }
+                | Chmod { .. }
+                | Chown { .. }
+                | Utimes { .. }
+                | SetFlags { .. }
+        );
+        if meta && rec.path().is_some_and(|p| s.new_files.contains(p)) {
+            // Removing the file undoes its metadata too.
+            return Ok(u);
+        }
         match rec {
-            Create { path } => {
-                u.push(Undo::Created { path: path.clone(), hold: hold_name('n', index), ino: 0 })
-            }
-            _ if !keep => {}
-            Mkdir { path } | Symlink { path, .. } | Mknod { path, .. } | Link { path, .. } => {
+            Mkdir { path }
+            | Create { path }
+            | Symlink { path, .. }
+            | Mknod { path, .. }
+            | Link { path, .. }
+            | Unlink { path }
+            | Rmdir { path } => {
                 self.dir_times(path, &mut u)?;
-                u.push(Undo::Remove { path: path.clone() });
-            }
-            Unlink { path } | Rmdir { path } => {
-                self.dir_times(path, &mut u)?;
-                u.push(Undo::Restore { hold: hold_name('u', index), path: path.clone() });
+                u.extend(structural_undo(index, rec));
             }
             Rename { from, to } => {
                 self.dir_times(from, &mut u)?;
                 self.dir_times(to, &mut u)?;
-                u.push(Undo::Rename { from: from.clone(), to: to.clone() });
+                u.extend(structural_undo(index, rec));
             }
             Write { path, .. }
             | Hole { path, .. }
             | Truncate { path, .. }
             | CopyFromOrigin { path, .. } => {
-                let pending = self.sess().pending.as_ref().is_some_and(|p| &p.path == path);
-                if let (false, Some((_, a, b))) = (pending, changed_range(rec)) {
+                if self.sess().kept_ahead.contains(&index) {
+                    return Ok(u);
+                }
+                if let Some((_, a, b)) = changed_range(rec) {
                     let mut log = KeepLog { name: hold_name('r', index), file: None, end: 0 };
                     let file = self.data_file(path)?.try_clone().map_err(os("dup"))?;
-                    self.keep_ranges(path, &file, a, b, &mut log, &mut u)?;
+                    let st = fs::fstat(&file).map_err(Problem::os("fstat"))?;
+                    self.keep_ranges(path, &file, &st, a, b, &mut log, &mut u)?;
                     if let Some(f) = &log.file {
                         fs::fdatasync(f).map_err(Problem::os("syncing the kept ranges"))?;
                     }
@@ -321,6 +512,11 @@ impl Applier {
             }
             Chown { path, .. } => {
                 let st = self.stat_of(path)?;
+                // A chown clears setuid and setgid: the mode is put back after the owner (steps
+                // are undone in reverse).
+                if st.st_mode & 0o6000 != 0 {
+                    u.push(Undo::Mode { path: path.clone(), mode: st.st_mode & 0o7777 });
+                }
                 u.push(Undo::Owner { path: path.clone(), uid: st.st_uid, gid: st.st_gid });
             }
             Utimes { path, .. } => {
@@ -395,23 +591,24 @@ impl Applier {
     /// Keeps aside the origin bytes of [a, b) of the pre-existing file `p` (open as `file`) that
     /// are not kept yet, appending data to `log`; the undo steps go to `u`. Files this receive
     /// created need nothing.
+    #[allow(clippy::too_many_arguments)]
     fn keep_ranges(
         &mut self,
         p: &[u8],
         file: &File,
+        st: &fs::Stat,
         a: u64,
         b: u64,
         log: &mut KeepLog,
         u: &mut Vec<Undo>,
     ) -> Result<(), Problem> {
-        let st = fs::fstat(file).map_err(Problem::os("fstat"))?;
         let ino = st.st_ino;
         let s = self.sess();
         if s.created.contains(&ino) {
             return Ok(());
         }
         if let std::collections::hash_map::Entry::Vacant(v) = s.kept.entry(ino) {
-            let (atime, mtime) = fsutil::times(&st);
+            let (atime, mtime) = fsutil::times(st);
             u.push(Undo::KeepMeta {
                 path: p.to_vec(),
                 ino,
@@ -431,12 +628,23 @@ impl Applier {
             return Ok(());
         }
         let gaps = k.gaps(a, b);
+        if !gaps.is_empty() {
+            // A few bytes here and there: read-ahead would read a hundred times more.
+            let _ = fs::fadvise(file, 0, None, fs::Advice::Random);
+        }
         let mut pieces = Vec::new();
         for (x, y) in gaps {
             for (off, end, data) in fsutil::segments(file, x, y).map_err(os("SEEK_DATA"))? {
                 let len = end - off;
                 if !data {
-                    pieces.push((off, len, None));
+                    pieces.push((off, len, Source::Hole));
+                    continue;
+                }
+                if len <= s.inline_left {
+                    let bytes = fsutil::read_range(file, off, len)
+                        .map_err(os("keeping the origin bytes"))?;
+                    s.inline_left -= len;
+                    pieces.push((off, len, Source::Bytes(bytes)));
                     continue;
                 }
                 let lf = match &mut log.file {
@@ -460,7 +668,7 @@ impl Applier {
                 };
                 fsutil::copy_range(file, off, lf, log.end, len)
                     .map_err(os("keeping the origin bytes"))?;
-                pieces.push((off, len, Some((log.name.clone(), log.end))));
+                pieces.push((off, len, Source::Log { name: log.name.clone(), at: log.end }));
                 log.end += len;
             }
         }
@@ -468,29 +676,237 @@ impl Applier {
             return Err(Problem::os("keeping the origin bytes")(Errno::NOENT));
         };
         for (off, len, src) in pieces {
-            let (hold, at) = src.clone().unwrap_or_default();
-            u.push(Undo::Range { path: p.to_vec(), ino, off, len, hold, at });
+            let path = p.to_vec();
+            u.push(match &src {
+                Source::Hole => Undo::Range { path, ino, off, len, hold: Vec::new(), at: 0 },
+                Source::Log { name, at } => {
+                    Undo::Range { path, ino, off, len, hold: name.clone(), at: *at }
+                }
+                Source::Bytes(data) => Undo::Bytes { path, ino, off, data: data.clone() },
+            });
             k.add(off, len, src);
         }
         Ok(())
+    }
+
+    /// Whether the record `index` is to be looked at with the records read after it
+    /// ([`Applier::log_ahead`]) before it is applied.
+    pub fn needs_ahead(&self, index: u64) -> bool {
+        self.session.as_ref().is_some_and(|s| {
+            (s.undo && s.looked_upto.is_none_or(|k| k < index)) || !s.written.contains(&index)
+        })
+    }
+
+    /// Looks at the records already read (`ahead`, in stream order from the one about to be
+    /// applied, none applied yet), before the first of them is applied:
+    /// - an incremental writes ahead, in one journal entry synced once, the undo of the run
+    ///   that starts there (a structural run, or the origin ranges of a run up to the next
+    ///   rename or removal);
+    /// - then one entry may name a batch of records in flight (`open_batch`).
+    pub fn log_ahead<'r, I>(&mut self, ahead: I) -> Result<(), Problem>
+    where
+        I: Iterator<Item = (u64, &'r Record)> + Clone,
+    {
+        let Some(s) = &self.session else { return Ok(()) };
+        let Some((index, rec)) = ahead.clone().next() else { return Ok(()) };
+        // Only records that would be applied: a run ends before one that would be refused.
+        let policy = self.policy();
+        if s.undo && s.looked_upto.is_none_or(|k| k < index) {
+            let last = if validate::check(rec, &policy).is_err() {
+                None
+            } else if structural(rec) {
+                self.structure_ahead(ahead.clone(), &policy)?
+            } else {
+                self.keep_ahead(ahead.clone(), &policy)?
+            };
+            self.sess().looked_upto = Some(last.unwrap_or(index));
+        }
+        if !self.sess().written.contains(&index) {
+            self.open_batch(ahead, &policy)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one entry for a batch of records in flight, from the first of `ahead` on, when
+    /// there are two or more (see `batch_kind`); their own entries are then left out. After a
+    /// kill, a resume applies the whole batch again in replay mode.
+    fn open_batch<'r>(
+        &mut self,
+        mut ahead: impl Iterator<Item = (u64, &'r Record)>,
+        policy: &Policy,
+    ) -> Result<(), Problem> {
+        let Some((first, rec)) = ahead.next() else { return Ok(()) };
+        let Some(kind) = self.batch_kind(first, rec, policy) else { return Ok(()) };
+        let mut undo = Vec::new();
+        if !self.batch_undo(first, rec, &mut undo) {
+            return Ok(());
+        }
+        let mut last = first;
+        for (index, rec) in ahead {
+            if self.batch_kind(index, rec, policy) != Some(kind)
+                || !self.batch_undo(index, rec, &mut undo)
+            {
+                break;
+            }
+            last = index;
+        }
+        if last == first && undo.is_empty() {
+            return Ok(());
+        }
+        let s = self.sess();
+        let entry = Entry::batch(first, last, undo);
+        s.journal.append(&entry).map_err(os("writing the journal"))?;
+        s.written = first..last + 1;
+        Ok(())
+    }
+
+    /// Adds the undo of a metadata record of an older object to a batch's; false when it cannot
+    /// be had now (the record then gets its own entry, and its own error). Metadata undo steps
+    /// are old values, all taken before the batch is applied: where two records of a batch set
+    /// one attribute of one object, the earlier one's step holds the origin value and is undone
+    /// last. Other records of a batch have their undo on disk already, or need none.
+    fn batch_undo(&mut self, index: u64, rec: &Record, undo: &mut Vec<Undo>) -> bool {
+        use Record::*;
+        if !matches!(
+            rec,
+            Chmod { .. } | Chown { .. } | Utimes { .. } | SetXattr { .. } | RemoveXattr { .. }
+        ) {
+            return true;
+        }
+        match self.prepare(index, rec) {
+            Ok(u) => {
+                undo.extend(u);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The kind of batch the record `index` can be in, if any. A batch holds records of one
+    /// kind whose undo is on disk already (or not kept: a full receive), each of which is
+    /// harmless to apply again, in order, after any of them were applied:
+    /// - structure: creations (no path checks needed: a creation "already done" is accepted on
+    ///   replay, and nothing in the batch removes what a later creation names); in an
+    ///   incremental also renames and removals, within a structural run written ahead, where
+    ///   no record names a path another record of the run names, or one beneath or above it;
+    /// - content: writes, holes, truncations and metadata (each sets absolute values); in an
+    ///   incremental only writes whose origin ranges were kept ahead, and metadata, whose old
+    ///   values go into the batch's entry.
+    ///
+    /// Flags are never batched (an immutable flag would refuse the replay of an earlier write),
+    /// nor copy_from_origin (it reads what earlier records may have changed).
+    fn batch_kind(&self, index: u64, rec: &Record, policy: &Policy) -> Option<BatchKind> {
+        let s = self.session.as_ref()?;
+        if validate::check(rec, policy).is_err() {
+            return None;
+        }
+        use Record::*;
+        let (kind, ready) = match rec {
+            Mkdir { .. } | Create { .. } | Symlink { .. } | Mknod { .. } | Link { .. } => {
+                (BatchKind::Structure, !s.undo || s.ahead.contains(&index))
+            }
+            Unlink { .. } | Rmdir { .. } | Rename { .. } => {
+                (BatchKind::Structure, s.undo && s.ahead.contains(&index))
+            }
+            Write { .. } | Hole { .. } | Truncate { .. } => {
+                (BatchKind::Content, !s.undo || s.kept_ahead.contains(&index))
+            }
+            // (Their undo, if any, goes into the batch's entry: `batch_undo`.)
+            Chmod { .. } | Chown { .. } | Utimes { .. } | SetXattr { .. } | RemoveXattr { .. } => {
+                (BatchKind::Content, true)
+            }
+            SetFlags { .. } | CopyFromOrigin { .. } | End { .. } => return None,
+        };
+        ready.then_some(kind)
+    }
+
+    /// The undo of a run of structural records, written ahead; the run ends before a record
+    /// that is not structural, names a path that an earlier record of the run names (or a path
+    /// beneath or above one), or whose parent directories do not resolve now (it gets its own
+    /// entry, and its own error if it fails). So the undo computed now is the undo of each
+    /// record when it is applied, the inverse of a record that never ran finds nothing to act
+    /// on, and the run can be a batch (`batch_kind`).
+    fn structure_ahead<'r>(
+        &mut self,
+        ahead: impl Iterator<Item = (u64, &'r Record)>,
+        policy: &Policy,
+    ) -> Result<Option<u64>, Problem> {
+        let mut first = None;
+        let mut named = Named::default();
+        let mut seen: HashSet<&[u8]> = HashSet::new();
+        let mut u = Vec::new();
+        let mut last = None;
+        let mut moves = false;
+        for (index, rec) in ahead {
+            if !structural(rec) || validate::check(rec, policy).is_err() {
+                break;
+            }
+            let paths: [Option<&[u8]>; 2] = match rec {
+                Record::Rename { from, to } => [Some(from), Some(to)],
+                Record::Link { path, existing } => [Some(path), Some(existing)],
+                _ => [rec.path(), None],
+            };
+            let paths = paths.into_iter().flatten();
+            // Only these can name a directory (a link's `existing` cannot be one).
+            let dir =
+                matches!(rec, Record::Rename { .. } | Record::Rmdir { .. } | Record::Mkdir { .. });
+            if paths.clone().any(|p| named.conflicts(p, dir)) {
+                break;
+            }
+            // Their parent directories must resolve now (else the record gets its own entry,
+            // and its own error); each is looked at once per run, since no record of the run
+            // changes what a parent path of another names.
+            let parents = paths.clone().map(|p| path::split_last(p).0);
+            if parents.clone().any(|d| !seen.contains(d) && self.res.dir(d).is_err()) {
+                break;
+            }
+            // The times of the directories it changes (a link's `existing` is not changed).
+            let changed = if matches!(rec, Record::Link { .. }) { 1 } else { 2 };
+            for (p, d) in paths.clone().zip(parents).take(changed) {
+                if seen.insert(d) {
+                    self.dir_times(p, &mut u)?;
+                }
+            }
+            u.extend(structural_undo(index, rec));
+            for p in paths {
+                named.add(p, dir);
+            }
+            moves |= moves_paths(rec);
+            first.get_or_insert(index);
+            last = Some(index);
+        }
+        let Some(first) = first else { return Ok(None) };
+        let Some(end) = last else { return Ok(None) };
+        let s = self.sess();
+        let entry = Entry::ahead(first, u);
+        s.journal.append(&entry).map_err(os("writing the journal"))?;
+        // Creations need no sync before they are applied: a power loss that keeps a new object
+        // but loses its undo only leaves an extra name for an abort to miss (README.md).
+        if moves {
+            s.journal.sync().map_err(os("syncing the journal"))?;
+        }
+        s.ahead = first..end + 1;
+        Ok(last)
     }
 
     /// Keeps aside, in one keep log and one journal entry made durable together, the origin
     /// ranges that the records ahead (`ahead`, in stream order, none applied yet) will change,
     /// up to the first record that moves a path. Records it cannot look at now (a file made by
     /// a record before it, say) are kept when they are applied. Returns the last index looked at.
-    pub fn keep_ahead(&mut self, ahead: &[(u64, &Record)]) -> Result<Option<u64>, Problem> {
-        let Some(s) = &self.session else { return Ok(None) };
-        if !s.undo || ahead.is_empty() {
-            return Ok(None);
-        }
-        let first = ahead[0].0;
+    fn keep_ahead<'r>(
+        &mut self,
+        ahead: impl Iterator<Item = (u64, &'r Record)> + Clone,
+        policy: &Policy,
+    ) -> Result<Option<u64>, Problem> {
+        let Some((first, _)) = ahead.clone().next() else { return Ok(None) };
         let mut log = KeepLog { name: hold_name('k', first), file: None, end: 0 };
         let mut u = Vec::new();
         let mut last = None;
         let mut made: HashSet<&[u8]> = HashSet::new();
-        for &(index, rec) in ahead {
-            if moves_paths(rec) {
+        // Data records whose ranges this run keeps (none left to keep when they are applied).
+        let mut handled = Vec::new();
+        for (index, rec) in ahead {
+            if moves_paths(rec) || validate::check(rec, policy).is_err() {
                 break;
             }
             last = Some(index);
@@ -502,33 +918,47 @@ impl Applier {
                 _ => {}
             }
             let Some((path, a, b)) = changed_range(rec) else { continue };
-            let pending = self.sess().pending.as_ref().is_some_and(|p| p.path == path);
-            if pending || made.contains(path) {
+            if made.contains(path) {
                 continue;
             }
-            let file = {
-                let Ok((dir, name)) = self.parent(path) else { continue };
-                match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {}
-                    _ => continue,
-                }
-                match self.open_regular(path) {
-                    Ok(f) => f,
-                    Err(_) => continue,
-                }
+            // A file this receive made has no origin bytes.
+            if self.sess().new_files.contains(path) {
+                handled.push(index);
+                continue;
+            }
+            // Opened by its whole path (the applier's directory cache stays with the records
+            // being applied); one it cannot open now is kept when its record is applied.
+            let flags = OFlags::RDONLY
+                | OFlags::NOFOLLOW
+                | OFlags::NONBLOCK
+                | OFlags::NOCTTY
+                | OFlags::CLOEXEC;
+            let Ok(fd) = self.res.open_file(path, flags) else { continue };
+            let file = File::from(fd);
+            let st = match fs::fstat(&file) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => st,
+                _ => continue,
             };
-            self.keep_ranges(path, &file, a, b, &mut log, &mut u)?;
+            // A file this receive made has no origin bytes.
+            if !self.sess().created.contains(&st.st_ino) {
+                self.keep_ranges(path, &file, &st, a, b, &mut log, &mut u)?;
+            }
+            handled.push(index);
         }
+        let s = self.sess();
+        s.kept_ahead.clear();
         if u.is_empty() {
+            s.kept_ahead.extend(handled);
             return Ok(last);
         }
         if let Some(f) = &log.file {
             fs::fdatasync(f).map_err(Problem::os("syncing the kept ranges"))?;
         }
         let s = self.sess();
-        let entry = Entry { index: first, undo: u, keep: true };
+        let entry = Entry::ahead(first, u);
         s.journal.append(&entry).map_err(os("writing the journal"))?;
         s.journal.sync().map_err(os("syncing the journal"))?;
+        s.kept_ahead.extend(handled);
         Ok(last)
     }
 
@@ -566,11 +996,14 @@ impl Applier {
         );
         for (off, len, src) in &k.pieces {
             match src {
-                None => fsutil::punch(&copy, *off, *len).map_err(os("fallocate"))?,
-                Some((log, at)) => {
-                    let lf = open(s, log)?;
+                Source::Hole => fsutil::punch(&copy, *off, *len).map_err(os("fallocate"))?,
+                Source::Log { name, at } => {
+                    let lf = open(s, name)?;
                     fsutil::copy_range(&lf, *at, &copy, *off, *len)
                         .map_err(os("making the origin copy"))?;
+                }
+                Source::Bytes(data) => {
+                    copy.write_all_at(data, *off).map_err(os("making the origin copy"))?
                 }
             }
         }
@@ -579,128 +1012,21 @@ impl Applier {
         Ok(Some(copy))
     }
 
-    /// `create` of a journaled receive: the file is made in the holding directory.
-    pub(crate) fn create_held(&mut self, p: &[u8]) -> Result<(), Problem> {
-        let replay = self.replaying();
-        // The name must be free now, as a plain create would find. Replayed, the file may
-        // already be at its name: its whole run of data records went in and it was moved there
-        // before the kill. It is made again from those records, which follow.
-        {
-            let (dir, name) = self.parent(p)?;
-            match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Err(Errno::NOENT) => {}
-                Ok(st)
-                    if replay && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile =>
-                {
-                    fs::unlinkat(dir, name, AtFlags::empty()).map_err(Problem::os("unlink"))?;
-                }
-                Ok(_) => return Err(Problem::os("")(Errno::EXIST)),
-                Err(e) => return Err(Problem::os("")(e)),
-            }
-        }
-        let index = self.index;
-        let hold = hold_name('n', index);
-        let s = self.sess();
-        let mut flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        if !replay {
-            flags |= OFlags::EXCL;
-        }
-        let fd =
-            fs::openat(&s.hold_fd, OsStr::from_bytes(&hold), flags, Mode::from_raw_mode(0o600))
-                .map_err(Problem::os(""))?;
-        if let Ok(st) = fs::fstat(&fd) {
-            s.created.insert(st.st_ino);
-        }
-        s.pending = Some(Pending { path: p.to_vec(), hold });
-        self.file = Some(OpenFile { path: p.to_vec(), file: File::from(fd) });
-        Ok(())
-    }
-
-    /// The held new file for `p`, when data records go to it.
-    pub(crate) fn held_new_file(&mut self, p: &[u8]) -> Result<Option<File>, Problem> {
-        let Some(s) = &self.session else { return Ok(None) };
-        let Some(pend) = &s.pending else { return Ok(None) };
-        if pend.path != p {
-            return Ok(None);
-        }
-        let fd = fs::openat(
-            &s.hold_fd,
-            OsStr::from_bytes(&pend.hold),
-            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(Problem::os("open the new file"))?;
-        Ok(Some(File::from(fd)))
-    }
-
-    /// Moves the pending new file to its name unless `rec_path` continues its data.
-    fn materialize_unless(&mut self, data_path: Option<&[u8]>) -> Result<(), Problem> {
-        let Some(pend) = self.session.as_ref().and_then(|s| s.pending.clone()) else {
-            return Ok(());
-        };
-        if data_path == Some(pend.path.as_slice()) {
-            return Ok(());
-        }
-        self.file = None;
-        let hold_fd =
-            rustix::io::fcntl_dupfd_cloexec(&self.sess().hold_fd, 0).map_err(Problem::os("dup"))?;
-        let (dir, name) = self.parent(&pend.path)?;
-        let r = fs::renameat_with(
-            &hold_fd,
-            OsStr::from_bytes(&pend.hold),
-            dir,
-            name,
-            RenameFlags::NOREPLACE,
-        );
-        let r = match r {
-            // Moved already (a replay), or the file system has no RENAME_NOREPLACE.
-            Err(Errno::NOENT) if fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok() => Ok(()),
-            Err(Errno::INVAL) => match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(_) => Err(Errno::EXIST),
-                Err(_) => fs::renameat(&hold_fd, OsStr::from_bytes(&pend.hold), dir, name),
-            },
-            // DEST holds a mount point on the way: write the file in place instead.
-            Err(Errno::XDEV) => {
-                let src = fs::openat(
-                    &hold_fd,
-                    OsStr::from_bytes(&pend.hold),
-                    OFlags::RDONLY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                );
-                let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
-                let dst = fs::openat(dir, name, flags, Mode::from_raw_mode(0o600));
-                match (src, dst) {
-                    (Ok(s), Ok(d)) => fsutil::copy_fd(&s, &d)
-                        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
-                        .and_then(|()| {
-                            fs::unlinkat(&hold_fd, OsStr::from_bytes(&pend.hold), AtFlags::empty())
-                        }),
-                    (Err(e), _) | (_, Err(e)) => Err(e),
-                }
-            }
-            r => r,
-        };
-        r.map_err(Problem::os("moving the new file to its name"))?;
-        self.sess().pending = None;
-        Ok(())
-    }
-
     /// unlink/rmdir of an incremental: move the object into the holding directory.
     pub(crate) fn move_aside(&mut self, p: &[u8], dir_wanted: bool) -> Result<(), Problem> {
         let replay = self.replaying();
-        let hold = hold_name('u', self.index);
-        let hold_fd =
-            rustix::io::fcntl_dupfd_cloexec(&self.sess().hold_fd, 0).map_err(Problem::os("dup"))?;
-        let (dir, name) = self.parent(p)?;
+        let index = self.index;
+        let leaf = format!("u{index}");
+        let leaf = leaf.as_str();
+        let (dir, name) = path::split_last(p);
+        let name = OsStr::from_bytes(name);
+        // The resolver and the session are distinct fields: both borrowed at once, no dup.
+        let dir = self.res.dir(dir).map_err(resolve_problem)?;
+        let Some(s) = &mut self.session else { return Err(Problem::os("")(Errno::NOENT)) };
+        let shard = s.shard(index).map_err(Problem::os("making the holding directory"))?;
         let st = match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Err(Errno::NOENT)
-                if replay
-                    && fs::statat(
-                        &hold_fd,
-                        OsStr::from_bytes(&hold),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .is_ok() =>
+                if replay && fs::statat(shard, leaf, AtFlags::SYMLINK_NOFOLLOW).is_ok() =>
             {
                 return Ok(());
             }
@@ -715,8 +1041,7 @@ impl Applier {
             }
             _ => {}
         }
-        let r =
-            fs::renameat_with(dir, name, &hold_fd, OsStr::from_bytes(&hold), RenameFlags::empty());
+        let r = fs::renameat_with(dir, name, shard, leaf, RenameFlags::empty());
         if is_dir {
             self.res.invalidate();
         }

@@ -13,8 +13,6 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use std::os::unix::ffi::OsStrExt;
-
 use anysend_stream::{Id, Record, ResumePoint, StreamHeader, StreamReader};
 use rustix::fd::AsFd;
 use rustix::fs::{Mode, OFlags};
@@ -263,61 +261,36 @@ fn continue_receive<R: Read>(
         Journal::reopen(&jpath, &loaded).map_err(state_err(&jpath, "opening the journal"))?;
     let hold_fd = journaled::open_holding(root.as_fd(), &b.holding)
         .map_err(dest_err(&canonical, "opening the holding directory"))?;
-    let mut session = journaled::Session {
-        journal,
-        hold_fd,
-        undo: b.origin.is_some(),
-        preserved: Default::default(),
-        created: Default::default(),
-        timed: Default::default(),
-        pending: None,
-        replay: true,
-        logged: None,
-        checkpoints: 0,
-        materialize_logged: false,
-        reflink: fsutil::reflink_keeps_layout(root.as_fd()),
-        kept: Default::default(),
-    };
-    // The entries of the record in flight are there already (its own, or only the one that
-    // moves a new file to its name).
-    if let Some(last) = loaded.last_record() {
-        if last.undo.iter().any(|u| matches!(u, Undo::Materialize { .. })) {
-            session.materialize_logged = true;
-        } else {
-            session.logged = Some(last.index);
-        }
+    let reflink = fsutil::reflink_keeps_layout(root.as_fd());
+    let mut session = journaled::Session::new(journal, hold_fd, b.origin.is_some(), reflink);
+    // The records in flight are applied again, accepting "already done"; their entry is there
+    // already (unless the receive stopped before its first record's entry).
+    let in_flight = loaded.in_flight();
+    session.replay_upto = Some(*in_flight.end());
+    if loaded.last_record().is_some() {
+        session.written = *in_flight.start()..*in_flight.end() + 1;
     }
-    // What the journal says about new files and kept copies.
+    // The origin ranges kept so far.
     for e in &loaded.entries {
         for u in &e.undo {
             match u {
-                Undo::Created { path, hold, .. } => {
-                    session.pending =
-                        Some(journaled::Pending { path: path.clone(), hold: hold.clone() })
-                }
-                Undo::Materialize { .. } => {}
-                Undo::Content { ino, hold, .. } => {
-                    session.preserved.insert(*ino, hold.clone());
-                }
                 Undo::KeepMeta { ino, size, .. } => {
                     session.kept.entry(*ino).or_default().size = *size;
                 }
                 Undo::Range { ino, off, len, hold, at, .. } => {
-                    let src = (!hold.is_empty()).then(|| (hold.clone(), *at));
+                    let src = match hold.is_empty() {
+                        true => journaled::Source::Hole,
+                        false => journaled::Source::Log { name: hold.clone(), at: *at },
+                    };
                     session.kept.entry(*ino).or_default().add(*off, *len, src);
+                }
+                Undo::Bytes { ino, off, data, .. } => {
+                    session.inline_left = session.inline_left.saturating_sub(data.len() as u64);
+                    let src = journaled::Source::Bytes(data.clone());
+                    session.kept.entry(*ino).or_default().add(*off, data.len() as u64, src);
                 }
                 _ => {}
             }
-        }
-    }
-    if let Some(p) = &session.pending {
-        let there = rustix::fs::statat(
-            &session.hold_fd,
-            std::ffi::OsStr::from_bytes(&p.hold),
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        );
-        if there.is_err() {
-            session.pending = None;
         }
     }
     let mut applier = Applier::new(root, cfg.policy);
@@ -361,11 +334,11 @@ fn run_records<R: Read>(
 ) -> Result<Summary, RecvError> {
     let end_index;
     // Records read ahead of the one being applied, as far as the input already holds them
-    // (never waiting for more): their changed origin ranges are kept aside together, made
-    // durable once, before the first of them is applied.
+    // (never waiting for more): the undo of a run of them (their changed origin ranges, or the
+    // inverses of renames and removals) is journaled together, made durable once, before the
+    // first of them is applied.
     let mut queue: std::collections::VecDeque<Result<Option<anysend_stream::Frame>, _>> =
         Default::default();
-    let mut kept_upto: Option<u64> = None;
     // Decoded bytes held in `queue`: a compressed stream decodes to several times what the
     // input buffer holds, so the look-ahead is bounded by what it decoded, not only by input.
     let mut queued = 0usize;
@@ -417,31 +390,18 @@ fn run_records<R: Read>(
                 .map_err(|p| record_error(frame.index, frame.offset, &rec, p))?;
             progress.begin(&header, frame.index, &mut applier, canonical)?;
         }
-        if applier.holds_removed() && kept_upto.is_none_or(|k| k < frame.index) {
-            // The records ahead up to the first that moves a path, as far as they pass their
-            // checks.
-            let policy = applier.policy();
-            let mut ahead: Vec<(u64, &Record)> = Vec::new();
-            let frames =
+        if applier.needs_ahead(frame.index) {
+            // The records ahead (the journal decides how far it looks, and checks each record
+            // it looks at: a run ends before one that would be refused).
+            let ahead =
                 std::iter::once(Some((frame.index, &rec))).chain(queue.iter().map(|f| match f {
                     Ok(Some(f)) => f.record.as_ref().map(|r| (f.index, r)),
                     _ => None,
                 }));
-            for (index, r) in frames.map_while(|x| x) {
-                if index < skip_to {
-                    continue;
-                }
-                if journaled::moves_paths(r) || validate::check(r, &policy).is_err() {
-                    break;
-                }
-                ahead.push((index, r));
-            }
-            match applier.keep_ahead(&ahead) {
-                Ok(last) => kept_upto = Some(last.unwrap_or(frame.index)),
-                Err(p) => {
-                    let e = record_error(frame.index, frame.offset, &rec, p);
-                    return Err(progress.fail(&mut applier, e, frame.index));
-                }
+            let ahead = ahead.map_while(|x| x).filter(|&(index, _)| index >= skip_to);
+            if let Err(p) = applier.log_ahead(ahead) {
+                let e = record_error(frame.index, frame.offset, &rec, p);
+                return Err(progress.fail(&mut applier, e, frame.index));
             }
         }
         if let Err(p) = applier.apply(frame.index, &rec, warn) {
@@ -473,13 +433,27 @@ fn run_records<R: Read>(
     }
     applier.close_file();
     let holding = applier.session.take().map(|s| s.hold_fd);
+    let had_journal = holding.is_some();
     drop(holding);
+    // A journaled receive removes its holding directory while the rest of DEST is written
+    // back by another thread (the removal is metadata, mostly of objects on disk long ago);
+    // the second syncfs then has only the removal left to make durable.
+    let flush = had_journal.then(|| {
+        let root = rustix::io::fcntl_dupfd_cloexec(applier.root(), 0);
+        std::thread::spawn(move || rustix::fs::syncfs(root?))
+    });
     let hold_name = holding_name(&header.stream_id);
-    if let Err(e) = journaled::remove_holding(applier.root(), &hold_name) {
+    let removed = journaled::remove_holding(applier.root(), &hold_name);
+    let flushed = match flush.map(|t| t.join()) {
+        None | Some(Ok(Ok(()))) => Ok(()),
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(_)) => Err(rustix::io::Errno::IO),
+    };
+    if let Err(e) = removed {
         let e = dest_err(canonical, "removing the holding directory")(e);
         return Err(progress.fail(&mut applier, e, end_index));
     }
-    if let Err(e) = rustix::fs::syncfs(applier.root()) {
+    if let Err(e) = flushed.and_then(|()| rustix::fs::syncfs(applier.root())) {
         let e = dest_err(canonical, "syncfs")(e.into());
         return Err(progress.fail(&mut applier, e, end_index));
     }
@@ -556,21 +530,9 @@ impl Progress {
             .map_err(state_err(&self.jpath, "creating the journal"))?;
         let hold_fd = journaled::open_holding(applier.root(), &begin.holding)
             .map_err(dest_err(dest, "making the holding directory"))?;
-        applier.session = Some(journaled::Session {
-            journal,
-            hold_fd,
-            undo: header.origin.is_some(),
-            preserved: Default::default(),
-            created: Default::default(),
-            timed: Default::default(),
-            pending: None,
-            replay: false,
-            logged: None,
-            checkpoints: 0,
-            materialize_logged: false,
-            reflink: fsutil::reflink_keeps_layout(applier.root()),
-            kept: Default::default(),
-        });
+        let reflink = fsutil::reflink_keeps_layout(applier.root());
+        let undo = header.origin.is_some();
+        applier.session = Some(journaled::Session::new(journal, hold_fd, undo, reflink));
         Ok(())
     }
 
@@ -596,8 +558,11 @@ impl Progress {
             // Records before `next_record` are complete: say so in the journal (a resume then
             // starts there), and in the state, for people.
             if let Some(s) = &mut applier.session {
-                let last = journal::load(&self.jpath).ok().flatten().map(|l| l.next_record());
-                if last.is_some_and(|l| l < next_record) {
+                let last = journal::load(&self.jpath).ok().flatten().map(|l| l.in_flight());
+                // Narrowed to the one record, also inside a batch in flight.
+                if last
+                    .is_some_and(|l| *l.start() <= next_record && l != (next_record..=next_record))
+                {
                     let _ = s.journal.append(&journal::Entry::new(next_record, vec![]));
                 }
                 let _ = s.journal.sync();

@@ -89,6 +89,18 @@ impl Resolver {
         }
     }
 
+    /// The object at `rel` itself, opened with `flags` by one `openat2` that stays beneath DEST
+    /// and follows no symlink (the final name included), leaving the cache alone: for looking
+    /// at files ahead of the records that change them. Fails where one call cannot do it (a path
+    /// of PATH_MAX or more, a kernel without `openat2`): such a file is looked at later.
+    pub fn open_file(&self, rel: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
+        if !self.use_openat2 || rel.len() >= CHUNK {
+            return Err(Errno::NAMETOOLONG);
+        }
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        openat2(self.root.as_fd(), OsStr::from_bytes(rel), flags, Mode::empty(), how)
+    }
+
     /// The directory at `rel` as an fd of its own, for operations that need two directories.
     pub fn dir_owned(&mut self, rel: &[u8]) -> Result<OwnedFd, ResolveError> {
         if rel.is_empty() {

@@ -288,11 +288,10 @@ fn describe(u: &Undo) -> String {
             format!("restoring the xattr {} of {}", s(name), s(path))
         }
         Undo::Flags { path, .. } => format!("restoring the flags of {}", s(path)),
-        Undo::Content { path, .. } | Undo::Range { path, .. } => {
+        Undo::Range { path, .. } | Undo::Bytes { path, .. } => {
             format!("restoring the content of {}", s(path))
         }
         Undo::KeepMeta { path, .. } => format!("restoring the size and metadata of {}", s(path)),
-        Undo::Created { .. } | Undo::Materialize { .. } => String::new(),
     }
 }
 
@@ -321,7 +320,6 @@ fn undo_one(
         }
     };
     match u {
-        Undo::Created { .. } | Undo::Materialize { .. } => Ok(false),
         Undo::Remove { path } => {
             let (d, n) = match parent(res, path) {
                 Ok(x) => x,
@@ -366,11 +364,16 @@ fn undo_one(
         }
         Undo::Restore { hold: h, path } => {
             let Some(hd) = hold else { return Ok(false) };
+            let (hdir, hname) = match crate::journaled::held_dir(hd, h) {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e),
+            };
             let (d, n) = parent(res, path)?;
             res.invalidate();
             done(rustix::fs::renameat_with(
-                hd,
-                OsStr::from_bytes(h),
+                &hdir,
+                hname,
                 &d,
                 OsStr::from_bytes(&n),
                 RenameFlags::NOREPLACE,
@@ -452,33 +455,15 @@ fn undo_one(
             let f = rustix::fs::IFlags::from_bits_retain(*flags);
             done(rustix::fs::ioctl_setflags(&fd, f))
         }
-        Undo::Content { path, hold: h, mode, uid, gid, atime, mtime, cap, .. } => {
-            let Some(hd) = hold else { return Ok(false) };
-            let (d, n) = parent(res, path)?;
-            let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-            let dst = match rustix::fs::openat(&d, OsStr::from_bytes(&n), flags, Mode::empty()) {
-                Ok(fd) => fs::File::from(fd),
-                Err(Errno::NOENT) => return Ok(false),
-                Err(e) => return Err(e.into()),
-            };
-            let src = match rustix::fs::openat(
-                hd,
-                OsStr::from_bytes(h),
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
-                Ok(fd) => fs::File::from(fd),
-                Err(Errno::NOENT) => return Ok(false),
-                Err(e) => return Err(e.into()),
-            };
-            fsutil::restore_content(&src, &dst)?;
-            restore_meta(&dst, *uid, *gid, *mode, cap, *atime, *mtime)?;
-            Ok(true)
-        }
         Undo::KeepMeta { path, size, mode, uid, gid, atime, mtime, cap, .. } => {
             let Some(dst) = open_rw(res, path)? else { return Ok(false) };
             dst.set_len(*size)?;
             restore_meta(&dst, *uid, *gid, *mode, cap, *atime, *mtime)?;
+            Ok(true)
+        }
+        Undo::Bytes { path, off, data, .. } => {
+            let Some(dst) = open_rw(res, path)? else { return Ok(false) };
+            std::os::unix::fs::FileExt::write_all_at(&dst, data, *off)?;
             Ok(true)
         }
         Undo::Range { path, off, len, hold: h, at, .. } => {
