@@ -189,6 +189,9 @@ impl Applier {
     }
 
     fn create(&mut self, p: &[u8]) -> Res {
+        if self.holds_new() {
+            return self.create_held(self.index, p);
+        }
         let replay = self.replaying();
         let keeps = self.holds_removed();
         let (dir, name) = self.parent(p)?;
@@ -309,7 +312,10 @@ impl Applier {
     /// The open regular file at `p`, opened now unless the previous data record named it.
     pub(crate) fn data_file(&mut self, p: &[u8]) -> Result<&File, Problem> {
         if !matches!(&self.file, Some(f) if f.path == p) {
-            let file = self.open_regular(p)?;
+            let file = match self.held_new_file(p)? {
+                Some(f) => f,
+                None => self.open_regular(p)?,
+            };
             self.file = Some(OpenFile { path: p.to_vec(), file });
         }
         match &self.file {

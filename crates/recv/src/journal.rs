@@ -38,8 +38,8 @@ use std::time::{Duration, Instant};
 
 use anysend_stream::Id;
 
-/// Version 02: new files made at their name (no held new files), batches in flight, origin
-/// bytes in the journal.
+/// Version 02: batches in flight, origin bytes in the journal, new files held only in full
+/// receives.
 const MAGIC: &[u8; 8] = b"ANYRJ02\n";
 
 /// Time between two checkpoints, at least. (Not also a data volume: a power cut costs about this
@@ -264,6 +264,10 @@ undo_steps! {
     Range = 13 { path: Vec<u8>, ino: u64, off: u64, len: u64, hold: Vec<u8>, at: u64 },
     /// The origin bytes at `off` of the file `path` (inode `ino`), kept in the journal itself.
     Bytes = 14 { path: Vec<u8>, ino: u64, off: u64, data: Vec<u8> },
+    /// Not an undo step: the new file `path` of a full receive is written in the holding
+    /// directory as `hold` and gets its name when its data is complete. A resume that finds
+    /// `hold` there continues it; an abort removes it with the holding directory.
+    New = 15 { path: Vec<u8>, hold: Vec<u8> },
 }
 
 wire_struct! {
@@ -604,6 +608,7 @@ mod tests {
             },
             Undo::Range { path: p(b"h"), ino: 9, off: 4096, len: 10, hold: p(b"k1"), at: 77 },
             Undo::Bytes { path: p(b"h"), ino: 9, off: 1 << 33, data: vec![0, 255, 7] },
+            Undo::New { path: p(b"d/\nnew"), hold: p(b"n17") },
         ]
     }
 

@@ -16,11 +16,14 @@
 //!   `INLINE_KEEP` per receive, beyond that in keep logs in the holding directory (a copy of the
 //!   data extents); with the file's size and metadata. An abort writes them back, a resume
 //!   replays the in-place writes, which are idempotent.
-//! - **New files** are made at their name, as in a plain receive: a new file was not in the
-//!   origin, so no reader of the origin relies on that name, and its undo is its removal; a
-//!   resume makes it again from its records. (Holding it elsewhere until complete would cost a
-//!   rename per new file, and neither a resume nor an abort needs it.) The metadata of new files
-//!   needs no undo either.
+//! - **New files of a full receive** are written in the holding directory (`n<create index>`)
+//!   and get their name (one `renameat2`) at the first record that is not part of their data,
+//!   so no torn file ever sits at its final path; the create's journal entry names the held
+//!   file (`Undo::New`), so a resume that stops inside its data continues it there. An
+//!   incremental stream creates its new files in a run before their data (anysend's order), so
+//!   holding them would only add a rename: there they are made at their name, where they can
+//!   be seen partly written until the end record, like a file changed in place; their undo is
+//!   their removal, and their metadata needs none.
 //! - **Runs of records are journaled ahead**, so that a run costs one sync, not one per record
 //!   (`log_ahead`). Before a rename or removal is applied its undo must be on disk, and so must
 //!   the kept origin bytes before a file is overwritten. Over the records already read (never
@@ -99,8 +102,19 @@ pub struct Session {
     pub kept: HashMap<u64, Kept>,
     /// Kept origin bytes the journal may still take (`INLINE_KEEP`).
     pub inline_left: u64,
+    /// The new file being written in the holding directory (full receives).
+    pub pending: Option<Pending>,
     /// The shard of the holding directory removals go to now, open.
     shard: Option<(u64, OwnedFd)>,
+}
+
+/// A new file of a full receive, held until its data is complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// Its name in DEST.
+    pub path: Vec<u8>,
+    /// Its name in the holding directory.
+    pub hold: Vec<u8>,
 }
 
 impl Session {
@@ -123,6 +137,7 @@ impl Session {
             reflink,
             kept: HashMap::new(),
             inline_left: INLINE_KEEP,
+            pending: None,
             shard: None,
         }
     }
@@ -255,6 +270,17 @@ fn changed_range(rec: &Record) -> Option<(&[u8], u64, u64)> {
         Record::CopyFromOrigin { path, dst_offset, len, .. } => {
             Some((path, *dst_offset, dst_offset.saturating_add(*len)))
         }
+        _ => None,
+    }
+}
+
+/// The file a data record writes (a held new file stays held through these).
+fn data_path(rec: &Record) -> Option<&[u8]> {
+    match rec {
+        Record::Write { path, .. }
+        | Record::Hole { path, .. }
+        | Record::Truncate { path, .. }
+        | Record::CopyFromOrigin { path, .. } => Some(path),
         _ => None,
     }
 }
@@ -397,8 +423,23 @@ impl Applier {
         self.session.as_ref().is_some_and(|s| s.undo)
     }
 
+    /// New regular files are written in the holding directory first (full receives).
+    pub(crate) fn holds_new(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| !s.undo)
+    }
+
     fn sess(&mut self) -> &mut Session {
         self.session.as_mut().expect("journaled receive")
+    }
+
+    /// The journal's mark of the new file the create `index` holds, if it holds one.
+    fn new_mark(&self, index: u64, rec: &Record) -> Option<Undo> {
+        match rec {
+            Record::Create { path } if self.holds_new() => {
+                Some(Undo::New { path: path.clone(), hold: hold_name('n', index) })
+            }
+            _ => None,
+        }
     }
 
     pub(crate) fn apply_journaled(
@@ -407,11 +448,16 @@ impl Applier {
         rec: &Record,
         warn: &mut dyn FnMut(&Warning),
     ) -> Result<(), Problem> {
+        // A held new file whose data ends here gets its name first (the record may need it).
+        self.materialize_unless(data_path(rec))?;
         let s = self.sess();
         // Its entry is written already (a batch), or its undo is on disk (a structural run).
         let written = s.written.contains(&index);
         let ahead = written || s.ahead.contains(&index);
-        let undo = if ahead { Vec::new() } else { self.prepare(index, rec)? };
+        let mut undo = if ahead { Vec::new() } else { self.prepare(index, rec)? };
+        if !written {
+            undo.extend(self.new_mark(index, rec));
+        }
         // Before moving an existing object or overwriting a file's origin bytes, its undo (and
         // the kept bytes, synced when they were kept) must survive a power loss.
         let sync_first = !ahead
@@ -441,6 +487,10 @@ impl Applier {
 
     /// The end record. (Logged like any record.)
     pub fn finish_journaled(&mut self, index: u64) -> Result<(), Problem> {
+        if self.session.is_none() {
+            return Ok(());
+        }
+        self.materialize_unless(None)?;
         let Some(s) = &mut self.session else { return Ok(()) };
         if !s.written.contains(&index) {
             s.journal.append(&Entry::new(index, Vec::new())).map_err(os("writing the journal"))?;
@@ -767,6 +817,10 @@ impl Applier {
     /// last. Other records of a batch have their undo on disk already, or need none.
     fn batch_undo(&mut self, index: u64, rec: &Record, undo: &mut Vec<Undo>) -> bool {
         use Record::*;
+        if let Some(mark) = self.new_mark(index, rec) {
+            undo.push(mark);
+            return true;
+        }
         if !matches!(
             rec,
             Chmod { .. } | Chown { .. } | Utimes { .. } | SetXattr { .. } | RemoveXattr { .. }
@@ -1010,6 +1064,94 @@ impl Applier {
         copy.set_len(k.size).map_err(os("ftruncate"))?;
         s.preserved.insert(ino, name);
         Ok(Some(copy))
+    }
+
+    /// `create` of a full journaled receive: the file is made in the holding directory and
+    /// written there (`held_new_file`) until `materialize_unless` gives it its name. Replayed
+    /// after a kill, a regular file at its name is this record's, given its name before the
+    /// kill: it is used there (its data records, which follow, write the same bytes again).
+    pub(crate) fn create_held(&mut self, index: u64, p: &[u8]) -> Result<(), Problem> {
+        let replay = self.replaying();
+        {
+            // The name must be free now, as a plain create would find.
+            let (dir, name) = self.parent(p)?;
+            match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Err(Errno::NOENT) => {}
+                Ok(st)
+                    if replay && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile =>
+                {
+                    return Ok(());
+                }
+                Ok(_) => return Err(Problem::os("")(Errno::EXIST)),
+                Err(e) => return Err(Problem::os("")(e)),
+            }
+        }
+        let hold = hold_name('n', index);
+        let s = self.sess();
+        // A held file of the same name is this record's own, left by a kill: made again.
+        let flags =
+            OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd =
+            fs::openat(&s.hold_fd, OsStr::from_bytes(&hold), flags, Mode::from_raw_mode(0o600))
+                .map_err(Problem::os(""))?;
+        s.pending = Some(Pending { path: p.to_vec(), hold });
+        self.file = Some(crate::apply::OpenFile { path: p.to_vec(), file: File::from(fd) });
+        Ok(())
+    }
+
+    /// The held new file for `p`, when data records go to it.
+    pub(crate) fn held_new_file(&self, p: &[u8]) -> Result<Option<File>, Problem> {
+        let Some(s) = &self.session else { return Ok(None) };
+        let Some(pend) = &s.pending else { return Ok(None) };
+        if pend.path != p {
+            return Ok(None);
+        }
+        let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = fs::openat(&s.hold_fd, OsStr::from_bytes(&pend.hold), flags, Mode::empty())
+            .map_err(Problem::os("open the new file"))?;
+        Ok(Some(File::from(fd)))
+    }
+
+    /// Gives the held new file its name, unless `data_path` continues its data. Replayed, it
+    /// may have its name already.
+    fn materialize_unless(&mut self, data_path: Option<&[u8]>) -> Result<(), Problem> {
+        let Some(pend) = self.session.as_ref().and_then(|s| s.pending.clone()) else {
+            return Ok(());
+        };
+        if data_path == Some(pend.path.as_slice()) {
+            return Ok(());
+        }
+        self.file = None;
+        let hold_fd =
+            rustix::io::fcntl_dupfd_cloexec(&self.sess().hold_fd, 0).map_err(Problem::os("dup"))?;
+        let held = OsStr::from_bytes(&pend.hold);
+        let (dir, name) = self.parent(&pend.path)?;
+        let there = |dir| fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok();
+        let r = match fs::renameat_with(&hold_fd, held, dir, name, RenameFlags::NOREPLACE) {
+            // Moved already (the kill came after it).
+            Err(Errno::NOENT) if there(dir) => Ok(()),
+            // No RENAME_NOREPLACE here (some file systems): the name was free at the create.
+            Err(Errno::INVAL) => match there(dir) {
+                true => Err(Errno::EXIST),
+                false => fs::renameat(&hold_fd, held, dir, name),
+            },
+            // A mount point inside DEST on the way: copied to its name instead. (A kill during
+            // the copy leaves the held file: the copy is made again.)
+            Err(Errno::XDEV) => {
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let src = File::from(
+                    fs::openat(&hold_fd, held, flags, Mode::empty())
+                        .map_err(Problem::os("open the new file"))?,
+                );
+                fsutil::copy_file(&src, dir, name.as_bytes(), false)
+                    .map_err(os("copying the new file to its name"))?;
+                fs::unlinkat(&hold_fd, held, AtFlags::empty())
+            }
+            r => r,
+        };
+        r.map_err(Problem::os("moving the new file to its name"))?;
+        self.sess().pending = None;
+        Ok(())
     }
 
     /// unlink/rmdir of an incremental: move the object into the holding directory.

@@ -37,7 +37,8 @@ Interrupted receives:
   A receive keeps a journal next to DEST's state file (outside DEST): the records in flight,
   and for an incremental how to undo each step. Objects the stream removes are kept in a
   holding directory DEST/.anyrecv-<stream id> until the end record, and the bytes a change in
-  place overwrites in the journal (or there). After a kill (of anyrecv, of the link, or of
+  place overwrites in the journal (or there); a full receive writes each new file there and
+  gives it its name when its data is complete. After a kill (of anyrecv, of the link, or of
   the power) DEST is marked as interrupted: only the same stream is accepted, either resumed
   (anysend --resume TOKEN, where TOKEN is what --resume-token prints) or sent again from its
   start (what DEST holds is skipped); anything else is refused unless --force. --abort rolls

@@ -9,7 +9,9 @@
 
 use std::cell::RefCell;
 use std::fs;
+use std::ffi::OsStr;
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -291,6 +293,19 @@ fn continue_receive<R: Read>(
                 }
                 _ => {}
             }
+        }
+    }
+    // A new file held before the records in flight (theirs are made again) whose held copy is
+    // still there did not get its name: its data, or its move to its name, continues.
+    let held = loaded.entries.iter().filter(|e| !e.ahead && e.upto < *in_flight.start());
+    let last_new = held.flat_map(|e| &e.undo).rev().find_map(|u| match u {
+        Undo::New { path, hold } => Some((path, hold)),
+        _ => None,
+    });
+    if let Some((path, hold)) = last_new {
+        let flags = rustix::fs::AtFlags::SYMLINK_NOFOLLOW;
+        if rustix::fs::statat(&session.hold_fd, OsStr::from_bytes(hold), flags).is_ok() {
+            session.pending = Some(journaled::Pending { path: path.clone(), hold: hold.clone() });
         }
     }
     let mut applier = Applier::new(root, cfg.policy);

@@ -292,6 +292,7 @@ fn describe(u: &Undo) -> String {
             format!("restoring the content of {}", s(path))
         }
         Undo::KeepMeta { path, .. } => format!("restoring the size and metadata of {}", s(path)),
+        Undo::New { .. } => String::new(),
     }
 }
 
@@ -320,6 +321,8 @@ fn undo_one(
         }
     };
     match u {
+        // Goes with the holding directory.
+        Undo::New { .. } => Ok(false),
         Undo::Remove { path } => {
             let (d, n) = match parent(res, path) {
                 Ok(x) => x,

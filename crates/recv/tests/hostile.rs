@@ -333,8 +333,15 @@ fn a_decompression_bomb_is_refused() {
     b.extend(raw_record(0, 2, 0, &lp(b"f"), None));
     b.extend(raw_record(1, 9, 1, &payload, None));
     s.refused_bytes(&[], &b, 1, 1, "malformed write record");
-    // The new file was made by the record before, and nothing of the bomb reached it.
-    assert_eq!(std::fs::metadata(s.dest.join("f")).unwrap().len(), 0);
+    // The new file waits in the holding directory (it gets its name when its data is complete),
+    // and nothing of the bomb reached it.
+    assert!(!s.dest.join("f").exists());
+    let held = std::fs::read_dir(&s.dest)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(".anyrecv-"))
+        .expect("holding directory");
+    assert_eq!(std::fs::metadata(held.join("n0")).unwrap().len(), 0);
 
     // Declared beyond the 8 MiB maximum: refused before decompressing.
     let s = setup();
