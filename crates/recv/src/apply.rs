@@ -280,7 +280,7 @@ impl Applier {
             Err(Errno::NOENT) if replay => Ok(()),
             r => r.map_err(Problem::os("")),
         };
-        self.res.invalidate();
+        self.res.invalidate_beneath(p);
         r
     }
 
@@ -305,7 +305,8 @@ impl Applier {
             },
             r => r,
         };
-        self.res.invalidate();
+        self.res.invalidate_beneath(from);
+        self.res.invalidate_beneath(to);
         r.map_err(Problem::os(""))
     }
 

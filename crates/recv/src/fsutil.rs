@@ -91,6 +91,17 @@ fn next_data(f: &File, from: u64, end: u64) -> io::Result<Option<(u64, u64)>> {
 /// The data and hole segments of [from, end) of `f`: (start, end, is data).
 pub fn segments(f: &File, from: u64, end: u64) -> io::Result<Vec<(u64, u64, bool)>> {
     let mut out = Vec::new();
+    if from >= end {
+        return Ok(out);
+    }
+    // Most ranges are data throughout: one SEEK_HOLE says so (it returns `from` itself when
+    // `from` is in a hole).
+    if let Ok(h) = fs::seek(f, SeekFrom::Hole(from)) {
+        if h >= end {
+            out.push((from, end, true));
+            return Ok(out);
+        }
+    }
     let mut pos = from;
     while let Some((a, b)) = next_data(f, pos, end)? {
         if a > pos {

@@ -82,6 +82,11 @@ pub struct Session {
     /// undo: removing the file undoes it). It may miss some, never holds a path that names
     /// something else.
     pub new_files: HashSet<Vec<u8>>,
+    /// Pre-existing files whose mode, owner and times a `KeepMeta` step holds already, by their
+    /// current path: their later chmod, chown and utimes need no undo of their own (an abort
+    /// undoes steps in reverse, so the `KeepMeta` step puts back what it held last). The same
+    /// rules as `new_files`.
+    pub meta_kept: HashSet<Vec<u8>>,
     /// Directories whose times were recorded.
     pub timed: HashSet<u64>,
     /// Records up to this one may have been applied already (those in flight at a kill).
@@ -127,6 +132,7 @@ impl Session {
             preserved: HashMap::new(),
             created: HashSet::new(),
             new_files: HashSet::new(),
+            meta_kept: HashSet::new(),
             timed: HashSet::new(),
             replay_upto: None,
             written: 0..0,
@@ -142,28 +148,30 @@ impl Session {
         }
     }
 
-    /// Keeps `new_files` up to date after `rec` was applied (never naming a path that does not
-    /// hold a file this receive made; it may forget some).
-    fn track_new_files(&mut self, rec: &Record) {
+    /// Keeps `new_files` and `meta_kept` up to date after `rec` was applied (never naming a
+    /// path that does not hold the file they were told of; they may forget some).
+    fn track_paths(&mut self, rec: &Record) {
         if !self.undo {
             return;
         }
-        match rec {
-            Record::Create { path } => {
-                self.new_files.insert(path.clone());
-            }
-            Record::Unlink { path } => {
-                self.new_files.remove(path);
-            }
-            Record::Rename { from, to } => {
-                if self.new_files.remove(from) {
-                    self.new_files.insert(to.clone());
+        if let Record::Create { path } = rec {
+            self.new_files.insert(path.clone());
+        }
+        for set in [&mut self.new_files, &mut self.meta_kept] {
+            match rec {
+                Record::Unlink { path } => {
+                    set.remove(path);
                 }
-                // A directory moved: what was beneath it has other paths now.
-                let beneath = |p: &Vec<u8>| p.starts_with(from) && p.get(from.len()) == Some(&b'/');
-                self.new_files.retain(|p| !beneath(p));
+                Record::Rename { from, to } => {
+                    let moved = set.remove(from);
+                    // A directory moved: what was beneath it has other paths now.
+                    set.retain(|p| !path::is_at_or_beneath(p, from));
+                    if moved {
+                        set.insert(to.clone());
+                    }
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
 
@@ -185,6 +193,9 @@ impl Session {
         }
     }
 }
+
+/// Files up to this size are read whole by read-ahead anyway: no fadvise for them.
+const READ_AHEAD_MATTERS: u64 = 1 << 20;
 
 /// The origin ranges of one pre-existing file kept so far.
 #[derive(Debug, Default, Clone)]
@@ -473,7 +484,7 @@ impl Applier {
         let r = self.perform(rec, warn);
         r?;
         let s = self.sess();
-        s.track_new_files(rec);
+        s.track_paths(rec);
         if s.journal.checkpoint_due() {
             s.checkpoints += 1;
             let started = std::time::Instant::now();
@@ -517,6 +528,11 @@ impl Applier {
         );
         if meta && rec.path().is_some_and(|p| s.new_files.contains(p)) {
             // Removing the file undoes its metadata too.
+            return Ok(u);
+        }
+        if matches!(rec, Chmod { .. } | Chown { .. } | Utimes { .. })
+            && rec.path().is_some_and(|p| s.meta_kept.contains(p))
+        {
             return Ok(u);
         }
         match rec {
@@ -587,10 +603,10 @@ impl Applier {
     /// Records the times of the directory holding `p`, the first time it changes.
     fn dir_times(&mut self, p: &[u8], u: &mut Vec<Undo>) -> Result<(), Problem> {
         let (dir, _) = path::split_last(p);
-        let fd = self.res.dir(dir).map_err(resolve_problem)?;
-        let st = fs::fstat(fd).map_err(Problem::os("fstat"))?;
-        let s = self.sess();
-        if s.timed.insert(st.st_ino) {
+        let (fd, ino) = self.res.dir_ino(dir).map_err(resolve_problem)?;
+        let Some(s) = &mut self.session else { return Ok(()) };
+        if s.timed.insert(ino) {
+            let st = fs::fstat(fd).map_err(Problem::os("fstat"))?;
             let (atime, mtime) = fsutil::times(&st);
             u.push(Undo::Times { path: dir.to_vec(), atime, mtime });
         }
@@ -671,6 +687,7 @@ impl Applier {
                 cap: fsutil::fget_cap(file),
             });
             v.insert(Kept { size: st.st_size as u64, ..Kept::default() });
+            s.meta_kept.insert(p.to_vec());
         }
         let k = &s.kept[&ino];
         let b = b.min(k.size);
@@ -678,7 +695,7 @@ impl Applier {
             return Ok(());
         }
         let gaps = k.gaps(a, b);
-        if !gaps.is_empty() {
+        if !gaps.is_empty() && k.size > READ_AHEAD_MATTERS {
             // A few bytes here and there: read-ahead would read a hundred times more.
             let _ = fs::fadvise(file, 0, None, fs::Advice::Random);
         }
@@ -1185,7 +1202,7 @@ impl Applier {
         }
         let r = fs::renameat_with(dir, name, shard, leaf, RenameFlags::empty());
         if is_dir {
-            self.res.invalidate();
+            self.res.invalidate_beneath(p);
         }
         r.map_err(Problem::os("moving into the holding directory"))
     }

@@ -15,10 +15,12 @@
 //!   `openat(O_PATH|O_NOFOLLOW)` and an `fstat` per step, which gives the same guarantees more
 //!   slowly. The same walk names the offending component when `openat2` refuses a path, so that
 //!   an error says *which* directory is a symlink.
-//! - A stream touches the same directory many times in a row, so the fd of the last parent is
-//!   cached. A rename or rmdir can make a cached path point at another directory, so the applier
-//!   calls [`Resolver::invalidate`] after each of them; nothing else changes what a directory
-//!   path names (unlink applies to non-directories only).
+//! - A stream touches the same few directories many times in a row (and a journaled receive
+//!   looks at the directories of the records ahead before applying them), so the fds of the
+//!   last `CACHED` directories are kept, with their inode numbers once asked for. A rename or
+//!   rmdir can make a cached path point at another directory, so the applier calls
+//!   [`Resolver::invalidate_beneath`] with the paths it changed after each of them; nothing
+//!   else changes what a directory path names (unlink applies to non-directories only).
 //!
 //! Limits: a process that renames directories inside DEST *while* a receive runs can move a
 //! directory under an fd already resolved; the receive then acts inside DEST still (fds are
@@ -48,10 +50,21 @@ pub enum ResolveError {
     Os { at: Vec<u8>, errno: Errno },
 }
 
-/// Opens directories beneath one root fd, caching the last one.
+/// Directories kept open, most recently used last.
+const CACHED: usize = 16;
+
+/// An open directory and the path it was opened by.
+struct Cached {
+    rel: Vec<u8>,
+    fd: OwnedFd,
+    ino: Option<u64>,
+}
+
+/// Opens directories beneath one root fd, caching the last few.
 pub struct Resolver {
     root: OwnedFd,
-    cached: Option<(Vec<u8>, OwnedFd)>,
+    root_ino: Option<u64>,
+    cached: Vec<Cached>,
     /// Cleared after the first ENOSYS so that old kernels do not pay for a failing call each time.
     use_openat2: bool,
 }
@@ -60,32 +73,73 @@ impl Resolver {
     /// `root` is DEST, opened as a directory (not O_PATH: the root's own metadata records use it
     /// for fchmod, fsetxattr, futimens and the flags ioctl).
     pub fn new(root: OwnedFd) -> Self {
-        Resolver { root, cached: None, use_openat2: true }
+        Resolver { root, root_ino: None, cached: Vec::with_capacity(CACHED), use_openat2: true }
     }
 
     pub fn root(&self) -> BorrowedFd<'_> {
         self.root.as_fd()
     }
 
-    /// Forgets the cached directory; call after anything that can change what a path names.
+    /// Forgets the cached directories; call after anything that can change what a path names.
     pub fn invalidate(&mut self) {
-        self.cached = None;
+        self.cached.clear();
     }
 
-    /// The directory at `rel` (a checked path; empty is DEST), from the cache when it is the
-    /// one asked for last.
+    /// Forgets the cached directories at `p` and beneath it: after a rename from or to `p`, or
+    /// a removal of `p`.
+    pub fn invalidate_beneath(&mut self, p: &[u8]) {
+        self.cached.retain(|c| !path::is_at_or_beneath(&c.rel, p));
+    }
+
+    /// The directory at `rel` (a checked path; empty is DEST), from the cache when it is there.
     pub fn dir(&mut self, rel: &[u8]) -> Result<BorrowedFd<'_>, ResolveError> {
         if rel.is_empty() {
             return Ok(self.root.as_fd());
         }
-        let hit = matches!(&self.cached, Some((p, _)) if p.as_slice() == rel);
-        if !hit {
-            let fd = self.open(rel)?;
-            self.cached = Some((rel.to_vec(), fd));
+        let c = self.lookup(rel)?;
+        Ok(c.fd.as_fd())
+    }
+
+    /// The directory at `rel` and its inode number (looked at once while it is cached).
+    pub fn dir_ino(&mut self, rel: &[u8]) -> Result<(BorrowedFd<'_>, u64), ResolveError> {
+        let stat = |fd: BorrowedFd<'_>| {
+            rustix::fs::fstat(fd)
+                .map(|st| st.st_ino)
+                .map_err(|errno| ResolveError::Os { at: rel.to_vec(), errno })
+        };
+        if rel.is_empty() {
+            let ino = match self.root_ino {
+                Some(ino) => ino,
+                None => *self.root_ino.insert(stat(self.root.as_fd())?),
+            };
+            return Ok((self.root.as_fd(), ino));
         }
-        match &self.cached {
-            Some((_, fd)) => Ok(fd.as_fd()),
-            None => Err(ResolveError::Escapes), // not reached: set just above
+        let c = self.lookup(rel)?;
+        let ino = match c.ino {
+            Some(ino) => ino,
+            None => *c.ino.insert(stat(c.fd.as_fd())?),
+        };
+        Ok((c.fd.as_fd(), ino))
+    }
+
+    /// The cache entry of `rel`, opened now if missing; it becomes the most recently used.
+    fn lookup(&mut self, rel: &[u8]) -> Result<&mut Cached, ResolveError> {
+        match self.cached.iter().rposition(|c| c.rel == rel) {
+            Some(i) => {
+                let c = self.cached.remove(i);
+                self.cached.push(c);
+            }
+            None => {
+                let fd = self.open(rel)?;
+                if self.cached.len() >= CACHED {
+                    self.cached.remove(0);
+                }
+                self.cached.push(Cached { rel: rel.to_vec(), fd, ino: None });
+            }
+        }
+        match self.cached.last_mut() {
+            Some(c) => Ok(c),
+            None => Err(ResolveError::Escapes), // not reached: pushed just above
         }
     }
 
@@ -240,6 +294,29 @@ mod tests {
         let want = rustix::fs::fstat(&fd).unwrap().st_ino;
         assert_eq!(rustix::fs::fstat(r.dir(&rel).unwrap()).unwrap().st_ino, want);
         assert_eq!(rustix::fs::fstat(walk(r.root(), &rel).unwrap()).unwrap().st_ino, want);
+    }
+
+    #[test]
+    fn invalidate_beneath_drops_that_subtree_only() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["a/b", "ab", "c"] {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        let mut r = root_of(t.path());
+        let ino = |r: &mut Resolver, p: &[u8]| r.dir_ino(p).unwrap().1;
+        let (ab, a_b, c) = (ino(&mut r, b"ab"), ino(&mut r, b"a/b"), ino(&mut r, b"c"));
+        // Swap a/b and c behind the resolver's back, then tell it about a only.
+        std::fs::rename(t.path().join("a/b"), t.path().join("x")).unwrap();
+        std::fs::rename(t.path().join("c"), t.path().join("a/b")).unwrap();
+        std::fs::rename(t.path().join("x"), t.path().join("c")).unwrap();
+        r.invalidate_beneath(b"a");
+        assert_eq!(ino(&mut r, b"a/b"), c, "a/b was dropped and opened again");
+        assert_eq!(ino(&mut r, b"ab"), ab, "a sibling that shares the prefix stays cached");
+        // c was not invalidated: still the directory it was opened as.
+        assert_eq!(ino(&mut r, b"c"), c);
+        assert_ne!(a_b, c);
+        let fresh = rustix::fs::fstat(walk(r.root(), b"c").unwrap()).unwrap().st_ino;
+        assert_eq!(fresh, a_b);
     }
 
     #[test]
