@@ -287,13 +287,7 @@ fn changed_range(rec: &Record) -> Option<(&[u8], u64, u64)> {
 
 /// The file a data record writes (a held new file stays held through these).
 fn data_path(rec: &Record) -> Option<&[u8]> {
-    match rec {
-        Record::Write { path, .. }
-        | Record::Hole { path, .. }
-        | Record::Truncate { path, .. }
-        | Record::CopyFromOrigin { path, .. } => Some(path),
-        _ => None,
-    }
+    changed_range(rec).map(|(path, _, _)| path)
 }
 
 /// Records after which the paths of existing objects differ (ranges kept ahead stop there).

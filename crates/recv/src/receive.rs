@@ -8,8 +8,8 @@
 //! receive would refuse for the stream's own content.
 
 use std::cell::RefCell;
-use std::fs;
 use std::ffi::OsStr;
+use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
