@@ -19,6 +19,7 @@
 //! per receive (or an error with `--strict-owner`), and a file the receiving user owns but may
 //! not write (mode 0444 at the origin) gets u+rw for the moment of opening it.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -59,6 +60,15 @@ const FS_MANAGED_FLAGS: u32 = 0x100 // dirty
     | 0x10000000 // inline data
     | 0x80000000; // reserved
 
+/// Directories the resolver keeps open, and files of data records ahead ([`Applier::ready`]), at
+/// most: each half of the fds this process may open beyond 512, at most 4096 (the records looked
+/// at ahead at most). 256 each under the usual limit of 1024.
+fn fds_kept() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let soft = soft.unwrap_or(u64::MAX);
+    usize::try_from(soft.saturating_sub(512) / 2).unwrap_or(usize::MAX).min(4096)
+}
+
 /// The file a run of data records writes to.
 pub(crate) struct OpenFile {
     pub(crate) path: Vec<u8>,
@@ -72,6 +82,13 @@ pub struct Applier {
     is_root: bool,
     euid: u32,
     pub(crate) file: Option<OpenFile>,
+    /// Files of data records ahead, opened (for writing) when their origin bytes were kept, by
+    /// path, with their status then: each is taken by the first of those records applied. Paths
+    /// name other files after a rename or removal, so these are dropped then (and at a flags
+    /// change, which may forbid writing).
+    pub(crate) ready: HashMap<Vec<u8>, (File, fs::Stat)>,
+    /// How many `ready` may hold: a share of the fds this process may open.
+    pub(crate) ready_max: usize,
     /// The record being applied, for warnings.
     pub(crate) index: u64,
     warned_owner: bool,
@@ -88,11 +105,13 @@ impl Applier {
     pub fn new(root: OwnedFd, policy: Policy) -> Self {
         let euid = rustix::process::geteuid();
         Applier {
-            res: Resolver::new(root),
+            res: Resolver::with_capacity(root, fds_kept()),
             policy,
             is_root: euid.is_root(),
             euid: euid.as_raw(),
             file: None,
+            ready: HashMap::new(),
+            ready_max: fds_kept(),
             index: 0,
             warned_owner: false,
             warned_flags: 0,
@@ -136,6 +155,11 @@ impl Applier {
         if !same_file {
             self.file = None;
         }
+        if !self.ready.is_empty()
+            && (crate::journaled::moves_paths(rec) || matches!(rec, Record::SetFlags { .. }))
+        {
+            self.ready.clear();
+        }
         use Record::*;
         match rec {
             Mkdir { path } => self.mkdir(path),
@@ -167,6 +191,7 @@ impl Applier {
     /// Closes the open file, if any (before syncing DEST).
     pub fn close_file(&mut self) {
         self.file = None;
+        self.ready.clear();
     }
 
     /// The parent directory of a checked non-root path, and its final name.
@@ -313,9 +338,12 @@ impl Applier {
     /// The open regular file at `p`, opened now unless the previous data record named it.
     pub(crate) fn data_file(&mut self, p: &[u8]) -> Result<&File, Problem> {
         if !matches!(&self.file, Some(f) if f.path == p) {
-            let file = match self.held_new_file(p)? {
-                Some(f) => f,
-                None => self.open_regular(p)?,
+            let file = match self.ready.remove(p) {
+                Some((f, _)) => f,
+                None => match self.held_new_file(p)? {
+                    Some(f) => f,
+                    None => self.open_regular(p)?,
+                },
             };
             self.file = Some(OpenFile { path: p.to_vec(), file });
         }
@@ -326,6 +354,11 @@ impl Applier {
     }
 
     pub(crate) fn open_regular(&mut self, p: &[u8]) -> Result<File, Problem> {
+        self.open_regular_stat(p).map(|(f, _)| f)
+    }
+
+    /// [`Applier::open_regular`], with the file's status.
+    pub(crate) fn open_regular_stat(&mut self, p: &[u8]) -> Result<(File, fs::Stat), Problem> {
         let (is_root, euid) = (self.is_root, self.euid);
         let (dir, name) = self.parent(p)?;
         let st = fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(Problem::os(""))?;
@@ -355,7 +388,7 @@ impl Applier {
         {
             return Err(Problem::Raced);
         }
-        Ok(File::from(fd))
+        Ok((File::from(fd), now))
     }
 
     fn write(&mut self, p: &[u8], offset: u64, data: &[u8]) -> Res {

@@ -15,7 +15,8 @@
 //!   after the origin bytes each record will overwrite were kept: in the journal itself up to
 //!   `INLINE_KEEP` per receive, beyond that in keep logs in the holding directory (a copy of the
 //!   data extents); with the file's size and metadata. An abort writes them back, a resume
-//!   replays the in-place writes, which are idempotent.
+//!   replays the in-place writes, which are idempotent. A file whose origin bytes were kept
+//!   ahead stays open for its records (`Applier::ready`), so keeping costs no extra open.
 //! - **New files of a full receive** are written in the holding directory (`n<create index>`)
 //!   and get their name (one `renameat2`) at the first record that is not part of their data,
 //!   so no torn file ever sits at its final path; the create's journal entry names the held
@@ -87,6 +88,9 @@ pub struct Session {
     /// undoes steps in reverse, so the `KeepMeta` step puts back what it held last). The same
     /// rules as `new_files`.
     pub meta_kept: HashSet<Vec<u8>>,
+    /// Directories whose times an undo step holds already (`dir_times`), by their current path:
+    /// their later utimes needs no undo of its own. The same rules as `new_files`.
+    pub times_kept: HashSet<Vec<u8>>,
     /// Directories whose times were recorded.
     pub timed: HashSet<u64>,
     /// Records up to this one may have been applied already (those in flight at a kill).
@@ -133,6 +137,7 @@ impl Session {
             created: HashSet::new(),
             new_files: HashSet::new(),
             meta_kept: HashSet::new(),
+            times_kept: HashSet::new(),
             timed: HashSet::new(),
             replay_upto: None,
             written: 0..0,
@@ -148,7 +153,7 @@ impl Session {
         }
     }
 
-    /// Keeps `new_files` and `meta_kept` up to date after `rec` was applied (never naming a
+    /// Keeps `new_files`, `meta_kept` and `times_kept` up to date after `rec` was applied (never naming a
     /// path that does not hold the file they were told of; they may forget some).
     fn track_paths(&mut self, rec: &Record) {
         if !self.undo {
@@ -157,9 +162,9 @@ impl Session {
         if let Record::Create { path } = rec {
             self.new_files.insert(path.clone());
         }
-        for set in [&mut self.new_files, &mut self.meta_kept] {
+        for set in [&mut self.new_files, &mut self.meta_kept, &mut self.times_kept] {
             match rec {
-                Record::Unlink { path } => {
+                Record::Unlink { path } | Record::Rmdir { path } => {
                     set.remove(path);
                 }
                 Record::Rename { from, to } => {
@@ -529,6 +534,9 @@ impl Applier {
         {
             return Ok(u);
         }
+        if matches!(rec, Utimes { .. }) && rec.path().is_some_and(|p| s.times_kept.contains(p)) {
+            return Ok(u);
+        }
         match rec {
             Mkdir { path }
             | Create { path }
@@ -597,12 +605,18 @@ impl Applier {
     /// Records the times of the directory holding `p`, the first time it changes.
     fn dir_times(&mut self, p: &[u8], u: &mut Vec<Undo>) -> Result<(), Problem> {
         let (dir, _) = path::split_last(p);
-        let (fd, ino) = self.res.dir_ino(dir).map_err(resolve_problem)?;
+        let (fd, ino, fresh) = self.res.dir_ino(dir).map_err(resolve_problem)?;
         let Some(s) = &mut self.session else { return Ok(()) };
         if s.timed.insert(ino) {
-            let st = fs::fstat(fd).map_err(Problem::os("fstat"))?;
+            let st = match fresh {
+                Some(st) => st,
+                None => fs::fstat(fd).map_err(Problem::os("fstat"))?,
+            };
             let (atime, mtime) = fsutil::times(&st);
             u.push(Undo::Times { path: dir.to_vec(), atime, mtime });
+            if s.undo {
+                s.times_kept.insert(dir.to_vec());
+            }
         }
         Ok(())
     }
@@ -964,6 +978,7 @@ impl Applier {
         policy: &Policy,
     ) -> Result<Option<u64>, Problem> {
         let Some((first, _)) = ahead.clone().next() else { return Ok(None) };
+        self.ready.clear();
         let mut log = KeepLog { name: hold_name('k', first), file: None, end: 0 };
         let mut u = Vec::new();
         let mut last = None;
@@ -991,22 +1006,22 @@ impl Applier {
                 handled.push(index);
                 continue;
             }
-            // Opened by its whole path (the applier's directory cache stays with the records
-            // being applied); one it cannot open now is kept when its record is applied.
-            let flags = OFlags::RDONLY
-                | OFlags::NOFOLLOW
-                | OFlags::NONBLOCK
-                | OFlags::NOCTTY
-                | OFlags::CLOEXEC;
-            let Ok(fd) = self.res.open_file(path, flags) else { continue };
-            let file = File::from(fd);
-            let st = match fs::fstat(&file) {
-                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => st,
-                _ => continue,
+            // Opened for writing, as its records will (the same checks), and left for them:
+            // several records of one file, and applying them, take one open. One it cannot open
+            // now is kept when its record is applied.
+            let (file, st) = match self.ready.remove(path) {
+                Some(ready) => ready,
+                None => match self.open_regular_stat(path) {
+                    Ok(opened) => opened,
+                    Err(_) => continue,
+                },
             };
             // A file this receive made has no origin bytes.
             if !self.sess().created.contains(&st.st_ino) {
                 self.keep_ranges(path, &file, &st, a, b, &mut log, &mut u)?;
+            }
+            if self.ready.len() < self.ready_max {
+                self.ready.insert(path.to_vec(), (file, st));
             }
             handled.push(index);
         }

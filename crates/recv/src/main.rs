@@ -143,8 +143,22 @@ struct Args {
     dest: Option<PathBuf>,
 }
 
+/// Raises this process's soft limit on open files to its hard limit (at most 65,536), as file
+/// servers and archivers do: a receive keeps files it will write open from the moment their
+/// origin bytes are kept, a share of this limit (see `Applier`). Failing is harmless.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    let want = lim.maximum.unwrap_or(u64::MAX).min(1 << 16);
+    if lim.current.is_some_and(|cur| cur < want) {
+        lim.current = Some(want);
+        let _ = setrlimit(Resource::Nofile, lim);
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    raise_fd_limit();
     if args.resume_token || args.abort {
         return after_interruption(&args);
     }

@@ -16,18 +16,22 @@
 //!   slowly. The same walk names the offending component when `openat2` refuses a path, so that
 //!   an error says *which* directory is a symlink.
 //! - A stream touches the same few directories many times in a row (and a journaled receive
-//!   looks at the directories of the records ahead before applying them), so the fds of the
-//!   last `CACHED` directories are kept, with their inode numbers once asked for. A rename or
-//!   rmdir can make a cached path point at another directory, so the applier calls
-//!   [`Resolver::invalidate_beneath`] with the paths it changed after each of them; nothing
-//!   else changes what a directory path names (unlink applies to non-directories only).
+//!   looks at the directories of a run of records ahead before applying them, then the same
+//!   ones again), so the fds of the directories used last are kept (256 by default, up to
+//!   thousands where the limit on open files allows), by path, with their inode numbers once
+//!   asked for. A rename or rmdir can make a cached path point at another directory, so the
+//!   applier calls [`Resolver::invalidate_beneath`] with the paths it changed after each of
+//!   them; nothing else changes what a directory path names (unlink applies to non-directories
+//!   only). Paths are kept in order, so the ones beneath a path are one range of the map.
 //!
 //! Limits: a process that renames directories inside DEST *while* a receive runs can move a
 //! directory under an fd already resolved; the receive then acts inside DEST still (fds are
 //! beneath DEST by construction), but possibly at another place than the stream meant. Mount
 //! points inside DEST are crossed (RESOLVE_BENEATH allows it; only symlinks can escape).
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
+use std::ops::Bound;
 use std::os::unix::ffi::OsStrExt;
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -50,21 +54,26 @@ pub enum ResolveError {
     Os { at: Vec<u8>, errno: Errno },
 }
 
-/// Directories kept open, most recently used last.
-const CACHED: usize = 16;
+/// Directories kept open by default (an fd each; a run of records looked at ahead can name a
+/// few hundred, and the default limit on open files is 1024).
+const CACHED: usize = 256;
 
-/// An open directory and the path it was opened by.
+/// An open directory, by the path it was opened by.
 struct Cached {
-    rel: Vec<u8>,
     fd: OwnedFd,
     ino: Option<u64>,
+    /// When it was last used (`Resolver::clock`), for evicting the least recently used.
+    used: u64,
 }
 
-/// Opens directories beneath one root fd, caching the last few.
+/// Opens directories beneath one root fd, caching the last few hundred or thousand used. By
+/// path in order, so that the paths beneath one are a range.
 pub struct Resolver {
     root: OwnedFd,
     root_ino: Option<u64>,
-    cached: Vec<Cached>,
+    cached: BTreeMap<Vec<u8>, Cached>,
+    capacity: usize,
+    clock: u64,
     /// Cleared after the first ENOSYS so that old kernels do not pay for a failing call each time.
     use_openat2: bool,
 }
@@ -73,7 +82,19 @@ impl Resolver {
     /// `root` is DEST, opened as a directory (not O_PATH: the root's own metadata records use it
     /// for fchmod, fsetxattr, futimens and the flags ioctl).
     pub fn new(root: OwnedFd) -> Self {
-        Resolver { root, root_ino: None, cached: Vec::with_capacity(CACHED), use_openat2: true }
+        Resolver::with_capacity(root, CACHED)
+    }
+
+    /// A resolver that keeps up to `capacity` directories open.
+    pub fn with_capacity(root: OwnedFd, capacity: usize) -> Self {
+        Resolver {
+            root,
+            root_ino: None,
+            cached: BTreeMap::new(),
+            capacity: capacity.max(2),
+            clock: 0,
+            use_openat2: true,
+        }
     }
 
     pub fn root(&self) -> BorrowedFd<'_> {
@@ -88,7 +109,21 @@ impl Resolver {
     /// Forgets the cached directories at `p` and beneath it: after a rename from or to `p`, or
     /// a removal of `p`.
     pub fn invalidate_beneath(&mut self, p: &[u8]) {
-        self.cached.retain(|c| !path::is_at_or_beneath(&c.rel, p));
+        if p.is_empty() {
+            return self.cached.clear();
+        }
+        self.cached.remove(p);
+        // Beneath p: the paths that start with "p/", which sort from "p/" up to "p0".
+        let lo = [p, b"/"].concat();
+        let hi = [p, b"0"].concat();
+        let beneath: Vec<Vec<u8>> = self
+            .cached
+            .range::<[u8], _>((Bound::Included(&lo[..]), Bound::Excluded(&hi[..])))
+            .map(|(rel, _)| rel.clone())
+            .collect();
+        for rel in beneath {
+            self.cached.remove(&rel);
+        }
     }
 
     /// The directory at `rel` (a checked path; empty is DEST), from the cache when it is there.
@@ -100,59 +135,54 @@ impl Resolver {
         Ok(c.fd.as_fd())
     }
 
-    /// The directory at `rel` and its inode number (looked at once while it is cached).
-    pub fn dir_ino(&mut self, rel: &[u8]) -> Result<(BorrowedFd<'_>, u64), ResolveError> {
+    /// The directory at `rel` and its inode number (looked at once while it is cached), with
+    /// its status when it was looked at now.
+    #[allow(clippy::type_complexity)]
+    pub fn dir_ino(
+        &mut self,
+        rel: &[u8],
+    ) -> Result<(BorrowedFd<'_>, u64, Option<rustix::fs::Stat>), ResolveError> {
         let stat = |fd: BorrowedFd<'_>| {
-            rustix::fs::fstat(fd)
-                .map(|st| st.st_ino)
-                .map_err(|errno| ResolveError::Os { at: rel.to_vec(), errno })
+            rustix::fs::fstat(fd).map_err(|errno| ResolveError::Os { at: rel.to_vec(), errno })
         };
-        if rel.is_empty() {
-            let ino = match self.root_ino {
-                Some(ino) => ino,
-                None => *self.root_ino.insert(stat(self.root.as_fd())?),
-            };
-            return Ok((self.root.as_fd(), ino));
+        let (fd, ino) = if rel.is_empty() {
+            (self.root.as_fd(), &mut self.root_ino)
+        } else {
+            let c = self.lookup(rel)?;
+            (c.fd.as_fd(), &mut c.ino)
+        };
+        match ino {
+            Some(ino) => Ok((fd, *ino, None)),
+            None => {
+                let st = stat(fd)?;
+                *ino = Some(st.st_ino);
+                Ok((fd, st.st_ino, Some(st)))
+            }
         }
-        let c = self.lookup(rel)?;
-        let ino = match c.ino {
-            Some(ino) => ino,
-            None => *c.ino.insert(stat(c.fd.as_fd())?),
-        };
-        Ok((c.fd.as_fd(), ino))
     }
 
     /// The cache entry of `rel`, opened now if missing; it becomes the most recently used.
     fn lookup(&mut self, rel: &[u8]) -> Result<&mut Cached, ResolveError> {
-        match self.cached.iter().rposition(|c| c.rel == rel) {
-            Some(i) => {
-                let c = self.cached.remove(i);
-                self.cached.push(c);
+        self.clock += 1;
+        let used = self.clock;
+        if !self.cached.contains_key(rel) {
+            let fd = self.open(rel)?;
+            if self.cached.len() >= self.capacity {
+                // The least recently used half goes, so that a scan is paid once per many misses.
+                let mut used: Vec<u64> = self.cached.values().map(|c| c.used).collect();
+                let mid = used.len() / 2;
+                let (_, &mut median, _) = used.select_nth_unstable(mid);
+                self.cached.retain(|_, c| c.used >= median);
             }
-            None => {
-                let fd = self.open(rel)?;
-                if self.cached.len() >= CACHED {
-                    self.cached.remove(0);
-                }
-                self.cached.push(Cached { rel: rel.to_vec(), fd, ino: None });
+            self.cached.insert(rel.to_vec(), Cached { fd, ino: None, used });
+        }
+        match self.cached.get_mut(rel) {
+            Some(c) => {
+                c.used = used;
+                Ok(c)
             }
+            None => Err(ResolveError::Escapes), // not reached: inserted just above
         }
-        match self.cached.last_mut() {
-            Some(c) => Ok(c),
-            None => Err(ResolveError::Escapes), // not reached: pushed just above
-        }
-    }
-
-    /// The object at `rel` itself, opened with `flags` by one `openat2` that stays beneath DEST
-    /// and follows no symlink (the final name included), leaving the cache alone: for looking
-    /// at files ahead of the records that change them. Fails where one call cannot do it (a path
-    /// of PATH_MAX or more, a kernel without `openat2`): such a file is looked at later.
-    pub fn open_file(&self, rel: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
-        if !self.use_openat2 || rel.len() >= CHUNK {
-            return Err(Errno::NAMETOOLONG);
-        }
-        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        openat2(self.root.as_fd(), OsStr::from_bytes(rel), flags, Mode::empty(), how)
     }
 
     /// The directory at `rel` as an fd of its own, for operations that need two directories.
@@ -317,6 +347,48 @@ mod tests {
         assert_ne!(a_b, c);
         let fresh = rustix::fs::fstat(walk(r.root(), b"c").unwrap()).unwrap().st_ino;
         assert_eq!(fresh, a_b);
+    }
+
+    #[test]
+    fn invalidate_beneath_is_the_range_of_paths_under_it() {
+        let t = tempfile::tempdir().unwrap();
+        // "a-x" and "a.b" sort before "a/", "a0" and "ab" after it.
+        let dirs = ["a/b/c", "a-x", "a.b", "a0", "ab"];
+        for d in dirs {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        let mut r = root_of(t.path());
+        for d in ["a", "a/b", "a/b/c", "a-x", "a.b", "a0", "ab"] {
+            r.dir(d.as_bytes()).unwrap();
+        }
+        r.invalidate_beneath(b"a");
+        let kept: Vec<&[u8]> = r.cached.keys().map(|k| k.as_slice()).collect();
+        assert_eq!(kept, [&b"a-x"[..], b"a.b", b"a0", b"ab"]);
+        r.invalidate_beneath(b"");
+        assert!(r.cached.is_empty());
+    }
+
+    #[test]
+    fn a_full_cache_evicts_the_least_recently_used() {
+        let t = tempfile::tempdir().unwrap();
+        for i in 0..10 {
+            std::fs::create_dir(t.path().join(format!("d{i}"))).unwrap();
+        }
+        let fd =
+            rustix::fs::open(t.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let mut r = Resolver::with_capacity(fd, 4);
+        for round in 0..3 {
+            for i in 0..10 {
+                let p = format!("d{i}");
+                let want = std::fs::metadata(t.path().join(&p)).unwrap();
+                let got = rustix::fs::fstat(r.dir(p.as_bytes()).unwrap()).unwrap();
+                assert_eq!(got.st_ino, std::os::unix::fs::MetadataExt::ino(&want), "{round} {p}");
+                assert!(r.cached.len() <= 4);
+                // d0 is used between every other lookup: it is never the one evicted.
+                r.dir(b"d0").unwrap();
+                assert!(r.cached.contains_key(&b"d0"[..]));
+            }
+        }
     }
 
     #[test]
