@@ -229,7 +229,8 @@ def write_run_md(data, path):
     L.append(f"- machine: {machine_line(m)}")
     L.append(f"- tools: {m.get('btrfs_progs')}; {m.get('rsync')}; {m.get('tar')}; {m.get('zstd')}; "
              f"{m.get('anysend') or 'anysend (version unknown)'} (commit {data.get('commit')})")
-    L.append(f"- loop files on the host's {m.get('host_fs_of_loop_files') or '?'}; source: btrfs; "
+    dio = {"on": "direct I/O", "off": "cached by the host too"}.get(m.get("loop_direct_io"), "?")
+    L.append(f"- loop files on the host's {m.get('host_fs_of_loop_files') or '?'} ({dio}); source: btrfs; "
              "anyrecv, `tar -x` and full `rsync` write to ext4; `btrfs receive` to a second btrfs")
     L.append(f"- method: {data['method']}. Warm cache: caches are never dropped.")
     s1, s2, s3 = ds["s1"], ds["s2"], ds["s3"]
