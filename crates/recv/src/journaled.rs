@@ -153,8 +153,8 @@ impl Session {
         }
     }
 
-    /// Keeps `new_files`, `meta_kept` and `times_kept` up to date after `rec` was applied (never naming a
-    /// path that does not hold the file they were told of; they may forget some).
+    /// Keeps `new_files`, `meta_kept` and `times_kept` up to date after `rec` was applied (never
+    /// naming a path that does not hold the object they were told of; they may forget some).
     fn track_paths(&mut self, rec: &Record) {
         if !self.undo {
             return;
