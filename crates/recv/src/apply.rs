@@ -104,14 +104,15 @@ impl Applier {
     /// `root` is DEST opened as a directory.
     pub fn new(root: OwnedFd, policy: Policy) -> Self {
         let euid = rustix::process::geteuid();
+        let kept = fds_kept();
         Applier {
-            res: Resolver::with_capacity(root, fds_kept()),
+            res: Resolver::with_capacity(root, kept),
             policy,
             is_root: euid.is_root(),
             euid: euid.as_raw(),
             file: None,
             ready: HashMap::new(),
-            ready_max: fds_kept(),
+            ready_max: kept,
             index: 0,
             warned_owner: false,
             warned_flags: 0,

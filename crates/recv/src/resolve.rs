@@ -169,9 +169,9 @@ impl Resolver {
             let fd = self.open(rel)?;
             if self.cached.len() >= self.capacity {
                 // The least recently used half goes, so that a scan is paid once per many misses.
-                let mut used: Vec<u64> = self.cached.values().map(|c| c.used).collect();
-                let mid = used.len() / 2;
-                let (_, &mut median, _) = used.select_nth_unstable(mid);
+                let mut ages: Vec<u64> = self.cached.values().map(|c| c.used).collect();
+                let mid = ages.len() / 2;
+                let (_, &mut median, _) = ages.select_nth_unstable(mid);
                 self.cached.retain(|_, c| c.used >= median);
             }
             self.cached.insert(rel.to_vec(), Cached { fd, ino: None, used });
