@@ -143,6 +143,22 @@ struct Args {
     dest: Option<PathBuf>,
 }
 
+/// Tells the C allocator to keep memory it got back for the next allocation. A receive holds
+/// records of up to 16 MiB while it looks ahead and frees them as they are applied; by default
+/// glibc gives the larger of those back to the kernel (munmap, or trimming its heap) at once, so
+/// every record's buffers were new pages the kernel had to zero: a third of the page faults of
+/// an incremental receive, and a tenth of its time. What is kept is bounded by the look-ahead,
+/// which bounds the peak anyway. Failing is harmless.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes two of the allocator's thresholds, before any thread starts.
+    unsafe {
+        // glibc's upper limit for this threshold on 64-bit, above the largest record payload.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+    }
+}
+
 /// Raises this process's soft limit on open files to its hard limit (at most 65,536), as file
 /// servers and archivers do: a receive keeps files it will write open from the moment their
 /// origin bytes are kept, a share of this limit (see `Applier`). Failing is harmless.
@@ -159,6 +175,7 @@ fn raise_fd_limit() {
 fn main() -> ExitCode {
     let args = Args::parse();
     raise_fd_limit();
+    keep_freed_memory();
     if args.resume_token || args.abort {
         return after_interruption(&args);
     }
