@@ -3,7 +3,12 @@
 # side by side with btrfs send/receive, rsync and tar, on a btrfs snapshot series of real files.
 # See bench/README.md. Needs root and Linux (loop devices, btrfs).
 #
-#   bash bench/run.sh [--quick] [--runs N] [--out DIR] [--verify-all] [--keep-work] [--only-anysend]
+#   bash bench/run.sh [--quick] [--runs N] [--journal-runs N] [--out DIR] [--verify-all]
+#                     [--keep-work] [--only-anysend]
+#
+# --journal-runs N (default 9; --runs in --quick): timed runs of anyrecv with and without its
+# journal, taken in turns. Their ratio is a 10% target and one run of either varies by more than
+# that with the host's write-back, so it gets more runs than the others.
 #
 # --only-anysend: measure anysend and anyrecv alone (no peers), into DATE-MODE-anysend-only.*,
 # leaving latest.* alone: for a change to anysend or anyrecv measured again after a full run.
@@ -16,6 +21,7 @@ source "$(dirname "$0")/lib/common.sh"
 
 MODE=full
 RUNS=3
+JOURNAL_RUNS=""
 OUT="$BENCH_DIR/results"
 VERIFY_ALL=0
 ONLY_ANYSEND=0
@@ -24,18 +30,25 @@ while [ $# -gt 0 ]; do
     --quick) MODE=quick ;;
     --runs) RUNS=$2; shift ;;
     --runs=*) RUNS=${1#*=} ;;
+    --journal-runs) JOURNAL_RUNS=$2; shift ;;
+    --journal-runs=*) JOURNAL_RUNS=${1#*=} ;;
     --out) OUT=$2; shift ;;
     --out=*) OUT=${1#*=} ;;
     --verify-all) VERIFY_ALL=1 ;;
     --keep-work) KEEP_WORK=1 ;;
     --only-anysend) ONLY_ANYSEND=1 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (try --help)" ;;
   esac
   shift
 done
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs needs a positive number"
 [ "$MODE" = quick ] && VERIFY_ALL=1
+if [ -z "$JOURNAL_RUNS" ]; then
+  JOURNAL_RUNS=9
+  [ "$MODE" = quick ] && JOURNAL_RUNS=$RUNS
+fi
+[[ $JOURNAL_RUNS =~ ^[1-9][0-9]*$ ]] || die "--journal-runs needs a positive number"
 
 # An interrupted run keeps its raw timings (the report is not written).
 REPORT_DONE=0
@@ -183,15 +196,15 @@ recv_cycle() {
   done
 }
 
-# recv_cycles LABEL KIND FULL INC QUIET [LABEL KIND]...: a receive cycle per run and variant.
-# Several variants take turns within each run, in alternating order, so that load drifting
-# during the series weighs on them alike (their ratio is a target); one that fails stops, the
-# others go on.
+# recv_cycles LABEL KIND FULL INC QUIET [LABEL KIND]...: a receive cycle per run and variant
+# ($CYCLE_RUNS timed runs, else $RUNS). Several variants take turns within each run, in
+# alternating order, so that load drifting during the series weighs on them alike (their ratio
+# is a target); one that fails stops, the others go on.
 recv_cycles() {
-  local full=$3 inc=$4 quiet=$5 r i j n
+  local full=$3 inc=$4 quiet=$5 r i j n runs=${CYCLE_RUNS:-$RUNS}
   local -a vs=("$1" "$2" "${@:6}") failed=()
   n=$((${#vs[@]} / 2))
-  for ((r = 0; r <= RUNS; r++)); do
+  for ((r = 0; r <= runs; r++)); do
     for ((i = 0; i < n; i++)); do
       j=$i
       [ $((r % 2)) = 1 ] && j=$((n - 1 - i))
@@ -213,8 +226,9 @@ if [ "$ANYSEND_OK" = 1 ]; then
     series incremental send "$lbl" "$i" -- "$ANYSEND" -q "${flags[@]}" --from "$SRC/s1" -f "$i" "$SRC/s2"
     series quiet send "$lbl" "$q" -- "$ANYSEND" -q "${flags[@]}" --from "$SRC/s2" -f "$q" "$SRC/s3"
     if [ $v = plain ]; then
-      log "measuring $rlbl, and anyrecv without its journal, in turns"
-      recv_cycles "$rlbl" anyrecv "$f" "$i" "$q" "anyrecv (no journal)" anyrecv-nj
+      log "measuring $rlbl, and anyrecv without its journal, in turns ($JOURNAL_RUNS runs)"
+      CYCLE_RUNS=$JOURNAL_RUNS recv_cycles "$rlbl" anyrecv "$f" "$i" "$q" \
+        "anyrecv (no journal)" anyrecv-nj
     else
       log "measuring $rlbl"
       recv_cycles "$rlbl" anyrecv "$f" "$i" "$q"
@@ -311,14 +325,14 @@ mkdir -p "$OUT"
 MACHINE=$(machine_json "$ANYSEND" "$WORK")
 ELAPSED=$(python3 -c "print(round($EPOCHREALTIME - $START))")
 M_LOAD="$LOAD_START / $(cut -d' ' -f1-3 /proc/loadavg)" \
-M_MODE=$MODE$([ "$ONLY_ANYSEND" = 1 ] && echo " (anysend and anyrecv only)") M_RUNS=$RUNS M_DATE=$DATE M_ELAPSED=$ELAPSED M_COMMIT=$COMMIT M_MACHINE=$MACHINE \
+M_MODE=$MODE$([ "$ONLY_ANYSEND" = 1 ] && echo " (anysend and anyrecv only)") M_RUNS=$RUNS M_JOURNAL_RUNS=$JOURNAL_RUNS M_DATE=$DATE M_ELAPSED=$ELAPSED M_COMMIT=$COMMIT M_MACHINE=$MACHINE \
 M_SELECTION=$SELECTION M_S1=$S1STATS M_S2=$S2STATS M_S3=$S3STATS M_DAY=$DAY M_QUIET=$QUIET \
 python3 - "$WORK/meta.json" <<'EOF'
 import json, os, sys
 e = os.environ
 j = lambda k: json.loads(e[k])  # noqa: E731
 json.dump({
-  "mode": e["M_MODE"], "runs": int(e["M_RUNS"]), "date": e["M_DATE"],
+  "mode": e["M_MODE"], "runs": int(e["M_RUNS"]), "journal_runs": int(e["M_JOURNAL_RUNS"]), "date": e["M_DATE"],
   "elapsed_s": int(e["M_ELAPSED"]), "commit": e["M_COMMIT"], "machine": j("M_MACHINE"),
   "loadavg_start_end": e["M_LOAD"],
   "dataset": {"selection": j("M_SELECTION"), "s1": j("M_S1"), "s2": j("M_S2"), "s3": j("M_S3"),
