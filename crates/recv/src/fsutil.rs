@@ -152,6 +152,25 @@ pub fn read_range(f: &File, off: u64, len: u64) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Whether `buf`, read at offset `at` of a file, may lie over a hole, even partly. A hole is
+/// made of whole blocks (512 bytes at least, aligned) and reads as zeros, so where each aligned
+/// 512-byte block that `buf` touches has a byte that is not zero, there is none.
+pub fn may_cover_hole(buf: &[u8], at: u64) -> bool {
+    const BLOCK: u64 = 512;
+    let mut rest = buf;
+    let mut pos = at;
+    while !rest.is_empty() {
+        let n = ((BLOCK - pos % BLOCK) as usize).min(rest.len());
+        let (block, after) = rest.split_at(n);
+        if block.iter().all(|&c| c == 0) {
+            return true;
+        }
+        rest = after;
+        pos += n as u64;
+    }
+    false
+}
+
 /// Makes [off, off+len) of `f` a hole (zeros where the file system cannot punch), size kept.
 pub fn punch(f: &File, off: u64, len: u64) -> io::Result<()> {
     if len == 0 {
@@ -315,5 +334,30 @@ pub fn empty_dir(fd: BorrowedFd<'_>) -> io::Result<()> {
                 r => r?,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_cover_hole;
+
+    #[test]
+    fn only_an_aligned_block_of_zeros_may_be_a_hole() {
+        let mut b = vec![1u8; 2048];
+        assert!(!may_cover_hole(&b, 0));
+        assert!(!may_cover_hole(&b, 100));
+        assert!(!may_cover_hole(&[], 0));
+        // Zeros across a block boundary, each block with a nonzero byte: no hole.
+        b[500..600].fill(0);
+        assert!(!may_cover_hole(&b, 0));
+        // The bytes of one block all zero: perhaps a hole.
+        b[512..1024].fill(0);
+        assert!(may_cover_hole(&b, 0));
+        // Shifted by 100 bytes, no block is all zero any more.
+        assert!(!may_cover_hole(&b, 100));
+        // A range touching a block only partly, those bytes zero.
+        assert!(may_cover_hole(&[0, 0, 7], 510));
+        assert!(may_cover_hole(&[7, 0, 0], 510));
+        assert!(!may_cover_hole(&[7, 0, 9], 510));
     }
 }

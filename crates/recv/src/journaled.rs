@@ -709,6 +709,22 @@ impl Applier {
         }
         let mut pieces = Vec::new();
         for (x, y) in gaps {
+            // Bytes the journal can take are read first: most show they hold no hole, and the
+            // SEEK_HOLE of each range is saved.
+            let read = match y - x <= s.inline_left {
+                true => Some(
+                    fsutil::read_range(file, x, y - x).map_err(os("keeping the origin bytes"))?,
+                ),
+                false => None,
+            };
+            let read = match read {
+                Some(bytes) if !fsutil::may_cover_hole(&bytes, x) => {
+                    s.inline_left -= y - x;
+                    pieces.push((x, y - x, Source::Bytes(bytes)));
+                    continue;
+                }
+                r => r,
+            };
             for (off, end, data) in fsutil::segments(file, x, y).map_err(os("SEEK_DATA"))? {
                 let len = end - off;
                 if !data {
@@ -716,8 +732,11 @@ impl Applier {
                     continue;
                 }
                 if len <= s.inline_left {
-                    let bytes = fsutil::read_range(file, off, len)
-                        .map_err(os("keeping the origin bytes"))?;
+                    let bytes = match &read {
+                        Some(b) => b[(off - x) as usize..(end - x) as usize].to_vec(),
+                        None => fsutil::read_range(file, off, len)
+                            .map_err(os("keeping the origin bytes"))?,
+                    };
                     s.inline_left -= len;
                     pieces.push((off, len, Source::Bytes(bytes)));
                     continue;
