@@ -186,11 +186,14 @@ timed() {
     rc=200
     echo "bench: the command exited 0 but wrote no $outf" >>"$errf"
   fi
-  local rss bytes=""
+  local rss cpu bytes=""
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tf")
+  # CPU time (user + system, the command's children included): steadier than wall time where
+  # the host's write-back makes one run differ from the next.
+  cpu=$(awk -F': ' '/User time \(seconds\)|System time \(seconds\)/ {s += $2} END {printf "%.2f", s}' "$tf")
   if [ "$outf" != - ] && [ -e "$outf" ]; then bytes=$(stat -c %s "$outf"); fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "$op" "$tool" "$run" "$t0" "$t1" \
-    "${rss:-0}" "$bytes" "$rc" "$errf" >>"$TIMINGS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "$op" "$tool" "$run" "$t0" "$t1" \
+    "${rss:-0}" "$bytes" "$rc" "$errf" "$cpu" >>"$TIMINGS"
   LAST_RC=$rc
   if [ "$rc" != 0 ]; then
     FAILURES=$((FAILURES + 1))

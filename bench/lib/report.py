@@ -2,7 +2,8 @@
 """Turn the raw timings of bench/run.sh or bench/walk.sh into JSON, a markdown table and a chart.
 
 Raw timings: one tab-separated line per timed command
-  case op tool run t0 t1 maxrss_kb bytes rc errfile
+  case op tool run t0 t1 maxrss_kb bytes rc errfile [cpu_s]
+(cpu_s: user + system seconds; absent in timings from before it was recorded)
 run 0 is the warm-up run: it is kept in the JSON but left out of the statistics.
 """
 
@@ -111,6 +112,7 @@ def load_rows(path):
                 "run": int(run), "wall_s": round(float(t1) - float(t0), 4),
                 "maxrss_kb": int(rss or 0), "bytes": int(nbytes) if nbytes else None,
                 "rc": int(rc), "errfile": errf,
+                "cpu_s": float(p[10]) if len(p) > 10 and p[10] else None,
             })
     return rows, order
 
@@ -160,7 +162,13 @@ def paired(a, p):
                 if r["rc"] == 0 and r["run"] > 0 and pw.get(r["run"]))
     if len(rs) < 3:
         return None
-    return {"n": len(rs), "median": statistics.median(rs), "min": rs[0], "max": rs[-1]}
+    out = {"n": len(rs), "median": statistics.median(rs), "min": rs[0], "max": rs[-1]}
+    # CPU time (user + system) of the same runs: the ratio of the medians.
+    cpu = [[r["cpu_s"] for r in x["runs"] if r["rc"] == 0 and r["run"] > 0
+            and r.get("cpu_s") is not None] for x in (a, p)]
+    if all(len(c) >= 3 for c in cpu):
+        out["cpu"] = ratio(statistics.median(cpu[0]), statistics.median(cpu[1]))
+    return out
 
 
 def build_run(meta, timings, verify_path):
@@ -300,7 +308,8 @@ def write_run_md(data, path):
             pr = t.get("paired")
             if pr:
                 meas += (f" (run by run: median {fmt_r(pr['median'])}, {fmt_r(pr['min'])}–"
-                         f"{fmt_r(pr['max'])}, {pr['n']} pairs)")
+                         f"{fmt_r(pr['max'])}, {pr['n']} pairs"
+                         + (f"; CPU time {fmt_r(pr['cpu'])}" if pr.get("cpu") else "") + ")")
         L.append(f"| {md(t['target'])} | {meas} | {lim} | {t['status']} |")
 
     L.append("\n## Correctness\n")
