@@ -165,6 +165,7 @@ DURABLE=(bash -c '"${@:2}" && sync -f "$1"' _)
 recv_cycle() {
   local r=$1 label=$2 kind=$3 full=$4 inc=$5 quiet=$6 dest mnt
   local -a cmd
+  settle_cache "$full" "$inc" "$quiet"
   case $kind in
     anyrecv|anyrecv-nj)
       remake_fs ext4 ext

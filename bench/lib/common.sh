@@ -88,6 +88,17 @@ make_fs() {
   MOUNTS+=("$mnt")
 }
 
+# settle_cache FILE...: the page cache emptied of clean pages (after a sync) and FILE... read
+# back into it. A receive cycle starts from it: what the machine did before (a 7 GiB full
+# receive, the sends) otherwise decides how much memory the kernel must reclaim while the
+# next receive writes, and one incremental receive varied by up to 30% from that alone; from
+# here, identical runs differ by a few percent.
+settle_cache() {
+  sync
+  echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || log "could not drop the page cache"
+  cat -- "$@" >/dev/null
+}
+
 # remake_fs KIND NAME: unmount, re-create and remount an existing file system (a fresh
 # destination; mkfs discards, so the sparse loop file gives its space back).
 remake_fs() {

@@ -226,7 +226,9 @@ def build_run(meta, timings, verify_path):
                     verify.append({"case": p[0], "tool": p[1], "result": p[2],
                                    "detail": p[3] if len(p) > 3 else ""})
     return {"kind": "run", **meta, "warm_cache": True,
-            "method": "warm cache (no cache dropping), one warm-up run then the median of "
+            "method": "warm cache (no cache dropped before a timed command; each receive "
+                      "cycle starts from an emptied page cache with its streams read back in), "
+                      "one warm-up run then the median of "
                       f"{meta['runs']} timed runs per row ({meta.get('journal_runs', meta['runs'])} "
                       "for anyrecv with and without its journal, taken in turns); wall time from the shell's clock around "
                       "`/usr/bin/time -v`, peak RSS = its 'Maximum resident set size' (for a "
@@ -259,7 +261,7 @@ def write_run_md(data, path):
     dio = {"on": "direct I/O", "off": "cached by the host too"}.get(m.get("loop_direct_io"), "?")
     L.append(f"- loop files on the host's {m.get('host_fs_of_loop_files') or '?'} ({dio}); source: btrfs; "
              "anyrecv, `tar -x` and full `rsync` write to ext4; `btrfs receive` to a second btrfs")
-    L.append(f"- method: {data['method']}. Warm cache: caches are never dropped.")
+    L.append(f"- method: {data['method']}.")
     s1, s2, s3 = ds["s1"], ds["s2"], ds["s3"]
     L.append(f"- data set s1: {s1['entries']:,} entries ({s1['files']:,} files, {s1['dirs']:,} dirs, "
              f"{s1['symlinks']:,} symlinks), {fmt_b(s1['bytes'])} apparent, "
