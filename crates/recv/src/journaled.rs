@@ -711,11 +711,10 @@ impl Applier {
         for (x, y) in gaps {
             // Bytes the journal can take are read first: most show they hold no hole, and the
             // SEEK_HOLE of each range is saved.
-            let read = match y - x <= s.inline_left {
-                true => Some(
-                    fsutil::read_range(file, x, y - x).map_err(os("keeping the origin bytes"))?,
-                ),
-                false => None,
+            let read = if y - x <= s.inline_left {
+                Some(fsutil::read_range(file, x, y - x).map_err(os("keeping the origin bytes"))?)
+            } else {
+                None
             };
             let read = match read {
                 Some(bytes) if !fsutil::may_cover_hole(&bytes, x) => {
