@@ -377,14 +377,14 @@ const T_BEGIN: u8 = 1;
 const T_ENTRY: u8 = 2;
 const T_AHEAD: u8 = 3;
 
-fn encode_begin(b: &Begin) -> Vec<u8> {
-    let mut e = Enc(Vec::with_capacity(128));
+fn encode_begin(b: &Begin, out: &mut Vec<u8>) {
+    let mut e = Enc(std::mem::take(out));
     T_BEGIN.put(&mut e);
     b.put(&mut e);
-    e.0
+    *out = e.0;
 }
 
-/// An entry: its kind, the record index, the batch's last index, the number of undo steps, the
+/// Appends an entry: its kind, the record index, the batch's last index, the number of undo steps, the
 /// steps.
 fn encode_entry(en: &Entry, out: &mut Vec<u8>) {
     let mut e = Enc(std::mem::take(out));
@@ -412,11 +412,16 @@ fn decode_entry(d: &mut Dec, ahead: bool) -> D<Entry> {
     Ok(Entry { index, upto, undo, ahead })
 }
 
-/// Frames a payload: length, CRC, payload.
-fn frame(payload: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32(payload).to_le_bytes());
-    out.extend_from_slice(payload);
+/// Appends a frame to `out`: length, CRC, then the payload `encode` appends. The payload is
+/// encoded in place (kept origin bytes make entries of megabytes: no copy of it).
+fn frame(out: &mut Vec<u8>, encode: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
+    encode(out);
+    let len = (out.len() - start - 8) as u32;
+    let crc = crc32(&out[start + 8..]);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// CRC-32 (IEEE), the same as the stream's.
@@ -479,7 +484,6 @@ pub struct Journal {
     file: File,
     path: PathBuf,
     buf: Vec<u8>,
-    scratch: Vec<u8>,
     dirty: bool,
     last_sync: Instant,
     checkpoint_cost: Duration,
@@ -496,7 +500,7 @@ impl Journal {
             .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
             .open(path)?;
         let mut bytes = MAGIC.to_vec();
-        frame(&encode_begin(begin), &mut bytes);
+        frame(&mut bytes, |out| encode_begin(begin, out));
         file.write_all(&bytes)?;
         file.sync_all()?;
         if let Some(dir) = path.parent() {
@@ -523,7 +527,6 @@ impl Journal {
             file,
             path: path.to_path_buf(),
             buf: Vec::with_capacity(256),
-            scratch: Vec::with_capacity(256),
             dirty: false,
             last_sync: Instant::now(),
             checkpoint_cost: Duration::ZERO,
@@ -536,10 +539,8 @@ impl Journal {
 
     /// Appends one entry with a single `write()` (kill-safe at once, durable at the next sync).
     pub fn append(&mut self, entry: &Entry) -> io::Result<()> {
-        self.scratch.clear();
-        encode_entry(entry, &mut self.scratch);
         self.buf.clear();
-        frame(&self.scratch, &mut self.buf);
+        frame(&mut self.buf, |out| encode_entry(entry, out));
         self.file.write_all(&self.buf)?;
         self.dirty = true;
         Ok(())

@@ -64,7 +64,7 @@ use crate::apply::{proc_path, resolve_problem, Applier};
 use crate::config::Policy;
 use crate::error::{Problem, Warning};
 use crate::fsutil;
-use crate::journal::{Entry, Journal, Undo};
+use crate::journal::{self, Entry, Journal, Undo};
 use crate::path;
 use crate::validate;
 
@@ -220,8 +220,9 @@ pub enum Source {
     Hole,
     /// In a keep log of the holding directory, at this offset.
     Log { name: Vec<u8>, at: u64 },
-    /// In the journal (a `Bytes` undo step); a copy is kept here for copy_from_origin.
-    Bytes(Vec<u8>),
+    /// In the journal: the `Bytes` undo step of this file at this offset (read back from the
+    /// journal by copy_from_origin, which is rare: no copy is held in memory).
+    Journal,
 }
 
 /// Kept origin bytes written into the journal itself, per receive (a day of edits, say); those
@@ -707,7 +708,9 @@ impl Applier {
             // A few bytes here and there: read-ahead would read a hundred times more.
             let _ = fs::fadvise(file, 0, None, fs::Advice::Random);
         }
+        // The origin bytes go into the undo steps as read: no copy is held (`Source::Journal`).
         let mut pieces = Vec::new();
+        let step = |off, data: Vec<u8>| Undo::Bytes { path: p.to_vec(), ino, off, data };
         for (x, y) in gaps {
             // Bytes the journal can take are read first: most show they hold no hole, and the
             // SEEK_HOLE of each range is saved.
@@ -719,7 +722,8 @@ impl Applier {
             let read = match read {
                 Some(bytes) if !fsutil::may_cover_hole(&bytes, x) => {
                     s.inline_left -= y - x;
-                    pieces.push((x, y - x, Source::Bytes(bytes)));
+                    u.push(step(x, bytes));
+                    pieces.push((x, y - x, Source::Journal));
                     continue;
                 }
                 r => r,
@@ -727,6 +731,14 @@ impl Applier {
             for (off, end, data) in fsutil::segments(file, x, y).map_err(os("SEEK_DATA"))? {
                 let len = end - off;
                 if !data {
+                    u.push(Undo::Range {
+                        path: p.to_vec(),
+                        ino,
+                        off,
+                        len,
+                        hold: Vec::new(),
+                        at: 0,
+                    });
                     pieces.push((off, len, Source::Hole));
                     continue;
                 }
@@ -737,7 +749,8 @@ impl Applier {
                             .map_err(os("keeping the origin bytes"))?,
                     };
                     s.inline_left -= len;
-                    pieces.push((off, len, Source::Bytes(bytes)));
+                    u.push(step(off, bytes));
+                    pieces.push((off, len, Source::Journal));
                     continue;
                 }
                 let lf = match &mut log.file {
@@ -761,7 +774,9 @@ impl Applier {
                 };
                 fsutil::copy_range(file, off, lf, log.end, len)
                     .map_err(os("keeping the origin bytes"))?;
-                pieces.push((off, len, Source::Log { name: log.name.clone(), at: log.end }));
+                let (hold, at) = (log.name.clone(), log.end);
+                u.push(Undo::Range { path: p.to_vec(), ino, off, len, hold: hold.clone(), at });
+                pieces.push((off, len, Source::Log { name: hold, at }));
                 log.end += len;
             }
         }
@@ -769,14 +784,6 @@ impl Applier {
             return Err(Problem::os("keeping the origin bytes")(Errno::NOENT));
         };
         for (off, len, src) in pieces {
-            let path = p.to_vec();
-            u.push(match &src {
-                Source::Hole => Undo::Range { path, ino, off, len, hold: Vec::new(), at: 0 },
-                Source::Log { name, at } => {
-                    Undo::Range { path, ino, off, len, hold: name.clone(), at: *at }
-                }
-                Source::Bytes(data) => Undo::Bytes { path, ino, off, data: data.clone() },
-            });
             k.add(off, len, src);
         }
         Ok(())
@@ -1092,6 +1099,20 @@ impl Applier {
             fs::openat(&s.hold_fd, OsStr::from_bytes(&name), flags, Mode::empty())
                 .map_err(Problem::os("open the origin copy"))?,
         );
+        // Origin bytes kept in the journal are read back from it.
+        let mut inline = HashMap::new();
+        if k.pieces.iter().any(|(_, _, src)| *src == Source::Journal) {
+            let loaded = journal::load(s.journal.path())
+                .map_err(os("reading the journal"))?
+                .ok_or_else(|| Problem::os("reading the journal")(Errno::NOENT))?;
+            for step in loaded.entries.into_iter().flat_map(|e| e.undo) {
+                if let Undo::Bytes { ino: i, off, data, .. } = step {
+                    if i == ino {
+                        inline.insert(off, data);
+                    }
+                }
+            }
+        }
         for (off, len, src) in &k.pieces {
             match src {
                 Source::Hole => fsutil::punch(&copy, *off, *len).map_err(os("fallocate"))?,
@@ -1100,9 +1121,16 @@ impl Applier {
                     fsutil::copy_range(&lf, *at, &copy, *off, *len)
                         .map_err(os("making the origin copy"))?;
                 }
-                Source::Bytes(data) => {
-                    copy.write_all_at(data, *off).map_err(os("making the origin copy"))?
-                }
+                Source::Journal => match inline.get(off) {
+                    Some(data) if data.len() as u64 == *len => {
+                        copy.write_all_at(data, *off).map_err(os("making the origin copy"))?
+                    }
+                    _ => {
+                        return Err(Problem::os("the journal lacks kept origin bytes")(
+                            Errno::NOENT,
+                        ))
+                    }
+                },
             }
         }
         copy.set_len(k.size).map_err(os("ftruncate"))?;

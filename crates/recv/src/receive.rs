@@ -288,7 +288,7 @@ fn continue_receive<R: Read>(
                 }
                 Undo::Bytes { ino, off, data, .. } => {
                     session.inline_left = session.inline_left.saturating_sub(data.len() as u64);
-                    let src = journaled::Source::Bytes(data.clone());
+                    let src = journaled::Source::Journal;
                     session.kept.entry(*ino).or_default().add(*off, data.len() as u64, src);
                 }
                 _ => {}

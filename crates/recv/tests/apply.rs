@@ -279,6 +279,42 @@ fn incremental_changes_in_place() {
     assert!(!dest.join("swap-tmp").exists());
 }
 
+/// copy_from_origin after a write overwrote the bytes it copies: it reads the origin bytes,
+/// which the journal kept (in the journal itself, for so few) when the write was applied.
+#[test]
+fn copy_from_origin_reads_bytes_overwritten_before() {
+    let t = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let dest = t.path().join("recv");
+    let full = stream(
+        None,
+        1,
+        &[
+            Record::Create { path: b"f".to_vec() },
+            Record::Write {
+                path: b"f".to_vec(),
+                offset: 0,
+                data: b"version one, long".as_slice().into(),
+            },
+        ],
+    );
+    recv(&config(&dest, state.path()), &full).0.unwrap();
+    let incr = stream(
+        Some(1),
+        2,
+        &[
+            Record::Write { path: b"f".to_vec(), offset: 0, data: b"XXXXXXX".as_slice().into() },
+            // A rename between: the copy is not looked at in the same run as the write.
+            Record::Create { path: b"g".to_vec() },
+            Record::Rename { from: b"g".to_vec(), to: b"h".to_vec() },
+            Record::CopyFromOrigin { path: b"f".to_vec(), src_offset: 0, dst_offset: 10, len: 7 },
+        ],
+    );
+    let (r, _) = recv(&config(&dest, state.path()), &incr);
+    r.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(std::fs::read(dest.join("f")).unwrap(), b"XXXXXXX onversion");
+}
+
 /// tmpfs holds the immutable flag but not the synchronous-updates one: the first is set, the
 /// second is reported once for the whole receive, and the receive completes.
 #[test]
