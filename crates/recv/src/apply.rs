@@ -19,6 +19,7 @@
 //! per receive (or an error with `--strict-owner`), and a file the receiving user owns but may
 //! not write (mode 0444 at the origin) gets u+rw for the moment of opening it.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
@@ -96,6 +97,8 @@ pub struct Applier {
     warned_holes: bool,
     /// Journal, holding directory and replay state of a journaled receive (`journaled.rs`).
     pub(crate) session: Option<crate::journaled::Session>,
+    /// Record indices `start..end` known to pass `validate::check` (`Applier::valid`).
+    checked: Cell<(u64, u64)>,
 }
 
 type Res = Result<(), Problem>;
@@ -118,6 +121,7 @@ impl Applier {
             warned_flags: 0,
             warned_holes: false,
             session: None,
+            checked: Cell::new((0, 0)),
         }
     }
 
@@ -131,9 +135,28 @@ impl Applier {
         self.res.root()
     }
 
+    /// Whether record `index` passes `validate::check`. A journaled receive looks at each
+    /// record up to three times before applying it (a run ahead, a batch, the apply), so a
+    /// contiguous range of indices found valid is remembered (an index always names the same
+    /// record within a receive).
+    pub(crate) fn valid(&self, index: u64, rec: &Record) -> bool {
+        let (start, end) = self.checked.get();
+        if (start..end).contains(&index) {
+            return true;
+        }
+        if validate::check(rec, &self.policy).is_err() {
+            return false;
+        }
+        self.checked.set(if index == end { (start, end + 1) } else { (index, index + 1) });
+        true
+    }
+
     /// Checks and applies one record. `index` is only used in warnings.
     pub fn apply(&mut self, index: u64, rec: &Record, warn: &mut dyn FnMut(&Warning)) -> Res {
-        validate::check(rec, &self.policy)?;
+        if !self.valid(index, rec) {
+            // Checked again for its problem.
+            validate::check(rec, &self.policy)?;
+        }
         self.index = index;
         if self.session.is_some() {
             return self.apply_journaled(index, rec, warn);

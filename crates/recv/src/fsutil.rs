@@ -141,14 +141,20 @@ pub fn copy_range(src: &File, src_off: u64, dst: &File, dst_off: u64, len: u64) 
 
 /// The `len` bytes at `off` of `f` (bytes past its end read as zeros).
 pub fn read_range(f: &File, off: u64, len: u64) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len as usize];
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read_at(&mut buf[got..], off + got as u64)? {
-            0 => break,
-            n => got += n,
+    let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+    // Read into the spare capacity: the buffer is not zeroed first only to be overwritten.
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let at = off + buf.len() as u64;
+        let spare = rustix::buffer::spare_capacity(&mut buf);
+        match rustix::io::pread(f, spare, at) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
+    buf.resize(len, 0);
     Ok(buf)
 }
 
@@ -339,7 +345,17 @@ pub fn empty_dir(fd: BorrowedFd<'_>) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::may_cover_hole;
+    use super::{may_cover_hole, read_range};
+
+    #[test]
+    fn read_range_reads_past_the_end_as_zeros() {
+        let t = tempfile::tempfile().unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&t, b"0123456789", 0).unwrap();
+        assert_eq!(read_range(&t, 3, 4).unwrap(), b"3456");
+        assert_eq!(read_range(&t, 7, 6).unwrap(), b"789\0\0\0");
+        assert_eq!(read_range(&t, 20, 2).unwrap(), b"\0\0");
+        assert_eq!(read_range(&t, 0, 0).unwrap(), b"");
+    }
 
     #[test]
     fn only_an_aligned_block_of_zeros_may_be_a_hole() {

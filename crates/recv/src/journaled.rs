@@ -61,12 +61,10 @@ use rustix::fs::{self as fs, AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
 use crate::apply::{proc_path, resolve_problem, Applier};
-use crate::config::Policy;
 use crate::error::{Problem, Warning};
 use crate::fsutil;
 use crate::journal::{self, Entry, Journal, Undo};
 use crate::path;
-use crate::validate;
 
 /// The journaling state of one receive.
 pub struct Session {
@@ -82,15 +80,15 @@ pub struct Session {
     /// Regular files this receive created, by their current path (their metadata needs no
     /// undo: removing the file undoes it). It may miss some, never holds a path that names
     /// something else.
-    pub new_files: HashSet<Vec<u8>>,
+    pub new_files: BTreeSet<Vec<u8>>,
     /// Pre-existing files whose mode, owner and times a `KeepMeta` step holds already, by their
     /// current path: their later chmod, chown and utimes need no undo of their own (an abort
     /// undoes steps in reverse, so the `KeepMeta` step puts back what it held last). The same
     /// rules as `new_files`.
-    pub meta_kept: HashSet<Vec<u8>>,
+    pub meta_kept: BTreeSet<Vec<u8>>,
     /// Directories whose times an undo step holds already (`dir_times`), by their current path:
     /// their later utimes needs no undo of its own. The same rules as `new_files`.
-    pub times_kept: HashSet<Vec<u8>>,
+    pub times_kept: BTreeSet<Vec<u8>>,
     /// Directories whose times were recorded.
     pub timed: HashSet<u64>,
     /// Records up to this one may have been applied already (those in flight at a kill).
@@ -135,9 +133,9 @@ impl Session {
             undo,
             preserved: HashMap::new(),
             created: HashSet::new(),
-            new_files: HashSet::new(),
-            meta_kept: HashSet::new(),
-            times_kept: HashSet::new(),
+            new_files: BTreeSet::new(),
+            meta_kept: BTreeSet::new(),
+            times_kept: BTreeSet::new(),
             timed: HashSet::new(),
             replay_upto: None,
             written: 0..0,
@@ -170,7 +168,7 @@ impl Session {
                 Record::Rename { from, to } => {
                     let moved = set.remove(from);
                     // A directory moved: what was beneath it has other paths now.
-                    set.retain(|p| !path::is_at_or_beneath(p, from));
+                    remove_beneath(set, from);
                     if moved {
                         set.insert(to.clone());
                     }
@@ -196,6 +194,20 @@ impl Session {
             Some((_, fd)) => Ok(fd.as_fd()),
             None => Err(Errno::NOENT),
         }
+    }
+}
+
+/// Removes the paths beneath `dir` from `set`: those in [`dir/`, `dir0`), since `0` follows `/`.
+/// (Ordered sets, so that a rename does not look at every path they hold.)
+fn remove_beneath(set: &mut BTreeSet<Vec<u8>>, dir: &[u8]) {
+    let lo = [dir, b"/"].concat();
+    let hi = [dir, b"0"].concat();
+    let beneath: Vec<Vec<u8>> = set
+        .range::<[u8], _>((Bound::Included(&lo[..]), Bound::Excluded(&hi[..])))
+        .cloned()
+        .collect();
+    for p in beneath {
+        set.remove(&p);
     }
 }
 
@@ -810,19 +822,18 @@ impl Applier {
         let Some(s) = &self.session else { return Ok(()) };
         let Some((index, rec)) = ahead.clone().next() else { return Ok(()) };
         // Only records that would be applied: a run ends before one that would be refused.
-        let policy = self.policy();
         if s.undo && s.looked_upto.is_none_or(|k| k < index) {
-            let last = if validate::check(rec, &policy).is_err() {
+            let last = if !self.valid(index, rec) {
                 None
             } else if structural(rec) {
-                self.structure_ahead(ahead.clone(), &policy)?
+                self.structure_ahead(ahead.clone())?
             } else {
-                self.keep_ahead(ahead.clone(), &policy)?
+                self.keep_ahead(ahead.clone())?
             };
             self.sess().looked_upto = Some(last.unwrap_or(index));
         }
         if !self.sess().written.contains(&index) {
-            self.open_batch(ahead, &policy)?;
+            self.open_batch(ahead)?;
         }
         Ok(())
     }
@@ -833,18 +844,16 @@ impl Applier {
     fn open_batch<'r>(
         &mut self,
         mut ahead: impl Iterator<Item = (u64, &'r Record)>,
-        policy: &Policy,
     ) -> Result<(), Problem> {
         let Some((first, rec)) = ahead.next() else { return Ok(()) };
-        let Some(kind) = self.batch_kind(first, rec, policy) else { return Ok(()) };
+        let Some(kind) = self.batch_kind(first, rec) else { return Ok(()) };
         let mut undo = Vec::new();
         if !self.batch_undo(first, rec, &mut undo) {
             return Ok(());
         }
         let mut last = first;
         for (index, rec) in ahead {
-            if self.batch_kind(index, rec, policy) != Some(kind)
-                || !self.batch_undo(index, rec, &mut undo)
+            if self.batch_kind(index, rec) != Some(kind) || !self.batch_undo(index, rec, &mut undo)
             {
                 break;
             }
@@ -899,11 +908,11 @@ impl Applier {
     ///
     /// Flags are never batched (an immutable flag would refuse the replay of an earlier write),
     /// nor copy_from_origin (it reads what earlier records may have changed).
-    fn batch_kind(&self, index: u64, rec: &Record, policy: &Policy) -> Option<BatchKind> {
-        let s = self.session.as_ref()?;
-        if validate::check(rec, policy).is_err() {
+    fn batch_kind(&self, index: u64, rec: &Record) -> Option<BatchKind> {
+        if !self.valid(index, rec) {
             return None;
         }
+        let s = self.session.as_ref()?;
         use Record::*;
         let (kind, ready) = match rec {
             Mkdir { .. } | Create { .. } | Symlink { .. } | Mknod { .. } | Link { .. } => {
@@ -933,7 +942,6 @@ impl Applier {
     fn structure_ahead<'r>(
         &mut self,
         ahead: impl Iterator<Item = (u64, &'r Record)>,
-        policy: &Policy,
     ) -> Result<Option<u64>, Problem> {
         let mut first = None;
         let mut named = Named::default();
@@ -942,7 +950,7 @@ impl Applier {
         let mut last = None;
         let mut moves = false;
         for (index, rec) in ahead {
-            if !structural(rec) || validate::check(rec, policy).is_err() {
+            if !structural(rec) || !self.valid(index, rec) {
                 break;
             }
             let paths: [Option<&[u8]>; 2] = match rec {
@@ -1000,7 +1008,6 @@ impl Applier {
     fn keep_ahead<'r>(
         &mut self,
         ahead: impl Iterator<Item = (u64, &'r Record)> + Clone,
-        policy: &Policy,
     ) -> Result<Option<u64>, Problem> {
         let Some((first, _)) = ahead.clone().next() else { return Ok(None) };
         self.ready.clear();
@@ -1011,7 +1018,7 @@ impl Applier {
         // Data records whose ranges this run keeps (none left to keep when they are applied).
         let mut handled = Vec::new();
         for (index, rec) in ahead {
-            if moves_paths(rec) || validate::check(rec, policy).is_err() {
+            if moves_paths(rec) || !self.valid(index, rec) {
                 break;
             }
             last = Some(index);
@@ -1286,4 +1293,22 @@ pub fn remove_holding(root: BorrowedFd<'_>, name: &[u8]) -> std::io::Result<()> 
         r => r?,
     }
     fsutil::set_times(root, &st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_beneath_takes_exactly_the_paths_beneath() {
+        let all: [&[u8]; 9] =
+            [b"a", b"a/b", b"a/b/c", b"a/\xff", b"a!x", b"a.b/c", b"a0", b"ab", b"b/a/c"];
+        let mut set: BTreeSet<Vec<u8>> = all.iter().map(|p| p.to_vec()).collect();
+        remove_beneath(&mut set, b"a");
+        let left: Vec<&[u8]> = set.iter().map(|p| &p[..]).collect();
+        let want: Vec<&[u8]> = vec![b"a", b"a!x", b"a.b/c", b"a0", b"ab", b"b/a/c"];
+        assert_eq!(left, want);
+        remove_beneath(&mut set, b"b");
+        assert_eq!(set.len(), 5, "b/a/c is beneath b");
+    }
 }

@@ -58,11 +58,6 @@ pub fn is_root(path: &[u8]) -> bool {
     path.is_empty()
 }
 
-/// Whether `p` is `dir` or a path beneath it (`dir` non-empty).
-pub fn is_at_or_beneath(p: &[u8], dir: &[u8]) -> bool {
-    p.starts_with(dir) && matches!(p.get(dir.len()), None | Some(b'/'))
-}
-
 /// Splits a checked, non-empty path into its parent (possibly empty: DEST) and its last name.
 pub fn split_last(path: &[u8]) -> (&[u8], &[u8]) {
     match path.iter().rposition(|&b| b == b'/') {
