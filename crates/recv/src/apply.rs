@@ -136,7 +136,7 @@ impl Applier {
     }
 
     /// Whether record `index` passes `validate::check`. A journaled receive looks at each
-    /// record up to three times before applying it (a run ahead, a batch, the apply), so a
+    /// record several times (a run ahead, each batch it might join, the apply), so a
     /// contiguous range of indices found valid is remembered (an index always names the same
     /// record within a receive).
     pub(crate) fn valid(&self, index: u64, rec: &Record) -> bool {

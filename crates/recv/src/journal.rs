@@ -384,8 +384,8 @@ fn encode_begin(b: &Begin, out: &mut Vec<u8>) {
     *out = e.0;
 }
 
-/// Appends an entry: its kind, the record index, the batch's last index, the number of undo steps, the
-/// steps.
+/// Appends an entry: its kind, the record index, the batch's last index, the number of undo
+/// steps, the steps.
 fn encode_entry(en: &Entry, out: &mut Vec<u8>) {
     let mut e = Enc(std::mem::take(out));
     (if en.ahead { T_AHEAD } else { T_ENTRY }).put(&mut e);
