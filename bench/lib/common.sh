@@ -91,8 +91,9 @@ make_fs() {
 # settle_cache FILE...: the page cache emptied of clean pages (after a sync) and FILE... read
 # back into it. A receive cycle starts from it: what the machine did before (a 7 GiB full
 # receive, the sends) otherwise decides how much memory the kernel must reclaim while the
-# next receive writes, and one incremental receive varied by up to 30% from that alone; from
-# here, identical runs differ by a few percent.
+# next receive writes, and one incremental receive varied by up to 30% from that alone. (From
+# here, identical runs differed by a few percent on one day, by up to 25% on another: see
+# bench/README.md.)
 settle_cache() {
   sync
   echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || log "could not drop the page cache"
