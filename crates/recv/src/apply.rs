@@ -97,7 +97,7 @@ pub struct Applier {
     warned_holes: bool,
     /// Journal, holding directory and replay state of a journaled receive (`journaled.rs`).
     pub(crate) session: Option<crate::journaled::Session>,
-    /// Record indices `start..end` known to pass `validate::check` (`Applier::valid`).
+    /// Record indices `start..end` known to pass `validate::check` (`Applier::check`).
     checked: Cell<(u64, u64)>,
 }
 
@@ -135,28 +135,23 @@ impl Applier {
         self.res.root()
     }
 
-    /// Whether record `index` passes `validate::check`. A journaled receive looks at each
-    /// record several times (a run ahead, each batch it might join, the apply), so a
-    /// contiguous range of indices found valid is remembered (an index always names the same
-    /// record within a receive).
-    pub(crate) fn valid(&self, index: u64, rec: &Record) -> bool {
+    /// `validate::check` of record `index`. A journaled receive looks at each record several
+    /// times (a run ahead, each batch it might join, the apply), so a contiguous range of
+    /// indices found valid is remembered (an index always names the same record within a
+    /// receive).
+    pub(crate) fn check(&self, index: u64, rec: &Record) -> Res {
         let (start, end) = self.checked.get();
         if (start..end).contains(&index) {
-            return true;
+            return Ok(());
         }
-        if validate::check(rec, &self.policy).is_err() {
-            return false;
-        }
+        validate::check(rec, &self.policy)?;
         self.checked.set(if index == end { (start, end + 1) } else { (index, index + 1) });
-        true
+        Ok(())
     }
 
     /// Checks and applies one record. `index` is only used in warnings.
     pub fn apply(&mut self, index: u64, rec: &Record, warn: &mut dyn FnMut(&Warning)) -> Res {
-        if !self.valid(index, rec) {
-            // Checked again for its problem.
-            validate::check(rec, &self.policy)?;
-        }
+        self.check(index, rec)?;
         self.index = index;
         if self.session.is_some() {
             return self.apply_journaled(index, rec, warn);

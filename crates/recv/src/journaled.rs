@@ -237,6 +237,17 @@ pub enum Source {
     Journal,
 }
 
+/// A piece of origin bytes just kept, before it becomes an undo step and a [`Source`].
+enum Piece {
+    Hole,
+    Log {
+        name: Vec<u8>,
+        at: u64,
+    },
+    /// Read, for the journal.
+    Bytes(Vec<u8>),
+}
+
 /// Kept origin bytes written into the journal itself, per receive (a day of edits, say); those
 /// beyond go to keep logs in the holding directory. The journal is synced anyway before a run
 /// of records overwrites origin bytes, while syncing a keep log commits DEST's file system.
@@ -720,9 +731,7 @@ impl Applier {
             // A few bytes here and there: read-ahead would read a hundred times more.
             let _ = fs::fadvise(file, 0, None, fs::Advice::Random);
         }
-        // The origin bytes go into the undo steps as read: no copy is held (`Source::Journal`).
         let mut pieces = Vec::new();
-        let step = |off, data: Vec<u8>| Undo::Bytes { path: p.to_vec(), ino, off, data };
         for (x, y) in gaps {
             // Bytes the journal can take are read first: most show they hold no hole, and the
             // SEEK_HOLE of each range is saved.
@@ -734,8 +743,7 @@ impl Applier {
             let read = match read {
                 Some(bytes) if !fsutil::may_cover_hole(&bytes, x) => {
                     s.inline_left -= y - x;
-                    u.push(step(x, bytes));
-                    pieces.push((x, y - x, Source::Journal));
+                    pieces.push((x, y - x, Piece::Bytes(bytes)));
                     continue;
                 }
                 r => r,
@@ -743,15 +751,7 @@ impl Applier {
             for (off, end, data) in fsutil::segments(file, x, y).map_err(os("SEEK_DATA"))? {
                 let len = end - off;
                 if !data {
-                    u.push(Undo::Range {
-                        path: p.to_vec(),
-                        ino,
-                        off,
-                        len,
-                        hold: Vec::new(),
-                        at: 0,
-                    });
-                    pieces.push((off, len, Source::Hole));
+                    pieces.push((off, len, Piece::Hole));
                     continue;
                 }
                 if len <= s.inline_left {
@@ -761,8 +761,7 @@ impl Applier {
                             .map_err(os("keeping the origin bytes"))?,
                     };
                     s.inline_left -= len;
-                    u.push(step(off, bytes));
-                    pieces.push((off, len, Source::Journal));
+                    pieces.push((off, len, Piece::Bytes(bytes)));
                     continue;
                 }
                 let lf = match &mut log.file {
@@ -786,16 +785,27 @@ impl Applier {
                 };
                 fsutil::copy_range(file, off, lf, log.end, len)
                     .map_err(os("keeping the origin bytes"))?;
-                let (hold, at) = (log.name.clone(), log.end);
-                u.push(Undo::Range { path: p.to_vec(), ino, off, len, hold: hold.clone(), at });
-                pieces.push((off, len, Source::Log { name: hold, at }));
+                pieces.push((off, len, Piece::Log { name: log.name.clone(), at: log.end }));
                 log.end += len;
             }
         }
         let Some(k) = s.kept.get_mut(&ino) else {
             return Err(Problem::os("keeping the origin bytes")(Errno::NOENT));
         };
-        for (off, len, src) in pieces {
+        for (off, len, piece) in pieces {
+            let path = p.to_vec();
+            // The bytes go into the undo step as read: no copy is held (`Source::Journal`).
+            let (step, src) = match piece {
+                Piece::Hole => {
+                    (Undo::Range { path, ino, off, len, hold: Vec::new(), at: 0 }, Source::Hole)
+                }
+                Piece::Log { name, at } => (
+                    Undo::Range { path, ino, off, len, hold: name.clone(), at },
+                    Source::Log { name, at },
+                ),
+                Piece::Bytes(data) => (Undo::Bytes { path, ino, off, data }, Source::Journal),
+            };
+            u.push(step);
             k.add(off, len, src);
         }
         Ok(())
@@ -823,7 +833,7 @@ impl Applier {
         let Some((index, rec)) = ahead.clone().next() else { return Ok(()) };
         // Only records that would be applied: a run ends before one that would be refused.
         if s.undo && s.looked_upto.is_none_or(|k| k < index) {
-            let last = if !self.valid(index, rec) {
+            let last = if self.check(index, rec).is_err() {
                 None
             } else if structural(rec) {
                 self.structure_ahead(ahead.clone())?
@@ -909,7 +919,7 @@ impl Applier {
     /// Flags are never batched (an immutable flag would refuse the replay of an earlier write),
     /// nor copy_from_origin (it reads what earlier records may have changed).
     fn batch_kind(&self, index: u64, rec: &Record) -> Option<BatchKind> {
-        if !self.valid(index, rec) {
+        if self.check(index, rec).is_err() {
             return None;
         }
         let s = self.session.as_ref()?;
@@ -950,7 +960,7 @@ impl Applier {
         let mut last = None;
         let mut moves = false;
         for (index, rec) in ahead {
-            if !structural(rec) || !self.valid(index, rec) {
+            if !structural(rec) || self.check(index, rec).is_err() {
                 break;
             }
             let paths: [Option<&[u8]>; 2] = match rec {
@@ -1018,7 +1028,7 @@ impl Applier {
         // Data records whose ranges this run keeps (none left to keep when they are applied).
         let mut handled = Vec::new();
         for (index, rec) in ahead {
-            if moves_paths(rec) || !self.valid(index, rec) {
+            if moves_paths(rec) || self.check(index, rec).is_err() {
                 break;
             }
             last = Some(index);
