@@ -1,6 +1,7 @@
 //! File system helpers of the journaled receive, the abort and `--atomic`: times, whole-file
-//! copies that keep holes (FICLONE first), copying content back in place, and removing a tree
-//! fd-relatively (lifting immutable/append-only flags on the way).
+//! copies that keep holes (FICLONE first), copying content back in place, removing a tree
+//! fd-relatively (lifting immutable/append-only flags on the way), and letting go of the page
+//! cache of what is kept only for a kill.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -137,6 +138,37 @@ pub fn copy_range(src: &File, src_off: u64, dst: &File, dst_off: u64, len: u64) 
         done += n as u64;
     }
     Ok(())
+}
+
+/// Makes `f`'s data durable, then drops its pages from the page cache.
+///
+/// For files this receive writes only to read them after a kill (the journal, keep logs): their
+/// synced pages would otherwise sit in memory until reclaim, and DEST's own writes would take
+/// fresh pages instead of these (on the benchmark's virtual machine, whose free memory the
+/// host takes back, a fresh page costs a fault in the host when first written).
+pub fn sync_and_drop(f: BorrowedFd<'_>) -> io::Result<()> {
+    fs::fdatasync(f)?;
+    drop_cache(f);
+    Ok(())
+}
+
+/// Drops the clean cached pages of the file open at `f`. Only advice: a failure leaves them
+/// in memory, nothing more.
+pub fn drop_cache(f: BorrowedFd<'_>) {
+    let _ = fs::fadvise(f, 0, None, fs::Advice::DontNeed);
+}
+
+/// Drops the cached pages of the regular file `name` in `dir` if `st` (its stat) says no
+/// other name links to it: what a plain receive's unlink would free, when the journaled
+/// receive moves the file aside instead (its bytes are read again only by an abort).
+pub fn drop_cache_of_removed(dir: BorrowedFd<'_>, name: &OsStr, st: &fs::Stat) {
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_nlink != 1 {
+        return;
+    }
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    if let Ok(fd) = fs::openat(dir, name, flags, Mode::empty()) {
+        drop_cache(fd.as_fd());
+    }
 }
 
 /// The `len` bytes at `off` of `f` (bytes past its end read as zeros).

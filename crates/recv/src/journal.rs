@@ -32,6 +32,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -549,7 +550,7 @@ impl Journal {
     /// Makes what was appended durable.
     pub fn sync(&mut self) -> io::Result<()> {
         if self.dirty {
-            rustix::fs::fdatasync(&self.file)?;
+            crate::fsutil::sync_and_drop(self.file.as_fd())?;
             self.dirty = false;
         }
         self.last_sync = Instant::now();

@@ -10,7 +10,10 @@
 //! - **unlink/rmdir** of an incremental move the object into the holding directory
 //!   (`.anyrecv-<stream id prefix>` at the top of DEST, in shards of 64: `s<n>/u<index>`) instead
 //!   of destroying it; an abort moves it back. The holding directory is removed after the end
-//!   record, while another thread has DEST written back.
+//!   record, while another thread has DEST written back. A file moved aside that no other name
+//!   links loses its cached pages at once (`fsutil::drop_cache_of_removed`), as a plain unlink
+//!   would free them: the receive's writes reuse that memory. So do the journal's and keep
+//!   logs' pages once synced (`fsutil::sync_and_drop`).
 //! - **Changed files** are written in place (hard links must keep pointing at the same inode),
 //!   after the origin bytes each record will overwrite were kept: in the journal itself up to
 //!   `INLINE_KEEP` per receive, beyond that in keep logs in the holding directory (a copy of the
@@ -590,7 +593,7 @@ impl Applier {
                     let st = fs::fstat(&file).map_err(Problem::os("fstat"))?;
                     self.keep_ranges(path, &file, &st, a, b, &mut log, &mut u)?;
                     if let Some(f) = &log.file {
-                        fs::fdatasync(f).map_err(Problem::os("syncing the kept ranges"))?;
+                        fsutil::sync_and_drop(f.as_fd()).map_err(os("syncing the kept ranges"))?;
                     }
                 }
             }
@@ -1074,7 +1077,7 @@ impl Applier {
             return Ok(last);
         }
         if let Some(f) = &log.file {
-            fs::fdatasync(f).map_err(Problem::os("syncing the kept ranges"))?;
+            fsutil::sync_and_drop(f.as_fd()).map_err(os("syncing the kept ranges"))?;
         }
         let s = self.sess();
         let entry = Entry::ahead(first, u);
@@ -1272,6 +1275,7 @@ impl Applier {
             }
             _ => {}
         }
+        fsutil::drop_cache_of_removed(dir, name, &st);
         let r = fs::renameat_with(dir, name, shard, leaf, RenameFlags::empty());
         if is_dir {
             self.res.invalidate_beneath(p);
