@@ -154,7 +154,7 @@ pub fn sync_and_drop(f: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Drops the clean cached pages of the file open at `f`. Only advice: a failure leaves them
 /// in memory, nothing more.
-pub fn drop_cache(f: BorrowedFd<'_>) {
+fn drop_cache(f: BorrowedFd<'_>) {
     let _ = fs::fadvise(f, 0, None, fs::Advice::DontNeed);
 }
 
