@@ -56,14 +56,7 @@ impl Progress {
         let rate = human((bytes as f64 / secs) as u64);
         let head = format!("{}  {records} records  {rate}/s  ", human(bytes));
         let room = WIDTH.saturating_sub(head.len()).max(10);
-        let p = String::from_utf8_lossy(path).escape_debug().to_string();
-        let chars: Vec<char> = p.chars().collect();
-        let p = if chars.len() > room {
-            let tail: String = chars[chars.len() - (room - 1)..].iter().collect();
-            format!("…{tail}")
-        } else {
-            p
-        };
+        let p = anysend_stream::dump::shown_tail(path, room);
         // Best effort: a progress line that cannot be drawn is no reason to fail a send.
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "\r\x1b[K{head}{p}");

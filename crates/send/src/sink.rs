@@ -8,7 +8,7 @@
 use crate::progress::Progress;
 use anyhow::Result;
 use anysend_stream::{
-    Data, Record, ResumePoint, StreamError, StreamHeader, StreamWriter, WriterOptions,
+    dump, Data, Placed, Record, ResumePoint, StreamError, StreamHeader, StreamWriter, WriterOptions,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -136,24 +136,22 @@ impl<W: Write> Sink<W> {
     }
 
     fn put_now(&mut self, rec: &Record) -> Result<()> {
-        let (index, offset) = (self.writer.next_index(), self.writer.bytes_written());
-        self.writer.write(rec).map_err(OutputError)?;
-        self.count(rec, index, offset)?;
+        let placed = self.writer.write(rec).map_err(OutputError)?;
+        self.count(rec, placed)?;
         if let Some(p) = &mut self.progress {
             p.tick(self.writer.bytes_written(), self.counts.records, rec.path().unwrap_or(b""));
         }
         Ok(())
     }
 
-    fn count(&mut self, rec: &Record, index: u64, offset: u64) -> Result<()> {
+    fn count(&mut self, rec: &Record, at: Placed) -> Result<()> {
         *self.counts.by_type.entry(rec.name()).or_default() += 1;
         self.counts.records += 1;
         if let Record::Write { data, .. } = rec {
             self.counts.data_bytes += data.len() as u64;
         }
         if let Some(l) = &mut self.list {
-            // The `anyrecv --dump` line form: index, byte offset, record.
-            writeln!(l, "{index:>8} @{offset:<12} {rec}")?;
+            writeln!(l, "{}", dump::record_line(at.index, at.offset, at.flags, rec))?;
         }
         Ok(())
     }
@@ -176,13 +174,13 @@ impl<W: Write> Sink<W> {
             ));
         }
         let (index, offset) = (self.writer.next_index(), self.writer.bytes_written());
+        let end = self.writer.end_record();
         let out = self.writer.finish().map_err(OutputError)?;
-        // The end record's fields are computed by the writer; list it by name.
-        *self.counts.by_type.entry("end").or_default() += 1;
+        *self.counts.by_type.entry(end.name()).or_default() += 1;
         self.counts.records += 1;
         self.counts.stream_bytes = out.bytes;
         if let Some(l) = &mut self.list {
-            writeln!(l, "{index:>8} @{offset:<12} end")?;
+            writeln!(l, "{}", dump::record_line(index, offset, 0, &end))?;
             l.flush()?;
         }
         if let Some(p) = &mut self.progress {

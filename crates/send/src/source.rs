@@ -37,13 +37,9 @@ impl fmt::Display for SourceChanged {
 
 impl std::error::Error for SourceChanged {}
 
-/// A byte path for messages (`.` for the root).
-pub fn shown(p: &[u8]) -> String {
-    if p.is_empty() {
-        ".".into()
-    } else {
-        String::from_utf8_lossy(p).escape_debug().to_string()
-    }
+/// A byte path for messages (`.` for the root), escaped as `anyrecv` shows paths.
+pub fn shown(p: &[u8]) -> anysend_stream::dump::Shown<'_> {
+    anysend_stream::dump::Shown(p)
 }
 
 /// The two snapshot roots, opened once for reading what the plan names.

@@ -287,3 +287,35 @@ fn refuses_a_terminal_as_stdout() {
     assert!(text.contains("refusing to write a binary stream to a terminal"), "{text}");
     assert!(text.contains("EXIT=2"), "{text}");
 }
+
+/// `anysend -v` lists each record as `anyrecv --dump` prints it, compression mark included.
+#[test]
+fn the_listing_of_a_send_is_the_dump_of_its_stream() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let tree = t.path().join("tree");
+    mkdir_all(tree.join("d")).unwrap();
+    write_file(tree.join("d/zeros"), &vec![0u8; 64 * 1024]).unwrap();
+    write_file(tree.join("short"), b"x").unwrap();
+    let stream = t.path().join("s");
+    let out = Command::new(BIN)
+        .args(["-v", "-z", "--label", "v1", "-f"])
+        .arg(&stream)
+        .arg(&tree)
+        .output()
+        .expect("run anysend");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let listed: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.trim_start().split(' ').nth(1).is_some_and(|w| w.starts_with('@')))
+        .collect();
+    let bytes = std::fs::read(&stream).unwrap();
+    let mut r = StreamReader::new(&bytes[..]).expect("header");
+    let mut dumped = Vec::new();
+    while let Some(f) = r.next_frame().expect("valid record") {
+        dumped.push(anysend_stream::dump::frame_line(&f));
+    }
+    assert_eq!(listed, dumped);
+    assert!(dumped.iter().any(|l| l.ends_with(" (zstd)")), "the zeros went compressed");
+    assert!(dumped.last().is_some_and(|l| l.contains("end") && l.contains("chain=")));
+}

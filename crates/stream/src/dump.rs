@@ -1,4 +1,5 @@
-//! Text forms of stream content for people: escaped byte strings and the `--dump` line.
+//! Text forms of stream content for people: escaped byte strings, paths in messages, and the
+//! `--dump` line.
 //!
 //! Names are bytes; the dump shows them so that every byte string has exactly one rendering and
 //! can be read back: printable ASCII as itself, `\\`, `\"`, `\n`, `\t`, and `\xNN` for the rest.
@@ -7,6 +8,7 @@ use std::fmt;
 
 use crate::header::StreamHeader;
 use crate::reader::Frame;
+use crate::record::Record;
 
 /// Displays bytes with the escapes described in the module doc.
 pub struct Escaped<'a>(pub &'a [u8]);
@@ -27,6 +29,32 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
+/// A path shown to people: [`Escaped`], and `.` for the empty path (the receiving root itself).
+pub struct Shown<'a>(pub &'a [u8]);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str(".")
+        } else {
+            write!(f, "{}", Escaped(self.0))
+        }
+    }
+}
+
+/// [`Shown`], cut to its last `max` characters (after `...`) when longer: for a line that must
+/// stay one line of a terminal, where the end of a path tells most.
+pub fn shown_tail(path: &[u8], max: usize) -> String {
+    let s = Shown(path).to_string();
+    let n = s.chars().count();
+    if n <= max {
+        return s;
+    }
+    let keep = max.saturating_sub(3);
+    let tail: String = s.chars().skip(n - keep).collect();
+    format!("...{tail}")
+}
+
 /// The `--dump` line of the stream header.
 pub fn header_line(h: &StreamHeader) -> String {
     let origin = h.origin.map_or_else(|| "none".to_string(), |o| o.to_string());
@@ -45,11 +73,19 @@ pub fn header_line(h: &StreamHeader) -> String {
     )
 }
 
-/// The `--dump` line of one record: index, byte offset, then the record.
+/// The `--dump` line of one record: index, byte offset, the record, and whether its data went
+/// compressed (`flags` as in its frame). A sender listing what it writes uses it too, so that
+/// both sides print the same line for the same record.
+pub fn record_line(index: u64, offset: u64, flags: u16, rec: &Record) -> String {
+    let z = if flags & crate::format::FLAG_COMPRESSED != 0 { " (zstd)" } else { "" };
+    format!("{index:>8} @{offset:<12} {rec}{z}")
+}
+
+/// The `--dump` line of one frame as read: [`record_line`], or what is known of a record of an
+/// unknown type that was skipped.
 pub fn frame_line(fr: &Frame) -> String {
-    let z = if fr.flags & crate::format::FLAG_COMPRESSED != 0 { " (zstd)" } else { "" };
     match &fr.record {
-        Some(r) => format!("{:>8} @{:<12} {r}{z}", fr.index, fr.offset),
+        Some(r) => record_line(fr.index, fr.offset, fr.flags, r),
         None => format!(
             "{:>8} @{:<12} {:<16} type={:#06x} flags={:#06x} wire_len={} (unknown type, skippable: skipped)",
             fr.index, fr.offset, "?", fr.code, fr.flags, fr.wire_len

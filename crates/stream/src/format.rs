@@ -1,4 +1,5 @@
-//! The constants of stream format v1: magic, versions, flag bits and the limits a reader enforces.
+//! The constants of stream format v1: magic, versions, frame layout, flag bits and the limits a
+//! reader enforces.
 //!
 //! Everything here is part of the on-disk contract described in STREAM_FORMAT.md. A value, once
 //! released, never changes meaning; new values are added, old ones are never reused.
@@ -24,6 +25,15 @@ pub const MAX_SENDER_VERSION: usize = 255;
 pub const FRAME_HEADER_LEN: usize = 8;
 /// Bytes of the CRC-32 that closes every record.
 pub const FRAME_TRAILER_LEN: usize = 4;
+
+/// The length on the wire of the record frame that `bytes` start with (frame header, payload,
+/// CRC), read from its payload length; `None` while `bytes` hold less than a frame header. Lets
+/// a reader tell whether a whole record is buffered without decoding it.
+pub fn frame_len(bytes: &[u8]) -> Option<u64> {
+    let len = bytes.get(4..FRAME_HEADER_LEN)?;
+    let payload = u32::from_le_bytes([len[0], len[1], len[2], len[3]]);
+    Some((FRAME_HEADER_LEN + FRAME_TRAILER_LEN) as u64 + u64::from(payload))
+}
 
 /// Largest payload (as written, compressed or not) a reader accepts. Bounds the memory one
 /// record can make a reader allocate before its checksum has been verified.

@@ -26,6 +26,34 @@ impl std::fmt::Display for Id {
     }
 }
 
+impl Id {
+    /// Parses the [`Display`](std::fmt::Display) form: 32 hex digits, dashes anywhere ignored.
+    pub fn parse(s: &str) -> Option<Id> {
+        let digits: Vec<u8> = s.bytes().filter(|&b| b != b'-').collect();
+        let bytes = crate::hex::decode(std::str::from_utf8(&digits).ok()?)?;
+        Some(Id(bytes.try_into().ok()?))
+    }
+
+    /// Its first 8 bytes in hex, no dashes: short enough for a file name, long enough to tell
+    /// the streams of one destination apart.
+    pub fn short(&self) -> String {
+        crate::hex::encode(&self.0[..8])
+    }
+}
+
+impl std::str::FromStr for Id {
+    type Err = InvalidId;
+
+    fn from_str(s: &str) -> Result<Id, InvalidId> {
+        Id::parse(s).ok_or(InvalidId)
+    }
+}
+
+/// A string that is not an [`Id`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not an id (32 hex digits, dashes allowed)")]
+pub struct InvalidId;
+
 /// Where a resumed stream starts; a fresh stream starts at record 0, offset 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ResumePoint {

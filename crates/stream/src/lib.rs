@@ -20,6 +20,7 @@ mod error;
 mod field;
 pub mod format;
 mod header;
+mod hex;
 mod reader;
 mod record;
 mod token;
@@ -27,11 +28,11 @@ mod writer;
 
 pub use error::{ErrorKind, StreamError};
 pub use field::{Data, FieldProblem, NodeType};
-pub use header::{Id, ResumePoint, StreamHeader};
+pub use header::{Id, InvalidId, ResumePoint, StreamHeader};
 pub use reader::{Frame, StreamReader};
-pub use record::{layout_table, Layout, Record};
+pub use record::{layout_table, Class, Layout, Record};
 pub use token::ResumeToken;
-pub use writer::{StreamWriter, WriterOptions};
+pub use writer::{Placed, StreamWriter, WriterOptions};
 
 #[cfg(test)]
 mod testgen;

@@ -18,13 +18,14 @@ pub struct Layout {
     pub code: u16,
     pub name: &'static str,
     pub doc: &'static str,
+    pub class: Class,
     pub fields: &'static [(&'static str, &'static str)],
 }
 
 macro_rules! define_records {
     ($(
         #[doc = $doc:literal]
-        $variant:ident = $code:literal, $name:literal { $($field:ident : $ty:ty = $kind:ident),* $(,)? }
+        $variant:ident = $code:literal, $name:literal, $class:ident { $($field:ident : $ty:ty = $kind:ident),* $(,)? }
     ),* $(,)?) => {
         /// One operation of a stream. Paths are bytes relative to the receiving root.
         #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,11 @@ macro_rules! define_records {
                 match self { $(Record::$variant { .. } => $name,)* }
             }
 
+            /// What the record does, in the terms a receiver plans by ([`Class`]).
+            pub fn class(&self) -> Class {
+                match self { $(Record::$variant { .. } => Class::$class,)* }
+            }
+
             /// The name of a record type number, if this version knows it.
             pub fn name_of(code: u16) -> Option<&'static str> {
                 match code { $($code => Some($name),)* _ => None }
@@ -57,6 +63,7 @@ macro_rules! define_records {
                     code: $code,
                     name: $name,
                     doc: $doc,
+                    class: Class::$class,
                     fields: &[$((stringify!($field), <$kind as Codec>::KIND)),*],
                 },)*
             ];
@@ -148,43 +155,76 @@ macro_rules! define_records {
 
 define_records! {
     /// Make a directory (mode 0700 until a chmod record sets it).
-    Mkdir = 1, "mkdir" { path: Vec<u8> = Path },
+    Mkdir = 1, "mkdir", Make { path: Vec<u8> = Path },
     /// Make an empty regular file (mode 0600 until a chmod record sets it).
-    Create = 2, "create" { path: Vec<u8> = Path },
+    Create = 2, "create", Make { path: Vec<u8> = Path },
     /// Make a symbolic link whose target is `target`, taken as bytes and never resolved.
-    Symlink = 3, "symlink" { path: Vec<u8> = Path, target: Vec<u8> = LinkTarget },
+    Symlink = 3, "symlink", Make { path: Vec<u8> = Path, target: Vec<u8> = LinkTarget },
     /// Make a fifo, socket or device node; major and minor are zero for fifos and sockets.
-    Mknod = 4, "mknod" { path: Vec<u8> = Path, node: NodeType = Node, major: u32 = U32, minor: u32 = U32 },
+    Mknod = 4, "mknod", Make { path: Vec<u8> = Path, node: NodeType = Node, major: u32 = U32, minor: u32 = U32 },
     /// Make `path` another name of the object already at `existing`.
-    Link = 5, "link" { path: Vec<u8> = Path, existing: Vec<u8> = Path },
+    Link = 5, "link", Make { path: Vec<u8> = Path, existing: Vec<u8> = Path },
     /// Remove the name `path` of a non-directory.
-    Unlink = 6, "unlink" { path: Vec<u8> = Path },
+    Unlink = 6, "unlink", Remove { path: Vec<u8> = Path },
     /// Remove the empty directory `path`.
-    Rmdir = 7, "rmdir" { path: Vec<u8> = Path },
+    Rmdir = 7, "rmdir", Remove { path: Vec<u8> = Path },
     /// Move the name `from` to `to`; `to` must not exist.
-    Rename = 8, "rename" { from: Vec<u8> = Path, to: Vec<u8> = Path },
+    Rename = 8, "rename", Rename { from: Vec<u8> = Path, to: Vec<u8> = Path },
     /// Write `data` at `offset` of the regular file `path`.
-    Write = 9, "write" { path: Vec<u8> = Path, offset: u64 = U64, data: Data = DataField },
+    Write = 9, "write", Data { path: Vec<u8> = Path, offset: u64 = U64, data: Data = DataField },
     /// Make the range [offset, offset+len) of `path` a hole (reads as zeros, no storage).
-    Hole = 10, "hole" { path: Vec<u8> = Path, offset: u64 = U64, len: u64 = U64 },
+    Hole = 10, "hole", Data { path: Vec<u8> = Path, offset: u64 = U64, len: u64 = U64 },
     /// Set the size of the regular file `path`; growing adds a hole.
-    Truncate = 11, "truncate" { path: Vec<u8> = Path, size: u64 = U64 },
+    Truncate = 11, "truncate", Data { path: Vec<u8> = Path, size: u64 = U64 },
     /// Copy len bytes at src_offset of the origin version of `path` to dst_offset of `path`.
-    CopyFromOrigin = 12, "copy_from_origin" { path: Vec<u8> = Path, src_offset: u64 = U64, dst_offset: u64 = U64, len: u64 = U64 },
+    CopyFromOrigin = 12, "copy_from_origin", Data { path: Vec<u8> = Path, src_offset: u64 = U64, dst_offset: u64 = U64, len: u64 = U64 },
     /// Set the extended attribute `name` of `path` (not following a final symlink).
-    SetXattr = 13, "set_xattr" { path: Vec<u8> = Path, name: Vec<u8> = XattrName, value: Vec<u8> = XattrValue },
+    SetXattr = 13, "set_xattr", Meta { path: Vec<u8> = Path, name: Vec<u8> = XattrName, value: Vec<u8> = XattrValue },
     /// Remove the extended attribute `name` of `path`.
-    RemoveXattr = 14, "remove_xattr" { path: Vec<u8> = Path, name: Vec<u8> = XattrName },
+    RemoveXattr = 14, "remove_xattr", Meta { path: Vec<u8> = Path, name: Vec<u8> = XattrName },
     /// Set the permission bits of `path`, setuid, setgid and sticky included.
-    Chmod = 15, "chmod" { path: Vec<u8> = Path, mode: u32 = Mode },
+    Chmod = 15, "chmod", Meta { path: Vec<u8> = Path, mode: u32 = Mode },
     /// Set the numeric owner and group of `path` (not following a final symlink).
-    Chown = 16, "chown" { path: Vec<u8> = Path, uid: u32 = Owner, gid: u32 = Owner },
+    Chown = 16, "chown", Meta { path: Vec<u8> = Path, uid: u32 = Owner, gid: u32 = Owner },
     /// Set the access and modification times of `path` (not following a final symlink).
-    Utimes = 17, "utimes" { path: Vec<u8> = Path, atime_sec: i64 = I64, atime_nsec: u32 = Nanos, mtime_sec: i64 = I64, mtime_nsec: u32 = Nanos },
+    Utimes = 17, "utimes", Meta { path: Vec<u8> = Path, atime_sec: i64 = I64, atime_nsec: u32 = Nanos, mtime_sec: i64 = I64, mtime_nsec: u32 = Nanos },
     /// Set the inode flags of `path` (FS_IOC_SETFLAGS bits, as chattr shows them).
-    SetFlags = 18, "set_flags" { path: Vec<u8> = Path, flags: u32 = Hex32 },
+    SetFlags = 18, "set_flags", Meta { path: Vec<u8> = Path, flags: u32 = Hex32 },
     /// Close the stream: records before this one, bytes before this one, the chained checksum.
-    End = 19, "end" { records: u64 = U64, bytes: u64 = U64, chain: u32 = Crc32 },
+    End = 19, "end", End { records: u64 = U64, bytes: u64 = U64, chain: u32 = Crc32 },
+}
+
+/// The classes of records: what a record does to the tree, which is what a receiver plans by
+/// (what must be kept to undo it, which records may be applied again after a kill, which ones
+/// change what a path names). Each record type's class is part of its one description above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// Makes a name: `mkdir`, `create`, `symlink`, `mknod`, `link`.
+    Make,
+    /// Removes a name: `unlink`, `rmdir`.
+    Remove,
+    /// Moves a name: `rename`.
+    Rename,
+    /// Changes the bytes of a regular file: `write`, `hole`, `truncate`, `copy_from_origin`.
+    Data,
+    /// Changes an attribute of an object: xattrs, mode, owner, times, inode flags.
+    Meta,
+    /// Closes the stream.
+    End,
+}
+
+impl Class {
+    /// The name STREAM_FORMAT.md uses for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Make => "make",
+            Class::Remove => "remove",
+            Class::Rename => "rename",
+            Class::Data => "data",
+            Class::Meta => "meta",
+            Class::End => "end",
+        }
+    }
 }
 
 impl Record {
@@ -213,20 +253,75 @@ impl Record {
             End { .. } => None,
         }
     }
+
+    /// The second path field: `link`'s `existing`, `rename`'s `to`.
+    pub fn second_path(&self) -> Option<&[u8]> {
+        match self {
+            Record::Link { existing, .. } => Some(existing),
+            Record::Rename { to, .. } => Some(to),
+            _ => None,
+        }
+    }
+
+    /// Every path the record names: its first path field, then its second.
+    pub fn paths(&self) -> impl Iterator<Item = &[u8]> + Clone {
+        self.path().into_iter().chain(self.second_path())
+    }
+
+    /// Whether it changes which names exist (class make, remove or rename).
+    pub fn is_structural(&self) -> bool {
+        matches!(self.class(), Class::Make | Class::Remove | Class::Rename)
+    }
+
+    /// Whether, after it, a path may name another object than before (class remove or rename):
+    /// what was learnt about paths before it (open files, resolved directories) is stale.
+    pub fn moves_paths(&self) -> bool {
+        matches!(self.class(), Class::Remove | Class::Rename)
+    }
+
+    /// Whether one of its paths can name a directory that has entries: `rename` and `rmdir`
+    /// move or remove one, `mkdir` makes one (a link's `existing` is never a directory).
+    pub fn may_name_directory(&self) -> bool {
+        matches!(self, Record::Rename { .. } | Record::Rmdir { .. } | Record::Mkdir { .. })
+    }
+
+    /// For a data record, the file and the bytes [start, end) of it that the record changes
+    /// (a truncation changes everything from the new size on; sums saturate rather than wrap).
+    pub fn changed_range(&self) -> Option<(&[u8], u64, u64)> {
+        match self {
+            Record::Write { path, offset, data } => {
+                Some((path, *offset, offset.saturating_add(data.len() as u64)))
+            }
+            Record::Hole { path, offset, len } => {
+                Some((path, *offset, offset.saturating_add(*len)))
+            }
+            Record::Truncate { path, size } => Some((path, *size, u64::MAX)),
+            Record::CopyFromOrigin { path, dst_offset, len, .. } => {
+                Some((path, *dst_offset, dst_offset.saturating_add(*len)))
+            }
+            _ => None,
+        }
+    }
+
+    /// For a data record, the file it writes.
+    pub fn data_path(&self) -> Option<&[u8]> {
+        self.changed_range().map(|(path, _, _)| path)
+    }
 }
 
 /// The record and field-kind tables as they appear in STREAM_FORMAT.md, generated from the one
 /// description.
 pub fn layout_table() -> String {
     let mut s = String::from(
-        "| type | name | fields, in wire order (name: kind) | meaning |\n|---:|---|---|---|\n",
+        "| type | name | class | fields, in wire order (name: kind) | meaning |\n|---:|---|---|---|---|\n",
     );
     for l in Record::LAYOUTS {
         let fields: Vec<String> = l.fields.iter().map(|(n, k)| format!("`{n}`: {k}")).collect();
         s.push_str(&format!(
-            "| {} | `{}` | {} | {} |\n",
+            "| {} | `{}` | {} | {} | {} |\n",
             l.code,
             l.name,
+            l.class.as_str(),
             fields.join(", "),
             l.doc.trim()
         ));

@@ -77,3 +77,120 @@ fn layout_table_is_in_the_spec() {
         "STREAM_FORMAT.md must contain the record layout table generated from record.rs:\n{table}"
     );
 }
+
+#[test]
+fn classes_and_paths_follow_the_description() {
+    use crate::Class;
+    let p = || b"d/f".to_vec();
+    let link = Record::Link { path: p(), existing: b"e".to_vec() };
+    assert_eq!(link.class(), Class::Make);
+    assert!(link.is_structural() && !link.moves_paths() && !link.may_name_directory());
+    assert_eq!(link.paths().collect::<Vec<_>>(), [&b"d/f"[..], b"e"]);
+    let rename = Record::Rename { from: p(), to: b"t".to_vec() };
+    assert_eq!(rename.class(), Class::Rename);
+    assert!(rename.moves_paths() && rename.may_name_directory());
+    assert_eq!(rename.paths().collect::<Vec<_>>(), [&b"d/f"[..], b"t"]);
+    let unlink = Record::Unlink { path: p() };
+    assert!(unlink.moves_paths() && !unlink.may_name_directory());
+    let chmod = Record::Chmod { path: p(), mode: 0o644 };
+    assert_eq!(chmod.class(), Class::Meta);
+    assert!(!chmod.is_structural() && chmod.changed_range().is_none());
+    assert_eq!(chmod.paths().count(), 1);
+    let end = Record::End { records: 0, bytes: 0, chain: 0 };
+    assert_eq!((end.class(), end.paths().count()), (Class::End, 0));
+    // Every layout row carries the class of its record type.
+    for l in Record::LAYOUTS {
+        assert!(!l.class.as_str().is_empty(), "{}", l.name);
+    }
+}
+
+#[test]
+fn data_records_name_the_bytes_they_change() {
+    let p = || b"f".to_vec();
+    let write = Record::Write { path: p(), offset: 10, data: crate::Data::from(&b"abc"[..]) };
+    assert_eq!(write.changed_range(), Some((&b"f"[..], 10, 13)));
+    assert_eq!(
+        Record::Hole { path: p(), offset: 4, len: 6 }.changed_range(),
+        Some((&b"f"[..], 4, 10))
+    );
+    assert_eq!(
+        Record::Truncate { path: p(), size: 7 }.changed_range(),
+        Some((&b"f"[..], 7, u64::MAX))
+    );
+    let copy = Record::CopyFromOrigin { path: p(), src_offset: 0, dst_offset: 5, len: 2 };
+    assert_eq!(copy.changed_range(), Some((&b"f"[..], 5, 7)));
+    assert_eq!(copy.data_path(), Some(&b"f"[..]));
+    // Sums saturate instead of wrapping round to a range at the start of the file.
+    let far = Record::Hole { path: p(), offset: u64::MAX - 1, len: 5 };
+    assert_eq!(far.changed_range(), Some((&b"f"[..], u64::MAX - 1, u64::MAX)));
+    assert!(Record::Mkdir { path: p() }.data_path().is_none());
+}
+
+#[test]
+fn ids_parse_back_from_their_text_and_have_a_short_form() {
+    let id = Id([0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0, 1, 2, 3, 4, 5, 6, 0xff]);
+    let text = id.to_string();
+    assert_eq!(text, "01234567-89ab-cdef-0001-0203040506ff");
+    assert_eq!(Id::parse(&text), Some(id));
+    assert_eq!(text.replace('-', "").parse::<Id>(), Ok(id));
+    assert_eq!(id.short(), "0123456789abcdef");
+    assert!(Id::parse("0123").is_none());
+    assert!(Id::parse(&text.replace('f', "g")).is_none());
+    assert!(Id::parse(&format!("{text}00")).is_none());
+}
+
+#[test]
+fn frame_len_reads_the_payload_length_of_a_frame_header() {
+    use crate::format::frame_len;
+    let bytes = sample_stream();
+    let mut rd = StreamReader::new(&bytes[..]).expect("header");
+    while let Some(f) = rd.next_frame().expect("frame") {
+        let at = f.offset as usize;
+        assert_eq!(frame_len(&bytes[at..]), Some(f.wire_len), "record {}", f.index);
+        assert_eq!(frame_len(&bytes[at..at + 7]), None, "a frame header is 8 bytes");
+    }
+}
+
+#[test]
+fn the_dump_line_of_a_record_is_the_same_written_and_read() {
+    // The writer says where each record went; the line made from that equals the line made
+    // from the frame the reader sees, compressed or not.
+    let data = crate::Data::from(vec![7u8; 4096]);
+    let records = [
+        Record::Mkdir { path: b"d".to_vec() },
+        Record::Write { path: b"d/f".to_vec(), offset: 0, data },
+    ];
+    let mut w =
+        StreamWriter::new(Vec::new(), &header(), WriterOptions { compression_level: Some(3) })
+            .expect("header");
+    let mut written = Vec::new();
+    for r in &records {
+        let at = w.write(r).expect("write");
+        written.push(crate::dump::record_line(at.index, at.offset, at.flags, r));
+    }
+    let bytes = w.finish().expect("finish");
+    let mut rd = StreamReader::new(&bytes[..]).expect("header");
+    let mut read = Vec::new();
+    while let Some(f) = rd.next_frame().expect("frame") {
+        read.push(crate::dump::frame_line(&f));
+    }
+    read.pop();
+    assert_eq!(written, read);
+    assert!(written[1].ends_with(" (zstd)"), "{}", written[1]);
+}
+
+#[test]
+fn paths_are_shown_escaped_and_cut_from_the_front() {
+    use crate::dump::{shown_tail, Shown};
+    assert_eq!(Shown(b"").to_string(), ".");
+    assert_eq!(Shown(b"a\nb\xff").to_string(), "a\\nb\\xff");
+    assert_eq!(shown_tail(b"short", 10), "short");
+    assert_eq!(shown_tail(b"0123456789abcdef", 10), "...9abcdef");
+}
+
+fn sample_stream() -> Vec<u8> {
+    let mut w = StreamWriter::new(Vec::new(), &header(), WriterOptions::default()).expect("header");
+    w.write(&Record::Mkdir { path: b"d".to_vec() }).expect("write");
+    w.write(&Record::Chmod { path: b"d".to_vec(), mode: 0o755 }).expect("write");
+    w.finish().expect("finish")
+}

@@ -26,15 +26,11 @@ pub struct ResumeToken {
 impl ResumeToken {
     /// Parses the one-line hex form; `None` for anything else, including a damaged token.
     pub fn decode(s: &str) -> Option<ResumeToken> {
-        let s = s.trim();
-        if s.len() != 2 * LEN {
-            return None;
-        }
-        let b: Vec<u8> = (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-            .collect::<Option<_>>()?;
-        if b[0] != VERSION || crc32fast::hash(&b[..LEN - 4]) != LE::read_u32(&b[LEN - 4..]) {
+        let b = crate::hex::decode(s.trim())?;
+        if b.len() != LEN
+            || b[0] != VERSION
+            || crc32fast::hash(&b[..LEN - 4]) != LE::read_u32(&b[LEN - 4..])
+        {
             return None;
         }
         let id = |at: usize| {
@@ -73,7 +69,7 @@ impl fmt::Display for ResumeToken {
         b.extend_from_slice(&self.point.data_offset.to_le_bytes());
         let crc = crc32fast::hash(&b);
         b.extend_from_slice(&crc.to_le_bytes());
-        b.iter().try_for_each(|x| write!(f, "{x:02x}"))
+        f.write_str(&crate::hex::encode(&b))
     }
 }
 

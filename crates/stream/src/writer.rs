@@ -23,6 +23,15 @@ pub struct WriterOptions {
 /// Data shorter than this is never worth a zstd frame.
 const MIN_COMPRESS: usize = 128;
 
+/// Where a record went: its index, the byte offset of its frame and the frame's flags (whether
+/// its data went compressed), as a reader will see them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    pub index: u64,
+    pub offset: u64,
+    pub flags: u16,
+}
+
 /// Writes one stream to any `io::Write`. Give it a buffered writer: small records are written
 /// with one `write_all` each.
 pub struct StreamWriter<W: Write> {
@@ -75,21 +84,25 @@ impl<W: Write> StreamWriter<W> {
     }
 
     /// Writes one record. End records are written by [`finish`](Self::finish) only.
-    pub fn write(&mut self, rec: &Record) -> Result<(), StreamError> {
+    pub fn write(&mut self, rec: &Record) -> Result<Placed, StreamError> {
         if matches!(rec, Record::End { .. }) {
             return Err(self.err(ErrorKind::EndByHand));
         }
         self.write_frame(rec)
     }
 
-    /// Writes the end record and returns the inner writer, flushed.
-    pub fn finish(mut self) -> Result<W, StreamError> {
-        let end = Record::End {
+    /// The end record [`finish`](Self::finish) would write now.
+    pub fn end_record(&self) -> Record {
+        Record::End {
             records: self.index,
             bytes: self.offset,
             chain: self.chain.clone().finalize(),
-        };
-        self.write_frame(&end)?;
+        }
+    }
+
+    /// Writes the end record and returns the inner writer, flushed.
+    pub fn finish(mut self) -> Result<W, StreamError> {
+        self.write_frame(&self.end_record())?;
         self.out.flush().map_err(|e| self.err(ErrorKind::Io(e)))?;
         Ok(self.out)
     }
@@ -98,7 +111,7 @@ impl<W: Write> StreamWriter<W> {
         StreamError { index: Some(self.index), offset: self.offset, kind }
     }
 
-    fn write_frame(&mut self, rec: &Record) -> Result<(), StreamError> {
+    fn write_frame(&mut self, rec: &Record) -> Result<Placed, StreamError> {
         let (index, offset) = (self.index, self.offset);
         let err = |kind| StreamError { index: Some(index), offset, kind };
         let Self { out, chain, scratch, zbuf, compressor, .. } = self;
@@ -147,6 +160,6 @@ impl<W: Write> StreamWriter<W> {
         chain.update(&crc);
         self.index += 1;
         self.offset += (FRAME_HEADER_LEN + FRAME_TRAILER_LEN) as u64 + payload;
-        Ok(())
+        Ok(Placed { index, offset, flags })
     }
 }
