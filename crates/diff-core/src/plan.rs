@@ -1,6 +1,71 @@
 //! Ordering: turn the inventory's wanted link changes into namespace operations, each valid on
 //! the receiver at the moment it is applied.
 //!
+//! # Worked examples
+//!
+//! Each sequence below is what the planner emits, copied from the test in
+//! `crates/diff-core/tests/hazards.rs` that asserts it line for line (named with each example):
+//! a change to the order fails that test, and then this text must change with it. Paths are
+//! relative to the destination root; capitals name objects (inodes), lower case names entries.
+//!
+//! **1. Swap: two files exchange names** (pinned by `swap_two_files`).
+//!
+//! ```text
+//! origin          target          emitted
+//! /               /               mktmpdir .anysend-orphans
+//! |-- a  (A)      |-- a  (B)      rename b .anysend-orphans/1
+//! `-- b  (B)      `-- b  (A)      rename a b
+//!                                 rename .anysend-orphans/1 a
+//!                                 rmdir .anysend-orphans
+//! ```
+//!
+//! `rename a b` cannot come first: b still holds B, and on a real receiver the rename would
+//! replace it and lose B. `rename b a` fails the same way. Each wants the other's name, so no
+//! order of direct renames works. Stuck objects are looked at in object order: A is blocked by
+//! the holder of `b`, so B is parked in the orphan directory; that frees `b` for A, and A's move
+//! frees `a` for B.
+//!
+//! **2. `d1/d2 -> d2/d1`: a directory moved under its former child** (pinned by
+//! `d1_d2_becomes_d2_d1`).
+//!
+//! ```text
+//! origin          target          emitted
+//! /               /               rename d1/d2 d2
+//! `-- d1          `-- d2          rename d1 d2/d1
+//!     |-- d2          |-- d1
+//!     |   `-- g       |   `-- f
+//!     `-- f           `-- g
+//! ```
+//!
+//! `rename d1 d2/d1` cannot come first: d2 is still inside d1, so d1 would move into its own
+//! subtree (rename(2) refuses with EINVAL). Here no orphan is needed: d2 can leave at once because
+//! the root name `d2` is free, and d1 follows (a move blocked by ancestry is retried after every
+//! directory move). The files inside travel with their directories and cost no operation.
+//!
+//! **3. The same with the names exchanged too** (pinned by `dir_moved_under_its_former_child`):
+//! the child Y takes its parent's name `x`, and the old parent X goes under Y as `y`.
+//!
+//! ```text
+//! origin          target          emitted
+//! /               /               mktmpdir .anysend-orphans
+//! `-- x  (X)      `-- x  (Y)      rename x/y .anysend-orphans/1
+//!     `-- y  (Y)      |-- f       rename x .anysend-orphans/1/y
+//!         `-- f       `-- y  (X)  rename .anysend-orphans/1 x
+//!                                 rmdir .anysend-orphans
+//! ```
+//!
+//! Now each step blocks the other: Y cannot take `x` while X holds it, and X cannot go under Y
+//! while Y is inside X. X comes first in object order and is blocked by ancestry, so the highest
+//! directory on the path from X down to its new parent that still has to move (here Y itself) is
+//! orphaned. That breaks the ancestry: X moves under Y, which frees `x` for Y, and Y carries X
+//! along.
+//!
+//! A chain that is not a cycle never touches the orphan directory: in log rotation (`log.N ->
+//! log.N+1`; `long_rename_chain_needs_no_orphan` checks that all 1001 operations are renames)
+//! each rename waits for its name and is woken when the next one frees it.
+//!
+//! # How it works
+//!
 //! Shape (see planner-notes): the [`Model`] starts as the origin restricted to the inventory; an
 //! operation is emitted only after the model accepts it, and every emitted path is read from the
 //! model. Work is event driven: each unfinished object tries its next step; a blocked object

@@ -110,6 +110,26 @@ fn dir_moved_under_former_child_without_name_clash_needs_no_orphan() {
 }
 
 #[test]
+fn d1_d2_becomes_d2_d1() {
+    // The worked example in plan.rs: d1/d2 -> d2/d1, each directory keeping its name and its
+    // file. `rename d1 d2/d1` first would move d1 under itself; the planner moves d2 out first,
+    // which frees the ancestry without an orphan, and the files travel with their directories.
+    let mut o = MemTree::new();
+    let d1 = o.mkdir(ROOT, b"d1");
+    o.file(d1, b"f");
+    let d2 = o.mkdir(d1, b"d2");
+    o.file(d2, b"g");
+    let mut t = o.clone();
+    assert!(t.rename(d1, b"d2", ROOT, b"d2"));
+    assert!(t.rename(ROOT, b"d1", d2, b"d1"));
+    // The target as drawn: d2/g and d2/d1/f.
+    assert_eq!(t.get(ROOT, b"d2"), Some(d2));
+    assert_eq!(t.get(d2, b"d1"), Some(d1));
+    assert!(t.get(d2, b"g").is_some() && t.get(d1, b"f").is_some());
+    assert_eq!(run(&o, &t), ["rename d1/d2 d2", "rename d1 d2/d1"]);
+}
+
+#[test]
 fn seed_case_foo_bar_to_t_foo_removed_t_to_foo() {
     // mv foo/bar t; rm -r foo; mv t foo
     let mut o = MemTree::new();
