@@ -1,7 +1,11 @@
-//! Applying records to DEST: one function per record kind (STREAM_FORMAT.md section 5).
+//! Applying records to DEST: one function per record kind (STREAM_FORMAT.md section 5). It knows
+//! file systems, not journals: what a journaled receive changes about a record comes in as a
+//! small policy, [`How`] (accept "already done", keep a removed object elsewhere, make a new
+//! file elsewhere, read copies from a kept origin version).
 //!
 //! Every function gets its parent directory from the resolver (`resolve.rs`: beneath DEST, no
-//! symlink on the way) and acts on the final name with an `*at` call that does not follow it:
+//! symlink on the way) and acts on the final name with an `*at` call that does not follow it
+//! (the calls shared with the rollback are in `ops.rs`):
 //! - create/remove/rename: `mkdirat`, `openat(O_CREAT|O_EXCL|O_NOFOLLOW)`, `symlinkat`,
 //!   `mknodat`, `linkat` without AT_SYMLINK_FOLLOW, `unlinkat`, `renameat2(RENAME_NOREPLACE)`;
 //! - metadata: `fchownat`/`utimensat` with AT_SYMLINK_NOFOLLOW; chmod on an `O_PATH|O_NOFOLLOW`
@@ -23,7 +27,6 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 
@@ -31,12 +34,14 @@ use anysend_stream::{NodeType, Record};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{
     self as fs, AtFlags, FallocateFlags, FileType, IFlags, Mode, OFlags, RenameFlags, Timespec,
-    Timestamps, XattrFlags, CWD,
+    Timestamps,
 };
 use rustix::io::Errno;
 
 use crate::config::Policy;
 use crate::error::{Problem, Warning};
+use crate::fsutil;
+use crate::ops::{self, ForFlags, Object};
 use crate::path;
 use crate::resolve::{ResolveError, Resolver};
 use crate::validate;
@@ -61,7 +66,7 @@ const FS_MANAGED_FLAGS: u32 = 0x100 // dirty
     | 0x10000000 // inline data
     | 0x80000000; // reserved
 
-/// Directories the resolver keeps open, and files of data records ahead ([`Applier::ready`]), at
+/// Directories the resolver keeps open, and files opened ahead ([`Applier::keep_opened`]), at
 /// most: each half of the fds this process may open beyond 512, at most 4096 (the records looked
 /// at ahead at most). 256 each under the usual limit of 1024.
 fn fds_kept() -> usize {
@@ -70,33 +75,66 @@ fn fds_kept() -> usize {
     usize::try_from(soft.saturating_sub(512) / 2).unwrap_or(usize::MAX).min(4096)
 }
 
+/// How a record is applied. The default is a plain receive; a journaled receive changes some of
+/// it for the record at hand.
+#[derive(Default, Clone, Copy)]
+pub struct How<'a> {
+    /// The record may have been applied already (it was in flight when a receive was killed):
+    /// where it finds its own work done (a directory it makes exists, a name it removes is
+    /// gone, a rename's source is gone and its target there), that is success.
+    pub again: bool,
+    /// Instead of destroying what `unlink` or `rmdir` removes, move it there.
+    pub remove_into: Option<Place<'a>>,
+    /// Make the new regular file of `create` there; it becomes the file that the record's data
+    /// records write, until it is moved to its name.
+    pub create_in: Option<Place<'a>>,
+    /// What `copy_from_origin` reads from, instead of the file itself: its origin version, kept
+    /// aside before the file changed.
+    pub origin: Option<&'a File>,
+}
+
+/// A name in an open directory: a place for an object outside the tree the stream describes.
+#[derive(Clone, Copy)]
+pub struct Place<'a> {
+    pub dir: BorrowedFd<'a>,
+    pub name: &'a OsStr,
+}
+
+/// What applying a record did, where a caller may need to know more than "done".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    Applied,
+    /// `create` made (or, applied again, found) the empty regular file with this inode number.
+    Created(u64),
+    /// `create` made the new file at [`How::create_in`].
+    CreatedIn,
+}
+
 /// The file a run of data records writes to.
-pub(crate) struct OpenFile {
-    pub(crate) path: Vec<u8>,
-    pub(crate) file: File,
+struct OpenFile {
+    path: Vec<u8>,
+    file: File,
 }
 
 /// Applies verified records to one DEST.
 pub struct Applier {
-    pub(crate) res: Resolver,
+    res: Resolver,
     policy: Policy,
     is_root: bool,
     euid: u32,
-    pub(crate) file: Option<OpenFile>,
-    /// Files of data records ahead, opened (for writing) when their origin bytes were kept, by
-    /// path, with their status then: each is taken by the first of those records applied. Paths
-    /// name other files after a rename or removal, so these are dropped then (and at a flags
-    /// change, which may forbid writing).
-    pub(crate) ready: HashMap<Vec<u8>, (File, fs::Stat)>,
-    /// How many `ready` may hold: a share of the fds this process may open.
-    pub(crate) ready_max: usize,
+    file: Option<OpenFile>,
+    /// Files opened ahead of their data records (to keep their origin bytes), by path, with
+    /// their status then: each is taken by the first of those records applied. Paths name
+    /// other files after a rename or removal, so these are dropped then (and at a flags change,
+    /// which may forbid writing).
+    opened: HashMap<Vec<u8>, (File, fs::Stat)>,
+    /// How many `opened` may hold: a share of the fds this process may open.
+    opened_max: usize,
     /// The record being applied, for warnings.
-    pub(crate) index: u64,
+    index: u64,
     warned_owner: bool,
     warned_flags: u32,
     warned_holes: bool,
-    /// Journal, holding directory and replay state of a journaled receive (`journaled.rs`).
-    pub(crate) session: Option<crate::journaled::Session>,
     /// Record indices `start..end` known to pass `validate::check` (`Applier::check`).
     checked: Cell<(u64, u64)>,
 }
@@ -114,13 +152,12 @@ impl Applier {
             is_root: euid.is_root(),
             euid: euid.as_raw(),
             file: None,
-            ready: HashMap::new(),
-            ready_max: kept,
+            opened: HashMap::new(),
+            opened_max: kept,
             index: 0,
             warned_owner: false,
             warned_flags: 0,
             warned_holes: false,
-            session: None,
             checked: Cell::new((0, 0)),
         }
     }
@@ -139,7 +176,7 @@ impl Applier {
     /// times (a run ahead, each batch it might join, the apply), so a contiguous range of
     /// indices found valid is remembered (an index always names the same record within a
     /// receive).
-    pub(crate) fn check(&self, index: u64, rec: &Record) -> Res {
+    pub fn check(&self, index: u64, rec: &Record) -> Res {
         let (start, end) = self.checked.get();
         if (start..end).contains(&index) {
             return Ok(());
@@ -149,54 +186,42 @@ impl Applier {
         Ok(())
     }
 
-    /// Checks and applies one record. `index` is only used in warnings.
-    pub fn apply(&mut self, index: u64, rec: &Record, warn: &mut dyn FnMut(&Warning)) -> Res {
+    /// Checks and applies record `index` (the index is only used in warnings).
+    pub fn apply(
+        &mut self,
+        index: u64,
+        rec: &Record,
+        how: &How<'_>,
+        warn: &mut dyn FnMut(&Warning),
+    ) -> Result<Done, Problem> {
         self.check(index, rec)?;
         self.index = index;
-        if self.session.is_some() {
-            return self.apply_journaled(index, rec, warn);
-        }
-        self.perform(rec, warn)
-    }
-
-    /// Applies one checked record (the journaled path has logged it first).
-    pub(crate) fn perform(&mut self, rec: &Record, warn: &mut dyn FnMut(&Warning)) -> Res {
-        let same_file = match (rec, &self.file) {
-            (
-                Record::Write { path, .. }
-                | Record::Hole { path, .. }
-                | Record::Truncate { path, .. }
-                | Record::CopyFromOrigin { path, .. },
-                Some(f),
-            ) => f.path == *path,
-            _ => false,
-        };
-        if !same_file {
+        if !matches!((rec.data_path(), &self.file), (Some(p), Some(f)) if f.path == p) {
             self.file = None;
         }
-        if !self.ready.is_empty()
-            && (crate::journaled::moves_paths(rec) || matches!(rec, Record::SetFlags { .. }))
+        if !self.opened.is_empty() && (rec.moves_paths() || matches!(rec, Record::SetFlags { .. }))
         {
-            self.ready.clear();
+            self.opened.clear();
         }
         use Record::*;
+        let again = how.again;
         match rec {
-            Mkdir { path } => self.mkdir(path),
-            Create { path } => self.create(path),
-            Symlink { path, target } => self.symlink(path, target),
-            Mknod { path, node, major, minor } => self.mknod(path, *node, *major, *minor),
-            Link { path, existing } => self.link(path, existing),
-            Unlink { path } => self.unlink(path),
-            Rmdir { path } => self.rmdir(path),
-            Rename { from, to } => self.rename(from, to),
+            Mkdir { path } => self.mkdir(path, again),
+            Create { path } => return self.create(path, how),
+            Symlink { path, target } => self.symlink(path, target, again),
+            Mknod { path, node, major, minor } => self.mknod(path, *node, *major, *minor, again),
+            Link { path, existing } => self.link(path, existing, again),
+            Unlink { path } => self.remove(path, false, how),
+            Rmdir { path } => self.remove(path, true, how),
+            Rename { from, to } => self.rename(from, to, again),
             Write { path, offset, data } => self.write(path, *offset, data),
             Hole { path, offset, len } => self.hole(path, *offset, *len, warn),
             Truncate { path, size } => self.truncate(path, *size),
             CopyFromOrigin { path, src_offset, dst_offset, len } => {
-                self.copy_from_origin(path, *src_offset, *dst_offset, *len)
+                self.copy_from_origin(path, *src_offset, *dst_offset, *len, how.origin)
             }
             SetXattr { path, name, value } => self.set_xattr(path, name, value),
-            RemoveXattr { path, name } => self.remove_xattr(path, name),
+            RemoveXattr { path, name } => self.remove_xattr(path, name, again),
             Chmod { path, mode } => self.chmod(path, *mode),
             Chown { path, uid, gid } => self.chown(path, *uid, *gid, warn),
             Utimes { path, atime_sec, atime_nsec, mtime_sec, mtime_nsec } => {
@@ -205,13 +230,17 @@ impl Applier {
             SetFlags { path, flags } => self.set_flags(path, *flags, warn),
             End { .. } => Ok(()),
         }
+        .map(|()| Done::Applied)
     }
 
-    /// Closes the open file, if any (before syncing DEST).
+    /// Closes the open file and those opened ahead, if any (before syncing DEST, or before the
+    /// file is moved).
     pub fn close_file(&mut self) {
         self.file = None;
-        self.ready.clear();
+        self.opened.clear();
     }
+
+    // ---- what a journaled receive asks of DEST through the applier's resolver and files ----
 
     /// The parent directory of a checked non-root path, and its final name.
     pub(crate) fn parent<'p>(
@@ -223,146 +252,35 @@ impl Applier {
         Ok((fd, OsStr::from_bytes(name)))
     }
 
-    fn mkdir(&mut self, p: &[u8]) -> Res {
-        let replay = self.replaying();
+    /// The object at a checked path: DEST itself for the empty path.
+    pub(crate) fn object<'a>(&'a mut self, p: &'a [u8]) -> Result<Object<'a>, Problem> {
+        if path::is_root(p) {
+            return Ok(Object::Open(self.res.root()));
+        }
         let (dir, name) = self.parent(p)?;
-        match fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
-            Err(Errno::EXIST) if replay && is_type(dir, name, FileType::Directory) => Ok(()),
-            r => r.map_err(Problem::os("")),
-        }
+        Ok(Object::At(dir, name))
     }
 
-    fn create(&mut self, p: &[u8]) -> Res {
-        if self.holds_new() {
-            return self.create_held(self.index, p);
-        }
-        let replay = self.replaying();
-        let keeps = self.holds_removed();
-        let (dir, name) = self.parent(p)?;
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let ino = match fs::openat(dir, name, flags, Mode::from_raw_mode(0o600)) {
-            Ok(fd) if keeps => fs::fstat(&fd).map_err(Problem::os("fstat"))?.st_ino,
-            Ok(_) => return Ok(()),
-            // Replayed after a kill: made already. Its data records come after it, so it is
-            // still empty; anything else at the name is not this record's doing.
-            Err(Errno::EXIST) if replay => match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st)
-                    if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
-                        && st.st_size == 0 =>
-                {
-                    st.st_ino
-                }
-                _ => return Err(Problem::os("")(Errno::EXIST)),
-            },
-            Err(e) => return Err(Problem::os("")(e)),
-        };
-        if let Some(s) = &mut self.session {
-            // Its content has no origin bytes to keep (incremental receives).
-            if s.undo {
-                s.created.insert(ino);
-            }
-        }
-        Ok(())
+    /// The directory at `dir`, its inode number, and its status when it was looked at now.
+    pub(crate) fn dir_ino(
+        &mut self,
+        dir: &[u8],
+    ) -> Result<(BorrowedFd<'_>, u64, Option<fs::Stat>), Problem> {
+        self.res.dir_ino(dir).map_err(resolve_problem)
     }
 
-    fn symlink(&mut self, p: &[u8], target: &[u8]) -> Res {
-        let replay = self.replaying();
-        let (dir, name) = self.parent(p)?;
-        match fs::symlinkat(OsStr::from_bytes(target), dir, name) {
-            Err(Errno::EXIST) if replay && is_type(dir, name, FileType::Symlink) => Ok(()),
-            r => r.map_err(Problem::os("")),
-        }
+    /// Whether the directory at `dir` can be opened now.
+    pub(crate) fn resolves(&mut self, dir: &[u8]) -> bool {
+        self.res.dir(dir).is_ok()
     }
 
-    fn mknod(&mut self, p: &[u8], node: NodeType, major: u32, minor: u32) -> Res {
-        let (kind, dev) = match node {
-            NodeType::Fifo => (FileType::Fifo, 0),
-            NodeType::Socket => (FileType::Socket, 0),
-            NodeType::CharDevice => (FileType::CharacterDevice, fs::makedev(major, minor)),
-            NodeType::BlockDevice => (FileType::BlockDevice, fs::makedev(major, minor)),
-        };
-        let replay = self.replaying();
-        let (dir, name) = self.parent(p)?;
-        match fs::mknodat(dir, name, kind, Mode::from_raw_mode(0o600), dev) {
-            Err(Errno::EXIST) if replay && is_type(dir, name, kind) => Ok(()),
-            r => r.map_err(Problem::os("")),
-        }
-    }
-
-    fn link(&mut self, p: &[u8], existing: &[u8]) -> Res {
-        let (edir, ename) = path::split_last(existing);
-        let efd = self.res.dir_owned(edir).map_err(resolve_problem)?;
-        let replay = self.replaying();
-        let (dir, name) = self.parent(p)?;
-        // No AT_SYMLINK_FOLLOW: a symlink at `existing` gets a second name, it is not followed.
-        match fs::linkat(&efd, OsStr::from_bytes(ename), dir, name, AtFlags::empty()) {
-            Err(Errno::EXIST) if replay && same_object(&efd, ename, dir, name) => Ok(()),
-            r => r.map_err(Problem::os("")),
-        }
-    }
-
-    fn unlink(&mut self, p: &[u8]) -> Res {
-        if self.holds_removed() {
-            return self.move_aside(p, false);
-        }
-        let replay = self.replaying();
-        let (dir, name) = self.parent(p)?;
-        match fs::unlinkat(dir, name, AtFlags::empty()) {
-            Err(Errno::NOENT) if replay => Ok(()),
-            r => r.map_err(Problem::os("")),
-        }
-    }
-
-    fn rmdir(&mut self, p: &[u8]) -> Res {
-        if self.holds_removed() {
-            return self.move_aside(p, true);
-        }
-        let replay = self.replaying();
-        let (dir, name) = self.parent(p)?;
-        let r = match fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
-            Err(Errno::NOENT) if replay => Ok(()),
-            r => r.map_err(Problem::os("")),
-        };
-        self.res.invalidate_beneath(p);
-        r
-    }
-
-    fn rename(&mut self, from: &[u8], to: &[u8]) -> Res {
-        let (fdir, fname) = path::split_last(from);
-        let ffd = self.res.dir_owned(fdir).map_err(resolve_problem)?;
-        let fname = OsStr::from_bytes(fname);
-        let replay = self.replaying();
-        let (tdir, tname) = self.parent(to)?;
-        let r = match fs::renameat_with(&ffd, fname, tdir, tname, RenameFlags::NOREPLACE) {
-            // Replayed after a kill: the rename was done already.
-            Err(Errno::NOENT)
-                if replay && fs::statat(tdir, tname, AtFlags::SYMLINK_NOFOLLOW).is_ok() =>
-            {
-                Ok(())
-            }
-            // File systems without RENAME_NOREPLACE say EINVAL: check, then rename plainly.
-            Err(Errno::INVAL) => match fs::statat(tdir, tname, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(_) => Err(Errno::EXIST),
-                Err(Errno::NOENT) => fs::renameat(&ffd, fname, tdir, tname),
-                Err(e) => Err(e),
-            },
-            r => r,
-        };
-        self.res.invalidate_beneath(from);
-        self.res.invalidate_beneath(to);
-        r.map_err(Problem::os(""))
-    }
-
-    /// The open regular file at `p`, opened now unless the previous data record named it.
+    /// The open regular file at `p`: the one data records wrote last if it is `p`'s, else one
+    /// opened ahead, else opened now.
     pub(crate) fn data_file(&mut self, p: &[u8]) -> Result<&File, Problem> {
         if !matches!(&self.file, Some(f) if f.path == p) {
-            let file = match self.ready.remove(p) {
+            let file = match self.opened.remove(p) {
                 Some((f, _)) => f,
-                None => match self.held_new_file(p)? {
-                    Some(f) => f,
-                    None => self.open_regular(p)?,
-                },
+                None => self.open_regular(p)?.0,
             };
             self.file = Some(OpenFile { path: p.to_vec(), file });
         }
@@ -372,30 +290,50 @@ impl Applier {
         }
     }
 
-    pub(crate) fn open_regular(&mut self, p: &[u8]) -> Result<File, Problem> {
-        self.open_regular_stat(p).map(|(f, _)| f)
+    /// Makes `file` the file that the data records of `p` write from now on (a new file made
+    /// elsewhere, until it gets its name).
+    pub(crate) fn hand_file(&mut self, p: &[u8], file: File) {
+        self.file = Some(OpenFile { path: p.to_vec(), file });
     }
 
-    /// [`Applier::open_regular`], with the file's status.
-    pub(crate) fn open_regular_stat(&mut self, p: &[u8]) -> Result<(File, fs::Stat), Problem> {
+    /// The file at `p` opened ahead of its data records, if it was.
+    pub(crate) fn opened_ahead(&mut self, p: &[u8]) -> Option<(File, fs::Stat)> {
+        self.opened.remove(p)
+    }
+
+    /// Keeps `file`, opened ahead, for the data records of `p` (unless as many are kept as
+    /// the fds allow: the records then open it again).
+    pub(crate) fn keep_opened(&mut self, p: &[u8], file: File, st: fs::Stat) {
+        if self.opened.len() < self.opened_max {
+            self.opened.insert(p.to_vec(), (file, st));
+        }
+    }
+
+    /// Forgets the files opened ahead.
+    pub(crate) fn drop_opened(&mut self) {
+        self.opened.clear();
+    }
+
+    /// The regular file at `p`, opened for writing as data records open it, with its status.
+    pub(crate) fn open_regular(&mut self, p: &[u8]) -> Result<(File, fs::Stat), Problem> {
         let (is_root, euid) = (self.is_root, self.euid);
         let (dir, name) = self.parent(p)?;
         let st = fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(Problem::os(""))?;
         match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => {}
             FileType::Symlink => return Err(Problem::FinalSymlink("write")),
-            other => return Err(Problem::NotRegular { found: type_name(other) }),
+            other => return Err(Problem::NotRegular { found: ops::type_name(other) }),
         }
         let flags =
             OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         let fd = match fs::openat(dir, name, flags, Mode::empty()) {
             Err(Errno::ACCESS) if !is_root && st.st_uid == euid => {
                 // Our own file without u+rw (say 0444 at the origin): lend u+rw for the open.
-                let pfd = open_path(dir, name)?;
+                let pfd = ops::open_path(dir, name).map_err(Problem::os(""))?;
                 let mode = st.st_mode & 0o7777;
-                chmod_fd(&pfd, mode | 0o600)?;
+                ops::chmod_fd(&pfd, mode | 0o600).map_err(Problem::os("chmod"))?;
                 let r = fs::openat(dir, name, flags, Mode::empty());
-                chmod_fd(&pfd, mode)?;
+                ops::chmod_fd(&pfd, mode).map_err(Problem::os("chmod"))?;
                 r
             }
             r => r,
@@ -408,6 +346,166 @@ impl Applier {
             return Err(Problem::Raced);
         }
         Ok((File::from(fd), now))
+    }
+
+    // ---- one function per record kind ----
+
+    fn mkdir(&mut self, p: &[u8], again: bool) -> Res {
+        let (dir, name) = self.parent(p)?;
+        match fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
+            Err(Errno::EXIST) if again && ops::is_type(dir, name, FileType::Directory) => Ok(()),
+            r => r.map_err(Problem::os("")),
+        }
+    }
+
+    fn create(&mut self, p: &[u8], how: &How<'_>) -> Result<Done, Problem> {
+        if let Some(place) = how.create_in {
+            return self.create_in(p, place, how.again);
+        }
+        let (dir, name) = self.parent(p)?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match fs::openat(dir, name, flags, Mode::from_raw_mode(0o600)) {
+            Ok(fd) => Ok(Done::Created(fs::fstat(&fd).map_err(Problem::os("fstat"))?.st_ino)),
+            // Made already (applied again): its data records come after it, so it is still
+            // empty; anything else at the name is not this record's doing.
+            Err(Errno::EXIST) if how.again => {
+                match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st)
+                        if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+                            && st.st_size == 0 =>
+                    {
+                        Ok(Done::Created(st.st_ino))
+                    }
+                    _ => Err(Problem::os("")(Errno::EXIST)),
+                }
+            }
+            Err(e) => Err(Problem::os("")(e)),
+        }
+    }
+
+    /// `create` of a file made at `place` (it gets its name later). The name must be free now,
+    /// as a plain create would find it; applied again, a regular file at the name is this
+    /// record's, moved there before a kill: its data records, which follow, write it again.
+    fn create_in(&mut self, p: &[u8], place: Place<'_>, again: bool) -> Result<Done, Problem> {
+        {
+            let (dir, name) = self.parent(p)?;
+            match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Err(Errno::NOENT) => {}
+                Ok(st) if again && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+                    return Ok(Done::Applied);
+                }
+                Ok(_) => return Err(Problem::os("")(Errno::EXIST)),
+                Err(e) => return Err(Problem::os("")(e)),
+            }
+        }
+        // A file already at `place` is this record's own, left by a kill: made again.
+        let flags =
+            OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = fs::openat(place.dir, place.name, flags, Mode::from_raw_mode(0o600))
+            .map_err(Problem::os(""))?;
+        self.hand_file(p, File::from(fd));
+        Ok(Done::CreatedIn)
+    }
+
+    fn symlink(&mut self, p: &[u8], target: &[u8], again: bool) -> Res {
+        let (dir, name) = self.parent(p)?;
+        match fs::symlinkat(OsStr::from_bytes(target), dir, name) {
+            Err(Errno::EXIST) if again && ops::is_type(dir, name, FileType::Symlink) => Ok(()),
+            r => r.map_err(Problem::os("")),
+        }
+    }
+
+    fn mknod(&mut self, p: &[u8], node: NodeType, major: u32, minor: u32, again: bool) -> Res {
+        let (kind, dev) = match node {
+            NodeType::Fifo => (FileType::Fifo, 0),
+            NodeType::Socket => (FileType::Socket, 0),
+            NodeType::CharDevice => (FileType::CharacterDevice, fs::makedev(major, minor)),
+            NodeType::BlockDevice => (FileType::BlockDevice, fs::makedev(major, minor)),
+        };
+        let (dir, name) = self.parent(p)?;
+        match fs::mknodat(dir, name, kind, Mode::from_raw_mode(0o600), dev) {
+            Err(Errno::EXIST) if again && ops::is_type(dir, name, kind) => Ok(()),
+            r => r.map_err(Problem::os("")),
+        }
+    }
+
+    fn link(&mut self, p: &[u8], existing: &[u8], again: bool) -> Res {
+        let (edir, ename) = path::split_last(existing);
+        let ename = OsStr::from_bytes(ename);
+        let efd = self.res.dir_owned(edir).map_err(resolve_problem)?;
+        let (dir, name) = self.parent(p)?;
+        // No AT_SYMLINK_FOLLOW: a symlink at `existing` gets a second name, it is not followed.
+        match fs::linkat(&efd, ename, dir, name, AtFlags::empty()) {
+            Err(Errno::EXIST) if again && ops::same_object(efd.as_fd(), ename, dir, name) => Ok(()),
+            r => r.map_err(Problem::os("")),
+        }
+    }
+
+    /// `unlink` (`directory` false) or `rmdir`: the name goes, or with `how.remove_into` the
+    /// object moves there.
+    fn remove(&mut self, p: &[u8], directory: bool, how: &How<'_>) -> Res {
+        let r = match how.remove_into {
+            Some(place) => self.move_aside(p, directory, place, how.again),
+            None => {
+                let (dir, name) = self.parent(p)?;
+                match ops::remove(dir, name, directory) {
+                    Err(Errno::NOENT) if how.again => Ok(()),
+                    r => r.map_err(Problem::os("")),
+                }
+            }
+        };
+        if directory {
+            self.res.invalidate_beneath(p);
+        }
+        r
+    }
+
+    /// A removal whose object is kept at `place` instead: the same checks as `unlink` or
+    /// `rmdir` (a type that matches, an empty directory), then a rename.
+    fn move_aside(&mut self, p: &[u8], directory: bool, place: Place<'_>, again: bool) -> Res {
+        let (dir, name) = self.parent(p)?;
+        let st = match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(Errno::NOENT)
+                if again
+                    && fs::statat(place.dir, place.name, AtFlags::SYMLINK_NOFOLLOW).is_ok() =>
+            {
+                return Ok(());
+            }
+            r => r.map_err(Problem::os(""))?,
+        };
+        let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+        match (directory, is_dir) {
+            (false, true) => return Err(Problem::os("")(Errno::ISDIR)),
+            (true, false) => return Err(Problem::os("")(Errno::NOTDIR)),
+            (true, true) if !fsutil::dir_is_empty(dir, name).map_err(Problem::os("listing"))? => {
+                return Err(Problem::os("")(Errno::NOTEMPTY))
+            }
+            _ => {}
+        }
+        // As an unlink would free them: kept only for an abort, its pages need not stay.
+        fsutil::drop_cache_of_removed(dir, name, &st);
+        fs::renameat_with(dir, name, place.dir, place.name, RenameFlags::empty())
+            .map_err(Problem::os("moving into the holding directory"))
+    }
+
+    fn rename(&mut self, from: &[u8], to: &[u8], again: bool) -> Res {
+        let (fdir, fname) = path::split_last(from);
+        let ffd = self.res.dir_owned(fdir).map_err(resolve_problem)?;
+        let fname = OsStr::from_bytes(fname);
+        let (tdir, tname) = self.parent(to)?;
+        let r = match ops::rename_noreplace(ffd.as_fd(), fname, tdir, tname) {
+            // Applied again: the rename was done already.
+            Err(Errno::NOENT)
+                if again && fs::statat(tdir, tname, AtFlags::SYMLINK_NOFOLLOW).is_ok() =>
+            {
+                Ok(())
+            }
+            r => r,
+        };
+        self.res.invalidate_beneath(from);
+        self.res.invalidate_beneath(to);
+        r.map_err(Problem::os(""))
     }
 
     fn write(&mut self, p: &[u8], offset: u64, data: &[u8]) -> Res {
@@ -455,16 +553,22 @@ impl Applier {
     }
 
     /// Copies within the file as memmove does: when the ranges overlap with the destination
-    /// later, it copies from the end, so every byte read is still an origin byte.
-    fn copy_from_origin(&mut self, p: &[u8], src: u64, dst: u64, len: u64) -> Res {
+    /// later, it copies from the end, so every byte read is still an origin byte. With the
+    /// origin version kept aside (`origin`), it reads from that instead: applied again after a
+    /// kill, it still reads origin bytes, whatever the interrupted copy overwrote.
+    fn copy_from_origin(
+        &mut self,
+        p: &[u8],
+        src: u64,
+        dst: u64,
+        len: u64,
+        origin: Option<&File>,
+    ) -> Res {
         let too_far = || Problem::Invalid(format!("range of {len} bytes is past any file"));
         let src_end = src.checked_add(len).ok_or_else(too_far)?;
         dst.checked_add(len).ok_or_else(too_far)?;
-        let origin = self.origin_copy(p)?;
         let f = self.data_file(p)?;
-        // With the origin version kept aside (journaled incremental), read from it: a replay
-        // after a kill reads origin bytes still, whatever the interrupted copy overwrote.
-        let from = origin.as_ref().unwrap_or(f);
+        let from = origin.unwrap_or(f);
         let backwards = dst > src && dst - src < len && origin.is_none();
         let mut buf = vec![0u8; BUF_MAX.min(len) as usize];
         let mut done = 0u64;
@@ -487,24 +591,18 @@ impl Applier {
 
     fn set_xattr(&mut self, p: &[u8], name: &[u8], value: &[u8]) -> Res {
         let name = OsStr::from_bytes(name);
-        if path::is_root(p) {
-            return fs::fsetxattr(self.res.root(), name, value, XattrFlags::empty())
-                .map_err(Problem::os(""));
-        }
-        let is_root = self.is_root;
-        let euid = self.euid;
-        let (dir, base) = self.parent(p)?;
-        let proc = proc_path(dir, base);
-        let set = || fs::lsetxattr(&proc, name, value, XattrFlags::empty());
-        lend_write(set, is_root, euid, dir, base)
+        let (is_root, euid) = (self.is_root, self.euid);
+        let obj = self.object(p)?;
+        lend_write(|| obj.set_xattr(name, value), is_root, euid, obj)
     }
 
-    fn remove_xattr(&mut self, p: &[u8], name: &[u8]) -> Res {
-        let replay = self.replaying();
-        let r = self.remove_xattr_inner(p, name);
-        match r {
+    fn remove_xattr(&mut self, p: &[u8], name: &[u8], again: bool) -> Res {
+        let name = OsStr::from_bytes(name);
+        let (is_root, euid) = (self.is_root, self.euid);
+        let obj = self.object(p)?;
+        match lend_write(|| obj.remove_xattr(name), is_root, euid, obj) {
             Err(Problem::Os { source, .. })
-                if replay && source.raw_os_error() == Some(Errno::NODATA.raw_os_error()) =>
+                if again && source.raw_os_error() == Some(Errno::NODATA.raw_os_error()) =>
             {
                 Ok(())
             }
@@ -512,53 +610,22 @@ impl Applier {
         }
     }
 
-    fn remove_xattr_inner(&mut self, p: &[u8], name: &[u8]) -> Res {
-        let name = OsStr::from_bytes(name);
-        if path::is_root(p) {
-            return fs::fremovexattr(self.res.root(), name).map_err(Problem::os(""));
-        }
-        let is_root = self.is_root;
-        let euid = self.euid;
-        let (dir, base) = self.parent(p)?;
-        let proc = proc_path(dir, base);
-        lend_write(|| fs::lremovexattr(&proc, name), is_root, euid, dir, base)
-    }
-
     fn chmod(&mut self, p: &[u8], mode: u32) -> Res {
-        let mode = Mode::from_raw_mode(mode);
-        if path::is_root(p) {
-            return fs::fchmod(self.res.root(), mode).map_err(Problem::os(""));
+        match self.object(p)?.chmod(mode) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Problem::FinalSymlink("chmod")),
+            Err(e) => Err(Problem::os("")(e)),
         }
-        let (dir, name) = self.parent(p)?;
-        let fd = open_path(dir, name)?;
-        let st = fs::fstat(&fd).map_err(Problem::os("fstat"))?;
-        if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
-            return Err(Problem::FinalSymlink("chmod"));
-        }
-        chmod_fd(&fd, mode.as_raw_mode())
     }
 
     fn chown(&mut self, p: &[u8], uid: u32, gid: u32, warn: &mut dyn FnMut(&Warning)) -> Res {
         let (is_root, euid, strict) = (self.is_root, self.euid, self.policy.strict_owner);
-        let (owner, group) =
-            (Some(fs::Uid::from_raw_unchecked(uid)), Some(fs::Gid::from_raw_unchecked(gid)));
-        let (r, current) = if path::is_root(p) {
-            let root = self.res.root();
-            let current = if is_root { None } else { fs::fstat(root).ok() };
-            let r = match current {
-                Some(st) if (st.st_uid, st.st_gid) == (uid, gid) => Ok(()),
-                _ => fs::fchown(root, owner, group),
-            };
-            (r, current)
-        } else {
-            let (dir, name) = self.parent(p)?;
-            let current =
-                if is_root { None } else { fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok() };
-            let r = match current {
-                Some(st) if (st.st_uid, st.st_gid) == (uid, gid) => Ok(()),
-                _ => fs::chownat(dir, name, owner, group, AtFlags::SYMLINK_NOFOLLOW),
-            };
-            (r, current)
+        let obj = self.object(p)?;
+        // Not root, a chown to what the object has already is no change, so not refused.
+        let current = if is_root { None } else { obj.stat().ok() };
+        let r = match current {
+            Some(st) if (st.st_uid, st.st_gid) == (uid, gid) => Ok(()),
+            _ => obj.chown(uid, gid),
         };
         match r {
             Ok(()) => Ok(()),
@@ -580,35 +647,19 @@ impl Applier {
     fn utimes(&mut self, p: &[u8], atime: (i64, u32), mtime: (i64, u32)) -> Res {
         let ts = |(sec, nsec): (i64, u32)| Timespec { tv_sec: sec, tv_nsec: nsec.into() };
         let times = Timestamps { last_access: ts(atime), last_modification: ts(mtime) };
-        if path::is_root(p) {
-            return fs::futimens(self.res.root(), &times).map_err(Problem::os(""));
-        }
-        let (dir, name) = self.parent(p)?;
-        fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(Problem::os(""))
+        self.object(p)?.set_times(&times).map_err(Problem::os(""))
     }
 
     fn set_flags(&mut self, p: &[u8], flags: u32, warn: &mut dyn FnMut(&Warning)) -> Res {
         let wanted = flags & !FS_MANAGED_FLAGS;
-        let fd = if path::is_root(p) {
-            rustix::io::fcntl_dupfd_cloexec(self.res.root(), 0).map_err(Problem::os("dup"))?
-        } else {
-            let (dir, name) = self.parent(p)?;
-            let pfd = open_path(dir, name)?;
-            let st = fs::fstat(&pfd).map_err(Problem::os("fstat"))?;
-            let common = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let how = match FileType::from_raw_mode(st.st_mode) {
-                FileType::Directory => common | OFlags::DIRECTORY,
-                FileType::RegularFile => common | OFlags::NONBLOCK | OFlags::NOCTTY,
-                // chattr cannot read or set flags on these either; nothing to carry.
-                _ if wanted == 0 => return Ok(()),
-                other => return Err(Problem::FlagsOnSpecial { flags, found: type_name(other) }),
-            };
-            let fd = fs::openat(dir, name, how, Mode::empty()).map_err(Problem::os("open"))?;
-            let now = fs::fstat(&fd).map_err(Problem::os("fstat"))?;
-            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
-                return Err(Problem::Raced);
+        let fd = match self.object(p)?.for_flags().map_err(Problem::os(""))? {
+            ForFlags::Fd(fd) => fd,
+            // chattr cannot read or set flags on these either; nothing to carry.
+            ForFlags::Holds(_) if wanted == 0 => return Ok(()),
+            ForFlags::Holds(other) => {
+                return Err(Problem::FlagsOnSpecial { flags, found: ops::type_name(other) })
             }
-            fd
+            ForFlags::Raced => return Err(Problem::Raced),
         };
         let fd = fd.as_fd();
         let unsupported = |e: Errno| matches!(e, Errno::OPNOTSUPP | Errno::NOTTY | Errno::INVAL);
@@ -672,86 +723,37 @@ impl Applier {
     }
 }
 
-/// Runs `op`; when it is refused (EACCES) to a user who owns the object but may not write it
-/// (a read-only file or directory at the origin, whose chmod came first), lends u+w for the
-/// moment of the call. Root never needs it.
+/// Runs `op` on `obj`; when it is refused (EACCES) to a user who owns the object but may not
+/// write it (a read-only file or directory at the origin, whose chmod came first), lends u+w
+/// for the moment of the call. Root never needs it, nor DEST itself (the receiving user's).
 fn lend_write(
     op: impl Fn() -> Result<(), Errno>,
     is_root: bool,
     euid: u32,
-    dir: BorrowedFd<'_>,
-    name: &OsStr,
+    obj: Object<'_>,
 ) -> Res {
-    match op() {
-        Err(Errno::ACCESS) if !is_root => {
-            let fd = open_path(dir, name)?;
+    match (op(), obj) {
+        (Err(Errno::ACCESS), Object::At(dir, name)) if !is_root => {
+            let fd = ops::open_path(dir, name).map_err(Problem::os(""))?;
             let st = fs::fstat(&fd).map_err(Problem::os("fstat"))?;
             let t = FileType::from_raw_mode(st.st_mode);
             if st.st_uid != euid || t == FileType::Symlink {
                 return Err(Problem::os("")(Errno::ACCESS));
             }
             let mode = st.st_mode & 0o7777;
-            chmod_fd(&fd, mode | 0o200)?;
+            ops::chmod_fd(&fd, mode | 0o200).map_err(Problem::os("chmod"))?;
             let r = op();
-            chmod_fd(&fd, mode)?;
+            ops::chmod_fd(&fd, mode).map_err(Problem::os("chmod"))?;
             r.map_err(Problem::os(""))
         }
-        r => r.map_err(Problem::os("")),
+        (r, _) => r.map_err(Problem::os("")),
     }
 }
 
-pub(crate) fn resolve_problem(e: ResolveError) -> Problem {
+fn resolve_problem(e: ResolveError) -> Problem {
     match e {
         ResolveError::Symlink { at } => Problem::ThroughSymlink { at },
         ResolveError::Escapes => Problem::Escapes,
         ResolveError::Os { at, errno } => Problem::Parent { at, source: errno.into() },
-    }
-}
-
-/// Whether `name` in `dir` is an object of type `t` (not following it).
-fn is_type(dir: BorrowedFd<'_>, name: &OsStr, t: FileType) -> bool {
-    fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
-        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == t)
-}
-
-/// Whether two names are one object.
-fn same_object(d1: &OwnedFd, n1: &[u8], d2: BorrowedFd<'_>, n2: &OsStr) -> bool {
-    let a = fs::statat(d1, OsStr::from_bytes(n1), AtFlags::SYMLINK_NOFOLLOW);
-    let b = fs::statat(d2, n2, AtFlags::SYMLINK_NOFOLLOW);
-    matches!((a, b), (Ok(a), Ok(b)) if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
-}
-
-/// The object itself, not followed, as an fd that can only be used for metadata.
-pub(crate) fn open_path(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Problem> {
-    fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-        .map_err(Problem::os(""))
-}
-
-/// chmod of the inode an `O_PATH` fd holds: `/proc/self/fd/N` resolves to that inode (the fd is
-/// known not to be a symlink), which is how glibc implements `fchmodat(AT_SYMLINK_NOFOLLOW)`.
-pub(crate) fn chmod_fd(fd: &OwnedFd, mode: u32) -> Res {
-    let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    fs::chmodat(CWD, p.as_str(), Mode::from_raw_mode(mode), AtFlags::empty())
-        .map_err(Problem::os("chmod"))
-}
-
-/// `/proc/self/fd/<dir>/<name>`: the name inside an open directory as a short path, for the
-/// `l*xattr` calls, which have no `*at` form. The final name is not followed by `l*` calls.
-pub(crate) fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> std::path::PathBuf {
-    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-    p.extend_from_slice(name.as_bytes());
-    std::path::PathBuf::from(OsStr::from_bytes(&p))
-}
-
-pub(crate) fn type_name(t: FileType) -> &'static str {
-    match t {
-        FileType::RegularFile => "regular file",
-        FileType::Directory => "directory",
-        FileType::Symlink => "symbolic link",
-        FileType::Fifo => "fifo",
-        FileType::Socket => "socket",
-        FileType::CharacterDevice => "character device",
-        FileType::BlockDevice => "block device",
-        _ => "file of unknown type",
     }
 }

@@ -23,31 +23,27 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use anysend_stream::{Id, StreamHeader, StreamReader};
+use anysend_stream::{Id, StreamReader};
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{self as fs, AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
-use crate::apply::proc_path;
 use crate::config::Config;
+use crate::dest;
+use crate::direct;
 use crate::error::{RecvError, Warning};
 use crate::fsutil;
-use crate::receive::{self, Lookahead, Peek, Summary, Tick};
+use crate::journal;
+use crate::lookahead::{Lookahead, Peek};
+use crate::ops::{ForFlags, Object};
 use crate::state::{self, Refusal, State, Verdict};
+use crate::summary::{Summary, Tick};
 
 const MARK: &str = ".anyrecv-staging-";
 
-fn dest_err<'a>(p: &'a Path, step: &'static str) -> impl FnOnce(io::Error) -> RecvError + 'a {
-    move |source| RecvError::Dest { path: p.to_path_buf(), step, source }
-}
-
-fn state_err<'a>(p: &'a Path, step: &'static str) -> impl FnOnce(io::Error) -> RecvError + 'a {
-    move |source| RecvError::State { path: p.to_path_buf(), step, source }
-}
-
 /// DEST's canonical path (or where it would be), its parent and its name.
 fn split(dest: &Path) -> Result<(PathBuf, PathBuf, Vec<u8>), RecvError> {
-    let (canonical, _) = receive::locate(dest)?;
+    let (canonical, _) = dest::locate(dest)?;
     let parent = canonical.parent().unwrap_or(Path::new("/")).to_path_buf();
     let name = canonical.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
     Ok((canonical, parent, name))
@@ -57,11 +53,10 @@ fn split(dest: &Path) -> Result<(PathBuf, PathBuf, Vec<u8>), RecvError> {
 pub fn staging_path(canonical: &Path, id: &Id) -> PathBuf {
     let parent = canonical.parent().unwrap_or(Path::new("/"));
     let name = canonical.file_name().map(|n| n.as_bytes()).unwrap_or_default();
-    let hex: String = id.0[..8].iter().map(|b| format!("{b:02x}")).collect();
     let mut n = b".".to_vec();
     n.extend_from_slice(name);
     n.extend_from_slice(MARK.as_bytes());
-    n.extend_from_slice(hex.as_bytes());
+    n.extend_from_slice(id.short().as_bytes());
     parent.join(OsStr::from_bytes(&n))
 }
 
@@ -141,35 +136,36 @@ pub fn reflink_supported(dir: &Path) -> bool {
 pub(crate) fn receive<R: Read>(
     cfg: &Config,
     reader: StreamReader<Lookahead<R>>,
-    header: StreamHeader,
     peek: Peek,
     warn: &mut dyn FnMut(&Warning),
     tick: &mut dyn FnMut(&Tick),
 ) -> Result<Summary, RecvError> {
+    let header = reader.header().clone();
     let (canonical, parent, _) = split(&cfg.dest)?;
     let shown = state::show(&canonical);
     if !reflink_supported(&parent) {
         return Err(Refusal::NoReflink { dest: shown }.into());
     }
     let state_path = state::state_file(&cfg.state_dir, &canonical);
-    state::create_dir(&cfg.state_dir).map_err(state_err(&cfg.state_dir, "creating"))?;
-    let lock = state::lock(&state_path, &shown).map_err(state_err(&state_path, "locking"))??;
+    state::create_dir(&cfg.state_dir).map_err(RecvError::state(&cfg.state_dir, "creating"))?;
+    let lock =
+        state::lock(&state_path, &shown).map_err(RecvError::state(&state_path, "locking"))??;
     finish_switches(cfg, &canonical, &state_path)?;
     let staging = staging_path(&canonical, &header.stream_id);
     let sstate = state::state_file(&cfg.state_dir, &staging);
     let resuming = state::load(&sstate)
-        .map_err(state_err(&sstate, "reading"))?
+        .map_err(RecvError::state(&sstate, "reading"))?
         .is_some_and(|s| s.partial.as_ref().is_some_and(|p| p.stream == header.stream_id))
         && staging.is_dir();
-    let dest_state = state::load(&state_path).map_err(state_err(&state_path, "reading"))?;
+    let dest_state = state::load(&state_path).map_err(RecvError::state(&state_path, "reading"))?;
     if !resuming {
         // The same checks a receive into DEST makes, before anything is made.
         let root = match stdfs::metadata(&canonical) {
-            Ok(_) => Some(receive::open_dir(&canonical)?),
+            Ok(_) => Some(dest::open_dir(&canonical)?),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(dest_err(&canonical, "stat")(e)),
+            Err(e) => return Err(RecvError::dest(&canonical, "stat")(e)),
         };
-        let info = receive::dest_info(&canonical, root.as_ref(), &state_path)?;
+        let info = dest::info(&canonical, root.as_ref(), &state_path)?;
         let verdict = state::check_base(&header, &shown, &info, dest_state.as_ref(), cfg.force)?;
         if let Verdict::Forced(r) = &verdict {
             warn(&Warning::Forced(r.to_string()));
@@ -188,16 +184,18 @@ pub(crate) fn receive<R: Read>(
         remove_staging(cfg, &staging)?;
         match &root {
             Some(r) if header.origin.is_some() => {
-                clone_tree(r.as_fd(), &staging).map_err(dest_err(&staging, "cloning DEST"))?;
+                clone_tree(r.as_fd(), &staging)
+                    .map_err(RecvError::dest(&staging, "cloning DEST"))?;
                 // The staging copy holds what DEST holds: it gets DEST's record.
-                let st = fs::stat(&staging).map_err(|e| dest_err(&staging, "stat")(e.into()))?;
+                let st =
+                    fs::stat(&staging).map_err(|e| RecvError::dest(&staging, "stat")(e.into()))?;
                 let mut s = dest_state
                     .clone()
                     .unwrap_or_else(|| State::new(&staging, (st.st_dev, st.st_ino)));
                 s.dest = State::new(&staging, (0, 0)).dest;
                 (s.dest_device, s.dest_inode) = (st.st_dev, st.st_ino);
                 s.partial = None;
-                state::save(&sstate, &s).map_err(state_err(&sstate, "writing"))?;
+                state::save(&sstate, &s).map_err(RecvError::state(&sstate, "writing"))?;
             }
             _ => {
                 if header.origin.is_some() && !cfg.force {
@@ -214,7 +212,7 @@ pub(crate) fn receive<R: Read>(
     inner.dest = staging.clone();
     inner.atomic = false;
     // A forced incremental: the base check passed above, for DEST.
-    let summary = receive::receive_reader(&inner, reader, header, peek, warn, tick)?;
+    let summary = direct::receive(&inner, reader, peek, warn, tick)?;
     switch(cfg, &canonical, &staging, &state_path)?;
     drop(lock);
     Ok(Summary { dest: Some(canonical), state_file: Some(state_path), ..summary })
@@ -229,7 +227,7 @@ fn switch(
 ) -> Result<(), RecvError> {
     let parent = canonical.parent().unwrap_or(Path::new("/"));
     let pd = fs::open(parent, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| dest_err(parent, "opening")(e.into()))?;
+        .map_err(|e| RecvError::dest(parent, "opening")(e.into()))?;
     let dn = canonical.file_name().unwrap_or_default();
     let sn = staging.file_name().unwrap_or_default();
     let exists = fs::statat(&pd, dn, AtFlags::SYMLINK_NOFOLLOW).is_ok();
@@ -238,8 +236,8 @@ fn switch(
     } else {
         fs::renameat_with(&pd, sn, &pd, dn, RenameFlags::NOREPLACE)
     };
-    r.map_err(|e| dest_err(canonical, "switching to the staging copy")(e.into()))?;
-    fs::fsync(&pd).map_err(|e| dest_err(parent, "fsync")(e.into()))?;
+    r.map_err(|e| RecvError::dest(canonical, "switching to the staging copy")(e.into()))?;
+    fs::fsync(&pd).map_err(|e| RecvError::dest(parent, "fsync")(e.into()))?;
     finish_switches(cfg, canonical, state_path)
 }
 
@@ -254,7 +252,7 @@ fn finish_switches(cfg: &Config, canonical: &Path, state_path: &Path) -> Result<
                 // Switched: DEST is the received tree; the staging path holds the old one.
                 let mut d = s.clone();
                 d.dest = State::new(canonical, (0, 0)).dest;
-                state::save(state_path, &d).map_err(state_err(state_path, "recording"))?;
+                state::save(state_path, &d).map_err(RecvError::state(state_path, "recording"))?;
                 remove_staging(cfg, &p)?;
             }
             _ => {}
@@ -271,13 +269,13 @@ pub fn remove_staging(cfg: &Config, staging: &Path) -> Result<(), RecvError> {
     {
         match fsutil::remove_tree(pd.as_fd(), staging.file_name().unwrap_or_default()) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(dest_err(staging, "removing the staging copy")(e))
+                return Err(RecvError::dest(staging, "removing the staging copy")(e))
             }
             _ => {}
         }
     }
     let sf = state::state_file(&cfg.state_dir, staging);
-    let _ = stdfs::remove_file(crate::journal::journal_file(&sf));
+    let _ = stdfs::remove_file(journal::journal_file(&sf));
     let _ = stdfs::remove_file(&sf);
     let mut lock = sf.into_os_string();
     lock.push(".lock");
@@ -295,7 +293,7 @@ pub fn clone_tree(from: BorrowedFd<'_>, to: &Path) -> io::Result<()> {
     let mut links = std::collections::HashMap::new();
     clone_dir(from, dst.as_fd(), dst.as_fd(), b"", &mut links)?;
     let st = fs::fstat(from)?;
-    finish(from, dst.as_fd(), &st)?;
+    finish(Object::Open(from), Object::Open(dst.as_fd()), &st)?;
     fs::syncfs(&dst)?;
     Ok(())
 }
@@ -341,7 +339,7 @@ fn clone_dir(
                 let s = fs::openat(src, name, flags, Mode::empty())?;
                 let t = fs::openat(dst, name, flags, Mode::empty())?;
                 clone_dir(s.as_fd(), t.as_fd(), root, &path, links)?;
-                finish(s.as_fd(), t.as_fd(), &st)?;
+                finish(Object::Open(s.as_fd()), Object::Open(t.as_fd()), &st)?;
             }
             FileType::RegularFile => {
                 let s = fs::openat(
@@ -361,116 +359,58 @@ fn clone_dir(
                     Mode::from_raw_mode(0o600),
                 )?;
                 fs::ioctl_ficlone(&t, &s)?;
-                finish(s.as_fd(), t.as_fd(), &st)?;
+                finish(Object::Open(s.as_fd()), Object::Open(t.as_fd()), &st)?;
             }
             FileType::Symlink => {
                 let target = fs::readlinkat(src, name, Vec::new())?;
                 fs::symlinkat(target.as_c_str(), dst, name)?;
-                finish_at(src, dst, name, &st)?;
+                finish(Object::At(src, name), Object::At(dst, name), &st)?;
             }
             _ => {
                 let dev = st.st_rdev;
                 fs::mknodat(dst, name, kind, Mode::from_raw_mode(0o600), dev)?;
-                finish_at(src, dst, name, &st)?;
+                finish(Object::At(src, name), Object::At(dst, name), &st)?;
             }
         }
     }
     Ok(())
 }
 
-/// Owner, mode, xattrs, times, then inode flags, from the open `src` to the open `dst`.
-fn finish(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, st: &fs::Stat) -> io::Result<()> {
-    let _ = fs::fchown(
-        dst,
-        Some(fs::Uid::from_raw_unchecked(st.st_uid)),
-        Some(fs::Gid::from_raw_unchecked(st.st_gid)),
-    );
-    fs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777))?;
-    copy_xattrs(Xattrs::Fd(src), Xattrs::Fd(dst))?;
+/// Owner, mode, xattrs, times, then inode flags, from `src` to `dst`: open directories or
+/// files, or symlinks and special files by name (never opened, never followed; they hold no
+/// mode of their own, resp. no flags).
+fn finish(src: Object<'_>, dst: Object<'_>, st: &fs::Stat) -> io::Result<()> {
+    let mode = st.st_mode & 0o7777;
+    // Not root, the clone's owner is the receiving user: it cannot be set, nor need be.
+    let _ = dst.chown(st.st_uid, st.st_gid);
+    dst.chmod(mode)?;
+    copy_xattrs(src, dst)?;
     // chown clears setuid/setgid, and so may setting security.capability: the mode again.
-    fs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777))?;
+    dst.chmod(mode)?;
     let (atime, mtime) = fsutil::times(st);
-    fs::futimens(dst, &fsutil::timestamps(atime, mtime))?;
-    if let Ok(f) = fs::ioctl_getflags(src) {
-        if !f.is_empty() {
-            fs::ioctl_setflags(dst, f)?;
+    dst.set_times(&fsutil::timestamps(atime, mtime))?;
+    if let (Ok(ForFlags::Fd(s)), Ok(ForFlags::Fd(d))) = (src.for_flags(), dst.for_flags()) {
+        if let Ok(f) = fs::ioctl_getflags(&s) {
+            if !f.is_empty() {
+                fs::ioctl_setflags(&d, f)?;
+            }
         }
     }
     Ok(())
-}
-
-/// The same for a symlink or special file `name`, never opened.
-fn finish_at(
-    src: BorrowedFd<'_>,
-    dst: BorrowedFd<'_>,
-    name: &OsStr,
-    st: &fs::Stat,
-) -> io::Result<()> {
-    let _ = fs::chownat(
-        dst,
-        name,
-        Some(fs::Uid::from_raw_unchecked(st.st_uid)),
-        Some(fs::Gid::from_raw_unchecked(st.st_gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    );
-    let kind = FileType::from_raw_mode(st.st_mode);
-    if kind != FileType::Symlink {
-        fs::chmodat(dst, name, Mode::from_raw_mode(st.st_mode & 0o7777), AtFlags::empty())?;
-    }
-    let (from, to) = (proc_path(src, name), proc_path(dst, name));
-    copy_xattrs(Xattrs::Path(&from), Xattrs::Path(&to))?;
-    let (atime, mtime) = fsutil::times(st);
-    fs::utimensat(dst, name, &fsutil::timestamps(atime, mtime), AtFlags::SYMLINK_NOFOLLOW)?;
-    Ok(())
-}
-
-/// An object whose extended attributes are copied: open, or named (never followed).
-#[derive(Clone, Copy)]
-enum Xattrs<'a> {
-    Fd(BorrowedFd<'a>),
-    Path(&'a Path),
-}
-
-impl Xattrs<'_> {
-    fn list(self, buf: &mut [u8]) -> Result<usize, Errno> {
-        match self {
-            Xattrs::Fd(fd) => fs::flistxattr(fd, buf),
-            Xattrs::Path(p) => fs::llistxattr(p, buf),
-        }
-    }
-
-    fn get(self, name: &OsStr, buf: &mut [u8]) -> Result<usize, Errno> {
-        match self {
-            Xattrs::Fd(fd) => fs::fgetxattr(fd, name, buf),
-            Xattrs::Path(p) => fs::lgetxattr(p, name, buf),
-        }
-    }
-
-    fn set(self, name: &OsStr, value: &[u8]) -> Result<(), Errno> {
-        match self {
-            Xattrs::Fd(fd) => fs::fsetxattr(fd, name, value, fs::XattrFlags::empty()),
-            Xattrs::Path(p) => fs::lsetxattr(p, name, value, fs::XattrFlags::empty()),
-        }
-    }
 }
 
 /// Copies every extended attribute of `src` to `dst`.
-fn copy_xattrs(src: Xattrs<'_>, dst: Xattrs<'_>) -> io::Result<()> {
-    let mut names = vec![0u8; 65536];
-    let n = match src.list(&mut names[..]) {
+fn copy_xattrs(src: Object<'_>, dst: Object<'_>) -> io::Result<()> {
+    let names = match src.xattr_names() {
         Ok(n) => n,
         Err(Errno::NOTSUP) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let mut value = vec![0u8; 65536];
-    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let name = OsStr::from_bytes(name);
-        let len = match src.get(name, &mut value[..]) {
-            Ok(l) => l,
-            Err(Errno::NODATA) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        dst.set(name, &value[..len])?;
+    for name in names {
+        let name = OsStr::from_bytes(&name);
+        if let Some(value) = src.xattr(name)? {
+            dst.set_xattr(name, &value)?;
+        }
     }
     Ok(())
 }

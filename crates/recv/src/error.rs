@@ -7,9 +7,9 @@
 //! broke" is the first question anyone debugging a receive asks.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anysend_stream::StreamError;
+use anysend_stream::{Record, StreamError};
 
 use crate::path::{PathProblem, Shown};
 use crate::state::Refusal;
@@ -59,6 +59,24 @@ pub enum RecvError {
     },
 }
 
+impl RecvError {
+    /// The error of step `step` on DEST (or a path beside it) at `path`, for `map_err`.
+    pub(crate) fn dest<'a>(
+        path: &'a Path,
+        step: &'static str,
+    ) -> impl FnOnce(io::Error) -> RecvError + 'a {
+        move |source| RecvError::Dest { path: path.to_path_buf(), step, source }
+    }
+
+    /// The error of step `step` on the state (or journal) file `path`, for `map_err`.
+    pub(crate) fn state<'a>(
+        path: &'a Path,
+        step: &'static str,
+    ) -> impl FnOnce(io::Error) -> RecvError + 'a {
+        move |source| RecvError::State { path: path.to_path_buf(), step, source }
+    }
+}
+
 impl From<Refusal> for RecvError {
     fn from(r: Refusal) -> Self {
         RecvError::Refused(r)
@@ -84,6 +102,20 @@ pub struct RecordError {
     /// The second path of `link` (existing) and `rename` (to).
     pub path2: Option<Vec<u8>>,
     pub problem: Problem,
+}
+
+impl RecordError {
+    /// Record `index`, at byte `offset` of the stream, failed with `problem`.
+    pub fn new(index: u64, offset: u64, rec: &Record, problem: Problem) -> RecordError {
+        RecordError {
+            index,
+            offset,
+            op: rec.name(),
+            path: rec.path().unwrap_or_default().to_vec(),
+            path2: rec.second_path().map(<[u8]>::to_vec),
+            problem,
+        }
+    }
 }
 
 impl std::fmt::Display for RecordError {

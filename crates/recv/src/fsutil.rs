@@ -1,4 +1,4 @@
-//! File system helpers of the journaled receive, the abort and `--atomic`: times, whole-file
+//! File system helpers of the journaled receive, the rollback and `--atomic`: times, whole-file
 //! copies that keep holes (FICLONE first), copying content back in place, removing a tree
 //! fd-relatively (lifting immutable/append-only flags on the way), and letting go of the page
 //! cache of what is kept only for a kill.
@@ -9,13 +9,16 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{
     self as fs, AtFlags, FileType, IFlags, Mode, OFlags, SeekFrom, Timespec, Timestamps,
 };
 use rustix::io::Errno;
 
-use crate::journal::Time;
+use crate::ops::{ForFlags, Object};
+
+/// A time as (seconds, nanoseconds).
+pub type Time = (i64, u32);
 
 const BUF: usize = 1 << 20;
 const CAPABILITY: &str = "security.capability";
@@ -35,19 +38,6 @@ pub fn timestamps(atime: Time, mtime: Time) -> Timestamps {
 pub fn set_times(fd: BorrowedFd<'_>, st: &fs::Stat) -> io::Result<()> {
     let (a, m) = times(st);
     Ok(fs::futimens(fd, &timestamps(a, m))?)
-}
-
-/// An fd for the flags ioctl on a directory or regular file (not following it); `None` for
-/// other types, which hold no flags.
-pub fn open_for_flags(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<OwnedFd>> {
-    let st = fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-    let common = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let how = match FileType::from_raw_mode(st.st_mode) {
-        FileType::Directory => common | OFlags::DIRECTORY,
-        FileType::RegularFile => common | OFlags::NONBLOCK | OFlags::NOCTTY,
-        _ => return Ok(None),
-    };
-    Ok(Some(fs::openat(dir, name, how, Mode::empty())?))
 }
 
 /// The `security.capability` value of a file, if any.
@@ -293,7 +283,7 @@ pub fn dir_is_empty(dir: BorrowedFd<'_>, name: &OsStr) -> Result<bool, Errno> {
 
 /// Lifts immutable and append-only from `name` in `dir`, if it has them.
 fn unlock(dir: BorrowedFd<'_>, name: &OsStr) {
-    if let Ok(Some(fd)) = open_for_flags(dir, name) {
+    if let Ok(ForFlags::Fd(fd)) = Object::At(dir, name).for_flags() {
         if let Ok(f) = fs::ioctl_getflags(&fd) {
             let locking = IFlags::IMMUTABLE | IFlags::APPEND;
             if f.intersects(locking) {

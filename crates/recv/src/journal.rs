@@ -14,8 +14,8 @@
 //! Why this shape:
 //! - A `write()` survives SIGKILL (it is in the page cache), so after a kill the last entry tells
 //!   exactly which records were in flight; applying them again is made harmless by the applier
-//!   (`apply.rs` and `journaled.rs`, "replay"). Entries are framed with a length and a CRC: a
-//!   torn tail left by a power loss is detected and ignored.
+//!   (`apply::How::again`; `journaled`, "Replay"). Entries are framed with a length and a CRC:
+//!   a torn tail left by a power loss is detected and ignored.
 //! - The journal is fdatasync'ed at checkpoints (a second after its last sync, or 20 times what
 //!   the last checkpoint took if that is longer; together with a syncfs of DEST) and before an
 //!   operation that moves an existing object (rename, and unlink/rmdir, which move the object
@@ -51,8 +51,7 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// what the last one took, so that they cost at most about 5% of a receive.
 pub const CHECKPOINT_SHARE: u32 = 20;
 
-/// A time as (seconds, nanoseconds).
-pub type Time = (i64, u32);
+pub use crate::fsutil::Time;
 
 // ---- layouts ----
 
@@ -307,14 +306,14 @@ pub struct Entry {
     /// The last record of a batch in flight (`index` itself for one record): every record
     /// before `index` was applied completely, any of `index..=upto` may have been applied, none
     /// after. A batch holds only records that are harmless to apply again in order after some
-    /// of them were applied, and whose undo is on disk already (`journaled.rs`, "Batches").
+    /// of them were applied, and whose undo is on disk already (`journaled`, "Batches").
     pub upto: u64,
     pub undo: Vec<Undo>,
     /// Undo steps written ahead for records from `index` on, before any of them is applied (not
     /// the record in flight: see [`Loaded::next_record`]). Each such step is harmless to undo
     /// when its record was never applied: a kept range writes back the bytes the file still
     /// holds, and the inverse of a creation, rename or removal finds nothing to act on (a run
-    /// written ahead never holds two records naming one path, see `journaled.rs`).
+    /// written ahead never holds two records naming one path, see `journaled`).
     pub ahead: bool,
 }
 

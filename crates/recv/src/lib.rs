@@ -5,36 +5,58 @@
 //! [`Config`], runs, and turns a [`RecvError`] into a message, advice and an exit code
 //! ([`report`]). Tests call [`receive`] directly.
 //!
-//! Modules, one job each:
-//! - [`config`]: validated options (state directory resolution, policies);
-//! - [`path`]: the path rules of the format, on bytes;
-//! - [`validate`]: what one record may ask for, before anything is touched;
-//! - [`resolve`]: opening parent directories beneath DEST without following symlinks;
-//! - [`apply`]: one function per record kind;
-//! - [`state`]: the per-DEST state outside DEST, and the base check;
-//! - [`journal`]: the per-DEST receive journal (where a receive stopped, how to undo it), and
-//!   `journaled` (private): what the applier does differently under a journal;
-//! - [`resume`]: the resume token and `--abort`;
-//! - [`fsutil`]: copies that keep holes, tree removal;
-//! - [`receive`](mod@receive): the order of a whole receive (or dry run);
-//! - [`error`] and [`report`]: typed errors, and their exit codes and advice for people.
+//! # Which module to open for what
+//!
+//! | to see | open |
+//! |---|---|
+//! | where a receive starts and which way it goes (dry run, `--atomic`, straight into DEST) | [`receive`](mod@receive) |
+//! | the order of a receive into DEST: base check or resume, records read ahead, completion | [`direct`] |
+//! | `-n`: checking a whole stream and the base without changing anything | [`dry_run`] |
+//! | `--atomic`: a staging copy beside DEST, switched in with one rename | [`atomic`] |
+//! | how each record kind is applied to a file system (mkdir, rename, write, chmod, ...) | [`apply`] |
+//! | the system calls apply and rollback share (chmod, chown, xattrs, flags, rename) | [`ops`] |
+//! | what a journaled receive does around each record: undo steps, keeping origin bytes, the holding directory, replay after a kill, resuming | [`journaled`] |
+//! | the journal file's format | [`journal`] |
+//! | `--abort`: the undo steps applied in reverse | [`rollback`] |
+//! | `--resume-token`, and what is known of an interrupted receive | [`resume`] |
+//! | DEST's state file and the base check | [`state`]; as a receive goes: [`bookkeeping`] |
+//! | finding, opening and making DEST | [`dest`] |
+//! | what a record may ask for (path rules, `--no-devices`, `--no-setuid`) | [`validate`], [`path`] |
+//! | opening directories beneath DEST without following symlinks | [`resolve`] |
+//! | reading ahead in the input | [`lookahead`] |
+//! | copies that keep holes, tree removal, times, the page cache | [`fsutil`] |
+//! | errors, warnings, exit codes and advice | [`error`], [`report`] |
+//! | options | [`config`] |
+//!
+//! A module uses only modules below it in this order (no two import each other): `receive` →
+//! `atomic` → `direct` → `journaled` → `apply` → `ops`/`resolve`/`fsutil`; `rollback` →
+//! `resume`, `journaled::holding`, `ops`.
 
 pub mod apply;
 pub mod atomic;
+pub mod bookkeeping;
 pub mod config;
+pub mod dest;
+pub mod direct;
+pub mod dry_run;
 pub mod error;
 pub mod fsutil;
 pub mod journal;
-mod journaled;
+pub mod journaled;
+pub mod lookahead;
+pub mod ops;
 pub mod path;
 pub mod receive;
 pub mod report;
 pub mod resolve;
 pub mod resume;
+pub mod rollback;
 pub mod state;
+pub mod summary;
 pub mod validate;
 
 pub use config::{Config, Policy};
 pub use error::{Problem, RecordError, RecvError, Warning};
-pub use receive::{receive, receive_with_progress, Summary, Tick};
+pub use receive::{receive, receive_with_progress};
 pub use state::{Refusal, Verdict};
+pub use summary::{Summary, Tick};

@@ -247,14 +247,7 @@ impl ProgressLine {
         self.last = Some(now);
         let secs = now.duration_since(self.start).as_secs_f64().max(1e-3);
         let mib = t.offset as f64 / (1 << 20) as f64;
-        let path = anysend_stream::dump::Escaped(t.path).to_string();
-        let path = if path.chars().count() > 60 {
-            let tail: String =
-                path.chars().rev().take(57).collect::<Vec<_>>().into_iter().rev().collect();
-            format!("...{tail}")
-        } else {
-            path
-        };
+        let path = anysend_stream::dump::shown_tail(t.path, 60);
         eprint!(
             "\r\x1b[Kanyrecv: record {} at byte {} ({mib:.1} MiB, {:.1} MiB/s) {path}",
             t.index,
@@ -321,7 +314,7 @@ fn after_interruption(args: &Args) -> ExitCode {
             }
         };
     }
-    match anyrecv::resume::abort(&cfg) {
+    match anyrecv::rollback::abort(&cfg) {
         Ok(a) => {
             let d = a.dest.display();
             if a.removed_dest {

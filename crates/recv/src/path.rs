@@ -5,7 +5,7 @@
 //! them can only name something beneath DEST *by its spelling*. Symlinks met on the way are the
 //! resolver's job (`resolve.rs`), since only the file system knows them.
 
-use std::fmt;
+use std::ops::Bound;
 
 use anysend_stream::dump::Escaped;
 
@@ -88,17 +88,14 @@ pub fn chunks(path: &[u8], max: usize) -> Vec<&[u8]> {
     out
 }
 
-/// A path shown to people: escaped bytes, `.` for DEST itself.
-pub struct Shown<'a>(pub &'a [u8]);
+/// A path shown to people: escaped bytes, `.` for DEST itself (the stream crate's one form).
+pub use anysend_stream::dump::Shown;
 
-impl fmt::Display for Shown<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            f.write_str(".")
-        } else {
-            write!(f, "{}", Escaped(self.0))
-        }
-    }
+/// The bounds of the paths beneath `dir` (not `dir` itself) in an ordered set of paths:
+/// [`dir/`, `dir0`), since `0` follows `/` in byte order. So the paths beneath a directory are
+/// one range of a `BTreeMap` or `BTreeSet`, found without looking at the others.
+pub fn beneath(dir: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    (Bound::Included([dir, b"/"].concat()), Bound::Excluded([dir, b"0"].concat()))
 }
 
 #[cfg(test)]
@@ -125,6 +122,19 @@ mod tests {
         let long = vec![b'x'; 256];
         assert!(matches!(check(&long), Err(PathProblem::NameTooLong { len: 256, .. })));
         assert_eq!(check(&vec![b'x'; 255]), Ok(()));
+    }
+
+    #[test]
+    fn beneath_is_exactly_the_paths_under_a_directory() {
+        use std::collections::BTreeSet;
+        let all: [&[u8]; 9] =
+            [b"a", b"a/b", b"a/b/c", b"a/\xff", b"a!x", b"a.b/c", b"a0", b"ab", b"b/a/c"];
+        let set: BTreeSet<Vec<u8>> = all.iter().map(|p| p.to_vec()).collect();
+        let under = |d: &[u8]| set.range(beneath(d)).map(|p| &p[..]).collect::<Vec<_>>();
+        assert_eq!(under(b"a"), [&b"a/b"[..], b"a/b/c", b"a/\xff"]);
+        assert_eq!(under(b"a/b"), [&b"a/b/c"[..]]);
+        assert_eq!(under(b"b"), [&b"b/a/c"[..]]);
+        assert!(under(b"ab").is_empty());
     }
 
     #[test]

@@ -31,7 +31,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::ops::Bound;
 use std::os::unix::ffi::OsStrExt;
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -113,14 +112,8 @@ impl Resolver {
             return self.cached.clear();
         }
         self.cached.remove(p);
-        // Beneath p: the paths that start with "p/", which sort from "p/" up to "p0".
-        let lo = [p, b"/"].concat();
-        let hi = [p, b"0"].concat();
-        let beneath: Vec<Vec<u8>> = self
-            .cached
-            .range::<[u8], _>((Bound::Included(&lo[..]), Bound::Excluded(&hi[..])))
-            .map(|(rel, _)| rel.clone())
-            .collect();
+        let beneath: Vec<Vec<u8>> =
+            self.cached.range(path::beneath(p)).map(|(rel, _)| rel.clone()).collect();
         for rel in beneath {
             self.cached.remove(&rel);
         }

@@ -339,10 +339,10 @@ impl State {
         let get = |k: &str| kv.iter().rev().find(|(key, _)| *key == k).map(|(_, v)| *v);
         let need = |k: &str| get(k).ok_or(format!("missing `{k}`"));
         let num = |k: &str| need(k)?.parse::<u64>().map_err(|e| format!("`{k}`: {e}"));
-        let id = |k: &str| parse_id(need(k)?).ok_or(format!("`{k}` is not an id"));
+        let id = |k: &str| Id::parse(need(k)?).ok_or(format!("`{k}` is not an id"));
         let opt_id = |k: &str| match need(k)? {
             "none" => Ok(None),
-            v => parse_id(v).map(Some).ok_or(format!("`{k}` is not an id")),
+            v => Id::parse(v).map(Some).ok_or(format!("`{k}` is not an id")),
         };
         let time = |k: &str| parse_time(need(k)?).ok_or(format!("`{k}` is not a time"));
         let format = num("format")?;
@@ -420,20 +420,6 @@ fn now() -> (i64, u32) {
         Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
         Err(_) => (0, 0),
     }
-}
-
-/// Parses the `Display` form of an id (hex, dashes anywhere ignored).
-pub fn parse_id(s: &str) -> Option<Id> {
-    let hex: Vec<u8> = s.bytes().filter(|&b| b != b'-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut id = [0u8; 16];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        id[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(Id(id))
 }
 
 fn parse_time(s: &str) -> Option<(i64, u32)> {

@@ -119,7 +119,7 @@ fn a_batch_in_flight_is_resumed_or_rolled_back() {
             assert!(*flight.start() <= stop && stop <= *flight.end(), "{what}: {flight:?}");
             batches += (flight.end() > flight.start()) as usize;
             if abort {
-                anyrecv::resume::abort(&cfg).unwrap();
+                anyrecv::rollback::abort(&cfg).unwrap();
                 same(&at_origin, &dest, &what);
             } else {
                 let first = anyrecv::resume::resume_token(&cfg).unwrap().point.first_record;
@@ -156,7 +156,7 @@ fn a_batch_in_flight_of_a_full_receive_is_resumed_or_rolled_back() {
             assert!(*flight.start() <= stop && stop <= *flight.end(), "{what}: {flight:?}");
             batches += (flight.end() > flight.start()) as usize;
             if abort {
-                anyrecv::resume::abort(&cfg).unwrap();
+                anyrecv::rollback::abort(&cfg).unwrap();
                 assert!(!dest.exists(), "{what}: DEST was made by the receive");
             } else {
                 let first = anyrecv::resume::resume_token(&cfg).unwrap().point.first_record;

@@ -1,0 +1,377 @@
+//! A receive straight into DEST (as opposed to `--atomic`'s staging copy, which is received
+//! through this too): the base check or the resume decision, then the records in order, the
+//! end record, and the completion.
+//!
+//! The order is the contract of STREAM_FORMAT.md section 8 plus the base check: nothing touches
+//! DEST before the header is verified and the base check passed; each record is applied only
+//! after the reader verified it (checksum, fields) and `validate.rs` accepted it; the state
+//! records the new target only after the end record verified, nothing followed it, and DEST was
+//! synced.
+//!
+//! Records are read ahead of the one being applied, as far as the input already holds them
+//! (never waiting for more): the journal writes the undo of a run of them together, made
+//! durable once, before the first of them is applied.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use anysend_stream::{Frame, Record, ResumePoint, StreamError, StreamHeader, StreamReader};
+use rustix::fd::AsFd;
+
+use crate::apply::Applier;
+use crate::bookkeeping::Bookkeeping;
+use crate::config::Config;
+use crate::dest;
+use crate::error::{RecordError, RecvError, Warning};
+use crate::fsutil;
+use crate::journal::{self, Begin, Loaded, RootMeta};
+use crate::journaled::{holding, Journaled};
+use crate::lookahead::{Lookahead, Peek, AHEAD_BYTES};
+use crate::state::{self, Refusal, State, Verdict};
+use crate::summary::{Summary, Tick};
+
+/// Records read ahead at most.
+const AHEAD_RECORDS: usize = 4096;
+
+/// Receives the stream whose header was read into `cfg.dest`: a fresh receive, or the
+/// continuation of DEST's interrupted receive of the same stream.
+pub fn receive<R: Read>(
+    cfg: &Config,
+    reader: StreamReader<Lookahead<R>>,
+    peek: Peek,
+    warn: &mut dyn FnMut(&Warning),
+    tick: &mut dyn FnMut(&Tick),
+) -> Result<Summary, RecvError> {
+    if !Path::new("/proc/self/fd").is_dir() {
+        return Err(RecvError::dest(&cfg.dest, "anyrecv needs /proc mounted")(
+            io::ErrorKind::NotFound.into(),
+        ));
+    }
+    let header = reader.header().clone();
+    let (canonical, exists) = dest::locate(&cfg.dest)?;
+    let shown = state::show(&canonical);
+    let state_path = state::state_file(&cfg.state_dir, &canonical);
+    state::create_dir(&cfg.state_dir)
+        .map_err(RecvError::state(&cfg.state_dir, "creating the state directory"))?;
+    let _lock =
+        state::lock(&state_path, &shown).map_err(RecvError::state(&state_path, "locking"))??;
+    let old_state = state::load(&state_path).map_err(RecvError::state(&state_path, "reading"))?;
+    let jpath = journal::journal_file(&state_path);
+    let mut loaded =
+        journal::load(&jpath).map_err(RecvError::state(&jpath, "reading the journal"))?;
+    let partial = old_state.as_ref().and_then(|s| s.partial.clone());
+    if partial.is_none() && loaded.is_some() {
+        // Left by a receive that completed (killed between saving the state and removing it).
+        let _ = fs::remove_file(&jpath);
+        loaded = None;
+    }
+    let loaded = loaded.filter(|l| partial.as_ref().is_some_and(|p| p.stream == l.begin.stream));
+
+    // A resume: the stream DEST's journal names, from the record in flight. (A stream from
+    // record 0 is a resumed stream at 0 too, when nothing was applied yet.)
+    let r = header.resume;
+    let mismatch = |have| Refusal::ResumeMismatch {
+        dest: shown.clone(),
+        stream: header.stream_id,
+        first_record: r.first_record,
+        data_offset: r.data_offset,
+        have,
+    };
+    match (loaded, old_state) {
+        (Some(l), Some(old))
+            if l.begin.stream == header.stream_id && r.first_record == l.next_record() =>
+        {
+            if r.data_offset != 0 {
+                return Err(mismatch(Some((l.begin.stream, l.next_record()))).into());
+            }
+            let run = Run { canonical, header, jpath, begin: None, no_journal: false };
+            resume(cfg, run, reader, state_path, old, l, peek, warn, tick)
+        }
+        (l, _) if r != ResumePoint::default() => {
+            Err(mismatch(l.as_ref().map(|l| (l.begin.stream, l.next_record()))).into())
+        }
+        (l, old) => {
+            let run = Run { canonical, header, jpath, begin: None, no_journal: cfg.no_journal };
+            fresh(cfg, run, exists, reader, state_path, old, l, peek, warn, tick)
+        }
+    }
+}
+
+/// What one receive into DEST works with besides the records.
+struct Run {
+    canonical: PathBuf,
+    header: StreamHeader,
+    jpath: PathBuf,
+    /// The journal's first entry, written when the first record is about to be applied.
+    begin: Option<Begin>,
+    /// Apply without a journal (measurements only).
+    no_journal: bool,
+}
+
+/// A fresh receive: the base check, DEST made if missing, then the records.
+#[allow(clippy::too_many_arguments)]
+fn fresh<R: Read>(
+    cfg: &Config,
+    mut run: Run,
+    exists: bool,
+    reader: StreamReader<R>,
+    state_path: PathBuf,
+    old_state: Option<State>,
+    loaded: Option<Loaded>,
+    peek: Peek,
+    warn: &mut dyn FnMut(&Warning),
+    tick: &mut dyn FnMut(&Tick),
+) -> Result<Summary, RecvError> {
+    let (canonical, header) = (&run.canonical, &run.header);
+    let root = if exists { Some(dest::open_dir(canonical)?) } else { None };
+    let info = dest::info(canonical, root.as_ref(), &state_path)?;
+    let shown = state::show(canonical);
+    let verdict = state::check_base(header, &shown, &info, old_state.as_ref(), cfg.force)?;
+    if let Verdict::Forced(r) = &verdict {
+        warn(&Warning::Forced(r.to_string()));
+    }
+    let dest_created = root.is_none();
+    let root = match root {
+        Some(fd) => fd,
+        None => dest::create_dir(canonical)?,
+    };
+    if let Some(l) = &loaded {
+        // --force over an interrupted receive: its journal and holding directory go.
+        let _ = holding::remove(root.as_fd(), &l.begin.holding);
+        let _ = fs::remove_file(&run.jpath);
+    }
+    let st = rustix::fs::fstat(&root).map_err(|e| RecvError::dest(canonical, "fstat")(e.into()))?;
+    let identity = (st.st_dev, st.st_ino);
+    // A full stream makes DEST anew: nothing of an earlier state still describes it.
+    let new_state = match (&verdict, old_state.clone()) {
+        (Verdict::Full, _) | (_, None) => State::new(canonical, identity),
+        (_, Some(mut s)) => {
+            (s.dest_device, s.dest_inode) = identity;
+            s.dest = State::new(canonical, identity).dest;
+            s
+        }
+    };
+    let (atime, mtime) = fsutil::times(&st);
+    run.begin = Some(Begin {
+        stream: header.stream_id,
+        origin: header.origin,
+        target: header.target,
+        first_record: header.resume.first_record,
+        dest_created,
+        root: RootMeta { mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid, atime, mtime },
+        holding: holding::name(&header.stream_id),
+    });
+    let target = Journaled::new(Applier::new(root, cfg.policy));
+    let book = Bookkeeping::fresh(state_path, old_state, new_state);
+    records(run, reader, verdict, target, book, 0, peek, warn, tick)
+}
+
+/// Continues DEST's interrupted receive with the stream that names it.
+#[allow(clippy::too_many_arguments)]
+fn resume<R: Read>(
+    cfg: &Config,
+    run: Run,
+    reader: StreamReader<R>,
+    state_path: PathBuf,
+    mut state: State,
+    loaded: Loaded,
+    peek: Peek,
+    warn: &mut dyn FnMut(&Warning),
+    tick: &mut dyn FnMut(&Tick),
+) -> Result<Summary, RecvError> {
+    let canonical = &run.canonical;
+    let root = match fs::metadata(canonical) {
+        Ok(_) => dest::open_dir(canonical)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && loaded.begin.dest_created => {
+            dest::create_dir(canonical)?
+        }
+        Err(e) => return Err(RecvError::dest(canonical, "stat")(e)),
+    };
+    let st = rustix::fs::fstat(&root).map_err(|e| RecvError::dest(canonical, "fstat")(e.into()))?;
+    if (state.dest_device, state.dest_inode) != (st.st_dev, st.st_ino) {
+        if !cfg.force {
+            return Err(Refusal::Replaced {
+                dest: state::show(canonical),
+                state_file: state_path,
+                was: (state.dest_device, state.dest_inode),
+                now: (st.st_dev, st.st_ino),
+            }
+            .into());
+        }
+        (state.dest_device, state.dest_inode) = (st.st_dev, st.st_ino);
+    }
+    let applier = Applier::new(root, cfg.policy);
+    let target = Journaled::resume(applier, &run.jpath, &loaded, canonical)?;
+    let verdict = if loaded.begin.origin.is_some() { Verdict::Incremental } else { Verdict::Full };
+    let book = Bookkeeping::resumed(state_path, state);
+    records(run, reader, verdict, target, book, loaded.next_record(), peek, warn, tick)
+}
+
+/// The records, the end record and the completion, for a fresh or a continued receive. Records
+/// before `skip_to` are DEST's already (the same stream sent again from its start).
+#[allow(clippy::too_many_arguments)]
+fn records<R: Read>(
+    mut run: Run,
+    mut reader: StreamReader<R>,
+    verdict: Verdict,
+    mut target: Journaled,
+    mut book: Bookkeeping,
+    skip_to: u64,
+    peek: Peek,
+    warn: &mut dyn FnMut(&Warning),
+    tick: &mut dyn FnMut(&Tick),
+) -> Result<Summary, RecvError> {
+    let end_index;
+    let mut queue: VecDeque<Result<Option<Frame>, StreamError>> = VecDeque::new();
+    // Decoded bytes held in `queue`: a compressed stream decodes to several times what the
+    // input buffer holds, so the look-ahead is bounded by what it decoded, not only by input.
+    let mut queued = 0usize;
+    loop {
+        if queue.is_empty() {
+            let f = reader.next_frame();
+            queued += held(&f);
+            queue.push_back(f);
+        }
+        while queue.len() < AHEAD_RECORDS
+            && queued < AHEAD_BYTES
+            && matches!(queue.back(), Some(Ok(Some(f))) if !matches!(f.record, Some(Record::End { .. })))
+            && peek.frame_ready()
+        {
+            let f = reader.next_frame();
+            queued += held(&f);
+            queue.push_back(f);
+        }
+        let next = match queue.pop_front() {
+            Some(next) => {
+                queued = queued.saturating_sub(held(&next));
+                next
+            }
+            None => reader.next_frame(),
+        };
+        let frame = match next {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                let e = RecvError::Unsupported("the stream ended without its end record");
+                return Err(fail(&mut target, &mut book, e, 0));
+            }
+            Err(e) => {
+                let at = e.index.unwrap_or(0);
+                return Err(fail(&mut target, &mut book, e.into(), at));
+            }
+        };
+        if frame.index < skip_to {
+            continue;
+        }
+        let Some(rec) = frame.record else { continue };
+        if let Record::End { .. } = rec {
+            end_index = frame.index;
+            break;
+        }
+        let failed = |p| RecvError::from(RecordError::new(frame.index, frame.offset, &rec, p));
+        if !book.begun() {
+            // A refused first record must not mark DEST as partly updated.
+            target.check(frame.index, &rec).map_err(failed)?;
+            begin(&mut run, &mut target, &mut book, frame.index)?;
+        }
+        if target.needs_ahead(frame.index) {
+            // The records ahead (the journal decides how far it looks, and checks each record
+            // it looks at: a run ends before one that would be refused).
+            let ahead =
+                std::iter::once(Some((frame.index, &rec))).chain(queue.iter().map(|f| match f {
+                    Ok(Some(f)) => f.record.as_ref().map(|r| (f.index, r)),
+                    _ => None,
+                }));
+            let ahead = ahead.map_while(|x| x).filter(|&(index, _)| index >= skip_to);
+            if let Err(p) = target.log_ahead(ahead) {
+                return Err(fail(&mut target, &mut book, failed(p), frame.index));
+            }
+        }
+        if let Err(p) = target.apply(frame.index, &rec, warn) {
+            return Err(fail(&mut target, &mut book, failed(p), frame.index));
+        }
+        book.applied_one();
+        tick(&Tick {
+            index: frame.index,
+            offset: frame.offset + frame.wire_len,
+            path: rec.path().unwrap_or_default(),
+        });
+    }
+    if let Err(e) = reader.expect_eof() {
+        let at = e.index.unwrap_or(0);
+        return Err(fail(&mut target, &mut book, e.into(), at));
+    }
+    if !book.begun() {
+        begin(&mut run, &mut target, &mut book, end_index)?;
+    }
+    if let Err(p) = target.finish(end_index) {
+        let end = Record::End { records: 0, bytes: 0, chain: 0 };
+        let e = RecordError::new(end_index, reader.offset(), &end, p).into();
+        return Err(fail(&mut target, &mut book, e, end_index));
+    }
+    if let Err(e) = target.complete(&run.canonical) {
+        return Err(fail(&mut target, &mut book, e, end_index));
+    }
+    book.complete(&run.header)?;
+    let _ = fs::remove_file(&run.jpath);
+    Ok(Summary {
+        header: run.header,
+        records: reader.records_read(),
+        bytes: reader.offset(),
+        applied: book.applied(),
+        verdict: Some(verdict),
+        dest: Some(run.canonical),
+        state_file: Some(book.path().to_path_buf()),
+    })
+}
+
+/// Before the first record changes DEST: the journal (unless none is kept), then the state
+/// says the receive is under way from record `first`.
+fn begin(
+    run: &mut Run,
+    target: &mut Journaled,
+    book: &mut Bookkeeping,
+    first: u64,
+) -> Result<(), RecvError> {
+    if let Some(begin) = run.begin.take().filter(|_| !run.no_journal) {
+        target.start(&run.jpath, &begin, &run.canonical)?;
+    }
+    book.begin(&run.header, first)
+}
+
+/// Records where the receive stopped, with `next_record` the first record not completely
+/// applied, and returns the error. When nothing was applied, DEST and its state are as they
+/// were: the journal and holding directory go, and the earlier state comes back.
+fn fail(
+    target: &mut Journaled,
+    book: &mut Bookkeeping,
+    e: RecvError,
+    next_record: u64,
+) -> RecvError {
+    if !book.begun() {
+        return e;
+    }
+    if book.untouched() {
+        target.discard();
+        book.put_back();
+    } else {
+        let next = target.stopped(next_record);
+        book.stopped(next);
+    }
+    e
+}
+
+/// Memory a read-ahead frame holds: its file data decoded, at least its size on the wire.
+fn held<E>(f: &Result<Option<Frame>, E>) -> usize {
+    match f {
+        Ok(Some(f)) => {
+            let data = match &f.record {
+                Some(Record::Write { data, .. }) => data.len(),
+                _ => 0,
+            };
+            data.max(usize::try_from(f.wire_len).unwrap_or(usize::MAX))
+        }
+        _ => 0,
+    }
+}

@@ -1,0 +1,367 @@
+//! Origin bytes kept before a journaled incremental overwrites them, so that an abort can write
+//! them back, and the origin version of a file rebuilt from them for `copy_from_origin`.
+//!
+//! A changed file is written in place (hard links must keep pointing at the same inode), after
+//! the origin bytes of the range each record will change were kept, once per byte: in the
+//! journal itself up to [`INLINE_KEEP`] per receive, beyond that in keep logs in the holding
+//! directory (a copy of the data extents; holes are only noted). The file's size and metadata
+//! before its first change are kept with its first range.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use rustix::fd::AsFd;
+use rustix::fs::{self as fs, OFlags};
+use rustix::io::Errno;
+
+use crate::error::Problem;
+use crate::fsutil;
+use crate::journal::{self, Loaded, Undo};
+
+use super::holding::{self, Holding};
+
+/// Kept origin bytes written into the journal itself, per receive (a day of edits, say); those
+/// beyond go to keep logs in the holding directory. The journal is synced anyway before a run
+/// of records overwrites origin bytes, while syncing a keep log commits DEST's file system.
+/// Bounded, since the journal's file system need not be large.
+pub const INLINE_KEEP: u64 = 16 << 20;
+
+/// Files up to this size are read whole by read-ahead anyway: no fadvise for them.
+const READ_AHEAD_MATTERS: u64 = 1 << 20;
+
+/// The origin ranges of one pre-existing file kept so far.
+#[derive(Debug, Default, Clone)]
+struct Kept {
+    /// The file's size before the receive changed it.
+    size: u64,
+    /// Kept intervals [start, end), sorted and disjoint.
+    covered: Vec<(u64, u64)>,
+    /// Each kept piece: offset, length, and where its origin bytes are.
+    pieces: Vec<(u64, u64, Source)>,
+}
+
+/// Where the origin bytes of a kept piece are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// They were a hole.
+    Hole,
+    /// In a keep log of the holding directory, at this offset.
+    Log { name: Vec<u8>, at: u64 },
+    /// In the journal: the `Bytes` undo step of this file at this offset (read back from the
+    /// journal by copy_from_origin, which is rare: no copy is held in memory).
+    Journal,
+}
+
+/// A piece of origin bytes just kept, before it becomes an undo step and a [`Source`].
+enum Piece {
+    Hole,
+    Log {
+        name: Vec<u8>,
+        at: u64,
+    },
+    /// Read, for the journal.
+    Bytes(Vec<u8>),
+}
+
+impl Kept {
+    /// The parts of [a, b) not kept yet.
+    fn gaps(&self, a: u64, b: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut pos = a;
+        for &(s, e) in &self.covered {
+            if e <= pos {
+                continue;
+            }
+            if s >= b {
+                break;
+            }
+            if s > pos {
+                out.push((pos, s.min(b)));
+            }
+            pos = pos.max(e);
+            if pos >= b {
+                break;
+            }
+        }
+        if pos < b {
+            out.push((pos, b));
+        }
+        out
+    }
+
+    /// Records the piece [off, off+len) as kept.
+    fn add(&mut self, off: u64, len: u64, src: Source) {
+        self.pieces.push((off, len, src));
+        let (mut a, mut b) = (off, off + len);
+        let mut merged = Vec::with_capacity(self.covered.len() + 1);
+        for &(s, e) in &self.covered {
+            if e < a || s > b {
+                merged.push((s, e));
+            } else {
+                a = a.min(s);
+                b = b.max(e);
+            }
+        }
+        merged.push((a, b));
+        merged.sort_unstable();
+        self.covered = merged;
+    }
+}
+
+/// An open keep log: the origin bytes of changed ranges, appended. Made when the first bytes
+/// go to it.
+pub struct KeepLog {
+    name: Vec<u8>,
+    file: Option<File>,
+    end: u64,
+}
+
+impl KeepLog {
+    /// The keep log `name` of the holding directory (not made yet).
+    pub fn new(name: Vec<u8>) -> KeepLog {
+        KeepLog { name, file: None, end: 0 }
+    }
+
+    /// Makes what was appended durable, if anything was (and lets go of its cached pages:
+    /// it is read again only by an abort).
+    pub fn sync(&self) -> Result<(), Problem> {
+        match &self.file {
+            Some(f) => {
+                fsutil::sync_and_drop(f.as_fd()).map_err(Problem::io("syncing the kept ranges"))
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn file(&mut self, holding: &Holding) -> Result<&File, Problem> {
+        if self.file.is_none() {
+            let f = holding
+                .open_file(&self.name, OFlags::RDWR | OFlags::CREATE, 0o600)
+                .map_err(Problem::os("making the keep log"))?;
+            // A log of the same name left by a kill is appended to, never cut: the journal may
+            // point into it.
+            self.end = f.metadata().map_err(Problem::io("fstat"))?.len();
+            self.file = Some(f);
+        }
+        match &self.file {
+            Some(f) => Ok(f),
+            None => Err(Problem::os("making the keep log")(Errno::NOENT)),
+        }
+    }
+}
+
+/// The origin bytes kept by one receive, by inode.
+pub struct Keeper {
+    files: HashMap<u64, Kept>,
+    /// Kept origin bytes the journal may still take ([`INLINE_KEEP`]).
+    inline_left: u64,
+    /// FICLONE makes the origin copies (btrfs; elsewhere a copy of the data extents).
+    reflink: bool,
+    /// Origin versions made for copy_from_origin, by inode: the copy's name.
+    preserved: HashMap<u64, Vec<u8>>,
+}
+
+impl Keeper {
+    pub fn new(reflink: bool) -> Keeper {
+        Keeper {
+            files: HashMap::new(),
+            inline_left: INLINE_KEEP,
+            reflink,
+            preserved: HashMap::new(),
+        }
+    }
+
+    /// What an interrupted receive kept, from its journal.
+    pub fn resumed(reflink: bool, loaded: &Loaded) -> Keeper {
+        let mut k = Keeper::new(reflink);
+        for u in loaded.entries.iter().flat_map(|e| &e.undo) {
+            match u {
+                Undo::KeepMeta { ino, size, .. } => {
+                    k.files.entry(*ino).or_default().size = *size;
+                }
+                Undo::Range { ino, off, len, hold, at, .. } => {
+                    let src = match hold.is_empty() {
+                        true => Source::Hole,
+                        false => Source::Log { name: hold.clone(), at: *at },
+                    };
+                    k.files.entry(*ino).or_default().add(*off, *len, src);
+                }
+                Undo::Bytes { ino, off, data, .. } => {
+                    k.inline_left = k.inline_left.saturating_sub(data.len() as u64);
+                    k.files.entry(*ino).or_default().add(*off, data.len() as u64, Source::Journal);
+                }
+                _ => {}
+            }
+        }
+        k
+    }
+
+    /// Keeps the origin bytes of [a, b) of the pre-existing file `p` (open as `file`, with
+    /// status `st`) that are not kept yet: in the journal's undo steps (pushed to `u`) while
+    /// it may take them, else appended to `log`. The first time a file is kept, its size and
+    /// metadata are kept too; returns whether that happened now.
+    #[allow(clippy::too_many_arguments)]
+    pub fn keep(
+        &mut self,
+        holding: &Holding,
+        p: &[u8],
+        file: &File,
+        st: &fs::Stat,
+        a: u64,
+        b: u64,
+        log: &mut KeepLog,
+        u: &mut Vec<Undo>,
+    ) -> Result<bool, Problem> {
+        let ino = st.st_ino;
+        let mut first = false;
+        if let std::collections::hash_map::Entry::Vacant(v) = self.files.entry(ino) {
+            let (atime, mtime) = fsutil::times(st);
+            u.push(Undo::KeepMeta {
+                path: p.to_vec(),
+                ino,
+                size: st.st_size as u64,
+                mode: st.st_mode & 0o7777,
+                uid: st.st_uid,
+                gid: st.st_gid,
+                atime,
+                mtime,
+                cap: fsutil::fget_cap(file),
+            });
+            v.insert(Kept { size: st.st_size as u64, ..Kept::default() });
+            first = true;
+        }
+        let k = &self.files[&ino];
+        let b = b.min(k.size);
+        if a >= b {
+            return Ok(first);
+        }
+        let gaps = k.gaps(a, b);
+        if !gaps.is_empty() && k.size > READ_AHEAD_MATTERS {
+            // A few bytes here and there: read-ahead would read a hundred times more.
+            let _ = fs::fadvise(file, 0, None, fs::Advice::Random);
+        }
+        let keeping = || Problem::io("keeping the origin bytes");
+        let mut pieces = Vec::new();
+        for (x, y) in gaps {
+            // Bytes the journal can take are read first: most show they hold no hole, and the
+            // SEEK_HOLE of each range is saved.
+            let read = match y - x <= self.inline_left {
+                true => Some(fsutil::read_range(file, x, y - x).map_err(keeping())?),
+                false => None,
+            };
+            let read = match read {
+                Some(bytes) if !fsutil::may_cover_hole(&bytes, x) => {
+                    self.inline_left -= y - x;
+                    pieces.push((x, y - x, Piece::Bytes(bytes)));
+                    continue;
+                }
+                r => r,
+            };
+            for (off, end, data) in
+                fsutil::segments(file, x, y).map_err(Problem::io("SEEK_DATA"))?
+            {
+                let len = end - off;
+                if !data {
+                    pieces.push((off, len, Piece::Hole));
+                    continue;
+                }
+                if len <= self.inline_left {
+                    let bytes = match &read {
+                        Some(b) => b[(off - x) as usize..(end - x) as usize].to_vec(),
+                        None => fsutil::read_range(file, off, len).map_err(keeping())?,
+                    };
+                    self.inline_left -= len;
+                    pieces.push((off, len, Piece::Bytes(bytes)));
+                    continue;
+                }
+                let at = log.end;
+                fsutil::copy_range(file, off, log.file(holding)?, at, len).map_err(keeping())?;
+                pieces.push((off, len, Piece::Log { name: log.name.clone(), at: log.end }));
+                log.end += len;
+            }
+        }
+        let Some(k) = self.files.get_mut(&ino) else {
+            return Err(Problem::os("keeping the origin bytes")(Errno::NOENT));
+        };
+        for (off, len, piece) in pieces {
+            let path = p.to_vec();
+            // The bytes go into the undo step as read: no copy is held (`Source::Journal`).
+            let (step, src) = match piece {
+                Piece::Hole => {
+                    (Undo::Range { path, ino, off, len, hold: Vec::new(), at: 0 }, Source::Hole)
+                }
+                Piece::Log { name, at } => (
+                    Undo::Range { path, ino, off, len, hold: name.clone(), at },
+                    Source::Log { name, at },
+                ),
+                Piece::Bytes(data) => (Undo::Bytes { path, ino, off, data }, Source::Journal),
+            };
+            u.push(step);
+            k.add(off, len, src);
+        }
+        Ok(first)
+    }
+
+    /// The origin version of `file` (open at its path) if its content was changed already, for
+    /// copy_from_origin: its current bytes with the kept ranges put back, in a scratch copy in
+    /// the holding directory (made once per file). Kept bytes that went into the journal are
+    /// read back from `journal`.
+    pub fn origin_copy(
+        &mut self,
+        holding: &Holding,
+        file: &File,
+        journal: &Path,
+    ) -> Result<Option<File>, Problem> {
+        let ino = fs::fstat(file).map_err(Problem::os("fstat"))?.st_ino;
+        let open = |name: &[u8], flags| {
+            holding.open_file(name, flags, 0).map_err(Problem::os("open the origin copy"))
+        };
+        if let Some(name) = self.preserved.get(&ino) {
+            return open(name, OFlags::RDONLY).map(Some);
+        }
+        let Some(k) = self.files.get(&ino) else { return Ok(None) };
+        let making = || Problem::io("making the origin copy");
+        let name = holding::origin_name(ino);
+        fsutil::copy_file(file, holding.fd(), &name, self.reflink).map_err(making())?;
+        let copy = open(&name, OFlags::RDWR)?;
+        let mut inline = HashMap::new();
+        if k.pieces.iter().any(|(_, _, src)| *src == Source::Journal) {
+            let loaded = journal::load(journal)
+                .map_err(Problem::io("reading the journal"))?
+                .ok_or_else(|| Problem::os("reading the journal")(Errno::NOENT))?;
+            for step in loaded.entries.into_iter().flat_map(|e| e.undo) {
+                if let Undo::Bytes { ino: i, off, data, .. } = step {
+                    if i == ino {
+                        inline.insert(off, data);
+                    }
+                }
+            }
+        }
+        for (off, len, src) in &k.pieces {
+            match src {
+                Source::Hole => {
+                    fsutil::punch(&copy, *off, *len).map_err(Problem::io("fallocate"))?
+                }
+                Source::Log { name, at } => {
+                    let lf = open(name, OFlags::RDONLY)?;
+                    fsutil::copy_range(&lf, *at, &copy, *off, *len).map_err(making())?;
+                }
+                Source::Journal => match inline.get(off) {
+                    Some(data) if data.len() as u64 == *len => {
+                        copy.write_all_at(data, *off).map_err(making())?
+                    }
+                    _ => {
+                        return Err(Problem::os("the journal lacks kept origin bytes")(
+                            Errno::NOENT,
+                        ))
+                    }
+                },
+            }
+        }
+        copy.set_len(k.size).map_err(Problem::io("ftruncate"))?;
+        self.preserved.insert(ino, name);
+        Ok(Some(copy))
+    }
+}
