@@ -23,7 +23,7 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use anysend_stream::{Id, StreamReader};
+use anysend_stream::Id;
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{self as fs, AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
@@ -34,7 +34,7 @@ use crate::direct;
 use crate::error::{RecvError, Warning};
 use crate::fsutil;
 use crate::journal;
-use crate::lookahead::{Lookahead, Peek};
+use crate::lookahead::Input;
 use crate::ops::{ForFlags, Object};
 use crate::state::{self, Refusal, State, Verdict};
 use crate::summary::{Summary, Tick};
@@ -132,15 +132,13 @@ pub fn reflink_supported(dir: &Path) -> bool {
 }
 
 /// An `--atomic` receive of the stream whose header was read.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn receive<R: Read>(
     cfg: &Config,
-    reader: StreamReader<Lookahead<R>>,
-    peek: Peek,
+    input: Input<R>,
     warn: &mut dyn FnMut(&Warning),
     tick: &mut dyn FnMut(&Tick),
 ) -> Result<Summary, RecvError> {
-    let header = reader.header().clone();
+    let header = input.reader.header().clone();
     let (canonical, parent, _) = split(&cfg.dest)?;
     let shown = state::show(&canonical);
     if !reflink_supported(&parent) {
@@ -212,7 +210,7 @@ pub(crate) fn receive<R: Read>(
     inner.dest = staging.clone();
     inner.atomic = false;
     // A forced incremental: the base check passed above, for DEST.
-    let summary = direct::receive(&inner, reader, peek, warn, tick)?;
+    let summary = direct::receive(&inner, input, warn, tick)?;
     switch(cfg, &canonical, &staging, &state_path)?;
     drop(lock);
     Ok(Summary { dest: Some(canonical), state_file: Some(state_path), ..summary })
@@ -307,16 +305,7 @@ fn clone_dir(
     rel: &[u8],
     links: &mut Links,
 ) -> io::Result<()> {
-    let mut names = Vec::new();
-    let mut d = fs::Dir::read_from(src)?;
-    while let Some(e) = d.read() {
-        let e = e?;
-        let n = e.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            names.push(n.to_vec());
-        }
-    }
-    for n in names {
+    for n in fsutil::names(src, usize::MAX)? {
         let name = OsStr::from_bytes(&n);
         let st = fs::statat(src, name, AtFlags::SYMLINK_NOFOLLOW)?;
         let mut path = rel.to_vec();

@@ -17,7 +17,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use anysend_stream::{Frame, Record, ResumePoint, StreamError, StreamHeader, StreamReader};
+use anysend_stream::{Frame, Record, ResumePoint, StreamError, StreamHeader};
 use rustix::fd::AsFd;
 
 use crate::apply::Applier;
@@ -28,7 +28,7 @@ use crate::error::{RecordError, RecvError, Warning};
 use crate::fsutil;
 use crate::journal::{self, Begin, Loaded, RootMeta};
 use crate::journaled::{holding, Journaled};
-use crate::lookahead::{Lookahead, Peek, AHEAD_BYTES};
+use crate::lookahead::{Input, AHEAD_BYTES};
 use crate::state::{self, Refusal, State, Verdict};
 use crate::summary::{Summary, Tick};
 
@@ -39,8 +39,7 @@ const AHEAD_RECORDS: usize = 4096;
 /// continuation of DEST's interrupted receive of the same stream.
 pub fn receive<R: Read>(
     cfg: &Config,
-    reader: StreamReader<Lookahead<R>>,
-    peek: Peek,
+    input: Input<R>,
     warn: &mut dyn FnMut(&Warning),
     tick: &mut dyn FnMut(&Tick),
 ) -> Result<Summary, RecvError> {
@@ -49,7 +48,7 @@ pub fn receive<R: Read>(
             io::ErrorKind::NotFound.into(),
         ));
     }
-    let header = reader.header().clone();
+    let header = input.reader.header().clone();
     let (canonical, exists) = dest::locate(&cfg.dest)?;
     let shown = state::show(&canonical);
     let state_path = state::state_file(&cfg.state_dir, &canonical);
@@ -72,37 +71,39 @@ pub fn receive<R: Read>(
     // A resume: the stream DEST's journal names, from the record in flight. (A stream from
     // record 0 is a resumed stream at 0 too, when nothing was applied yet.)
     let r = header.resume;
+    let stream = header.stream_id;
     let mismatch = |have| Refusal::ResumeMismatch {
         dest: shown.clone(),
-        stream: header.stream_id,
+        stream,
         first_record: r.first_record,
         data_offset: r.data_offset,
         have,
     };
+    let mut run =
+        Run { input, canonical, header, state_path, jpath, begin: None, no_journal: false };
     match (loaded, old_state) {
-        (Some(l), Some(old))
-            if l.begin.stream == header.stream_id && r.first_record == l.next_record() =>
-        {
+        (Some(l), Some(old)) if l.begin.stream == stream && r.first_record == l.next_record() => {
             if r.data_offset != 0 {
                 return Err(mismatch(Some((l.begin.stream, l.next_record()))).into());
             }
-            let run = Run { canonical, header, jpath, begin: None, no_journal: false };
-            resume(cfg, run, reader, state_path, old, l, peek, warn, tick)
+            resume(cfg, run, old, l, warn, tick)
         }
         (l, _) if r != ResumePoint::default() => {
             Err(mismatch(l.as_ref().map(|l| (l.begin.stream, l.next_record()))).into())
         }
         (l, old) => {
-            let run = Run { canonical, header, jpath, begin: None, no_journal: cfg.no_journal };
-            fresh(cfg, run, exists, reader, state_path, old, l, peek, warn, tick)
+            run.no_journal = cfg.no_journal;
+            fresh(cfg, run, exists, old, l, warn, tick)
         }
     }
 }
 
-/// What one receive into DEST works with besides the records.
-struct Run {
-    canonical: PathBuf,
+/// One receive into DEST: the stream, and where it goes.
+struct Run<R: Read> {
+    input: Input<R>,
     header: StreamHeader,
+    canonical: PathBuf,
+    state_path: PathBuf,
     jpath: PathBuf,
     /// The journal's first entry, written when the first record is about to be applied.
     begin: Option<Begin>,
@@ -111,22 +112,18 @@ struct Run {
 }
 
 /// A fresh receive: the base check, DEST made if missing, then the records.
-#[allow(clippy::too_many_arguments)]
 fn fresh<R: Read>(
     cfg: &Config,
-    mut run: Run,
+    mut run: Run<R>,
     exists: bool,
-    reader: StreamReader<R>,
-    state_path: PathBuf,
     old_state: Option<State>,
     loaded: Option<Loaded>,
-    peek: Peek,
     warn: &mut dyn FnMut(&Warning),
     tick: &mut dyn FnMut(&Tick),
 ) -> Result<Summary, RecvError> {
     let (canonical, header) = (&run.canonical, &run.header);
     let root = if exists { Some(dest::open_dir(canonical)?) } else { None };
-    let info = dest::info(canonical, root.as_ref(), &state_path)?;
+    let info = dest::info(canonical, root.as_ref(), &run.state_path)?;
     let shown = state::show(canonical);
     let verdict = state::check_base(header, &shown, &info, old_state.as_ref(), cfg.force)?;
     if let Verdict::Forced(r) = &verdict {
@@ -164,20 +161,16 @@ fn fresh<R: Read>(
         holding: holding::name(&header.stream_id),
     });
     let target = Journaled::new(Applier::new(root, cfg.policy));
-    let book = Bookkeeping::fresh(state_path, old_state, new_state);
-    records(run, reader, verdict, target, book, 0, peek, warn, tick)
+    let book = Bookkeeping::fresh(run.state_path.clone(), old_state, new_state);
+    records(run, verdict, target, book, 0, warn, tick)
 }
 
 /// Continues DEST's interrupted receive with the stream that names it.
-#[allow(clippy::too_many_arguments)]
 fn resume<R: Read>(
     cfg: &Config,
-    run: Run,
-    reader: StreamReader<R>,
-    state_path: PathBuf,
+    run: Run<R>,
     mut state: State,
     loaded: Loaded,
-    peek: Peek,
     warn: &mut dyn FnMut(&Warning),
     tick: &mut dyn FnMut(&Tick),
 ) -> Result<Summary, RecvError> {
@@ -194,7 +187,7 @@ fn resume<R: Read>(
         if !cfg.force {
             return Err(Refusal::Replaced {
                 dest: state::show(canonical),
-                state_file: state_path,
+                state_file: run.state_path,
                 was: (state.dest_device, state.dest_inode),
                 now: (st.st_dev, st.st_ino),
             }
@@ -205,21 +198,18 @@ fn resume<R: Read>(
     let applier = Applier::new(root, cfg.policy);
     let target = Journaled::resume(applier, &run.jpath, &loaded, canonical)?;
     let verdict = if loaded.begin.origin.is_some() { Verdict::Incremental } else { Verdict::Full };
-    let book = Bookkeeping::resumed(state_path, state);
-    records(run, reader, verdict, target, book, loaded.next_record(), peek, warn, tick)
+    let book = Bookkeeping::resumed(run.state_path.clone(), state);
+    records(run, verdict, target, book, loaded.next_record(), warn, tick)
 }
 
 /// The records, the end record and the completion, for a fresh or a continued receive. Records
 /// before `skip_to` are DEST's already (the same stream sent again from its start).
-#[allow(clippy::too_many_arguments)]
 fn records<R: Read>(
-    mut run: Run,
-    mut reader: StreamReader<R>,
+    mut run: Run<R>,
     verdict: Verdict,
     mut target: Journaled,
     mut book: Bookkeeping,
     skip_to: u64,
-    peek: Peek,
     warn: &mut dyn FnMut(&Warning),
     tick: &mut dyn FnMut(&Tick),
 ) -> Result<Summary, RecvError> {
@@ -229,6 +219,7 @@ fn records<R: Read>(
     // input buffer holds, so the look-ahead is bounded by what it decoded, not only by input.
     let mut queued = 0usize;
     loop {
+        let Input { reader, peek } = &mut run.input;
         if queue.is_empty() {
             let f = reader.next_frame();
             queued += held(&f);
@@ -298,16 +289,18 @@ fn records<R: Read>(
             path: rec.path().unwrap_or_default(),
         });
     }
+    let reader = &mut run.input.reader;
     if let Err(e) = reader.expect_eof() {
         let at = e.index.unwrap_or(0);
         return Err(fail(&mut target, &mut book, e.into(), at));
     }
+    let (records, bytes) = (reader.records_read(), reader.offset());
     if !book.begun() {
         begin(&mut run, &mut target, &mut book, end_index)?;
     }
     if let Err(p) = target.finish(end_index) {
         let end = Record::End { records: 0, bytes: 0, chain: 0 };
-        let e = RecordError::new(end_index, reader.offset(), &end, p).into();
+        let e = RecordError::new(end_index, bytes, &end, p).into();
         return Err(fail(&mut target, &mut book, e, end_index));
     }
     if let Err(e) = target.complete(&run.canonical) {
@@ -317,19 +310,19 @@ fn records<R: Read>(
     let _ = fs::remove_file(&run.jpath);
     Ok(Summary {
         header: run.header,
-        records: reader.records_read(),
-        bytes: reader.offset(),
+        records,
+        bytes,
         applied: book.applied(),
         verdict: Some(verdict),
         dest: Some(run.canonical),
-        state_file: Some(book.path().to_path_buf()),
+        state_file: Some(run.state_path),
     })
 }
 
 /// Before the first record changes DEST: the journal (unless none is kept), then the state
 /// says the receive is under way from record `first`.
-fn begin(
-    run: &mut Run,
+fn begin<R: Read>(
+    run: &mut Run<R>,
     target: &mut Journaled,
     book: &mut Bookkeeping,
     first: u64,

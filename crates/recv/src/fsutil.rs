@@ -262,23 +262,26 @@ pub fn reflink_keeps_layout(fd: BorrowedFd<'_>) -> bool {
     fs::fstatfs(fd).is_ok_and(|s| s.f_type as i64 == BTRFS_SUPER_MAGIC)
 }
 
-/// Whether the directory `name` in `dir` has no entries.
-pub fn dir_is_empty(dir: BorrowedFd<'_>, name: &OsStr) -> Result<bool, Errno> {
-    let fd = fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut d = fs::Dir::read_from(&fd)?;
-    while let Some(e) = d.read() {
+/// The names in the open directory `fd` (not `.` and `..`), at most `max` of them.
+pub fn names(fd: BorrowedFd<'_>, max: usize) -> Result<Vec<Vec<u8>>, Errno> {
+    let mut names = Vec::new();
+    let mut d = fs::Dir::read_from(fd)?;
+    while names.len() < max {
+        let Some(e) = d.read() else { break };
         let e = e?;
         let n = e.file_name().to_bytes();
         if n != b"." && n != b".." {
-            return Ok(false);
+            names.push(n.to_vec());
         }
     }
-    Ok(true)
+    Ok(names)
+}
+
+/// Whether the directory `name` in `dir` has no entries.
+pub fn dir_is_empty(dir: BorrowedFd<'_>, name: &OsStr) -> Result<bool, Errno> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = fs::openat(dir, name, flags, Mode::empty())?;
+    Ok(names(fd.as_fd(), 1)?.is_empty())
 }
 
 /// Lifts immutable and append-only from `name` in `dir`, if it has them.
@@ -341,18 +344,8 @@ pub fn empty_dir(fd: BorrowedFd<'_>) -> io::Result<()> {
         }
     }
     loop {
-        let mut names = Vec::new();
-        let mut d = fs::Dir::read_from(fd)?;
-        while let Some(e) = d.read() {
-            let e = e?;
-            let n = e.file_name().to_bytes();
-            if n != b"." && n != b".." {
-                names.push(n.to_vec());
-            }
-            if names.len() >= 4096 {
-                break;
-            }
-        }
+        // In batches: a listing is not held whole in memory, however large the directory.
+        let names = names(fd, 4096)?;
         if names.is_empty() {
             return Ok(());
         }

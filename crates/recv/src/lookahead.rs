@@ -6,10 +6,25 @@ use std::cell::RefCell;
 use std::io::{self, Read};
 use std::rc::Rc;
 
-use anysend_stream::format;
+use anysend_stream::{format, StreamError, StreamReader};
 
 /// Input bytes buffered for looking ahead.
 pub const AHEAD_BYTES: usize = 8 << 20;
+
+/// A stream being read: its reader, over the look-ahead buffer, and a view of that buffer.
+pub struct Input<R: Read> {
+    pub reader: StreamReader<Lookahead<R>>,
+    pub peek: Peek,
+}
+
+impl<R: Read> Input<R> {
+    /// Reads and verifies the stream's header from `input`.
+    pub fn open(input: R) -> Result<Input<R>, StreamError> {
+        let input = Lookahead::new(input);
+        let peek = input.peek();
+        Ok(Input { reader: StreamReader::new(input)?, peek })
+    }
+}
 
 /// The input, read in large pieces into a buffer that a [`Peek`] can look into.
 pub struct Lookahead<R> {

@@ -5,14 +5,12 @@
 
 use std::io::Read;
 
-use anysend_stream::StreamReader;
-
 use crate::atomic;
 use crate::config::Config;
 use crate::direct;
 use crate::dry_run::dry_run;
 use crate::error::{RecvError, Warning};
-use crate::lookahead::Lookahead;
+use crate::lookahead::Input;
 use crate::summary::{Summary, Tick};
 
 /// Receives one stream into `cfg.dest` (or, with `cfg.dry_run`, only checks it).
@@ -31,14 +29,12 @@ pub fn receive_with_progress<R: Read>(
     warn: &mut dyn FnMut(&Warning),
     tick: &mut dyn FnMut(&Tick),
 ) -> Result<Summary, RecvError> {
-    let input = Lookahead::new(input);
-    let peek = input.peek();
-    let reader = StreamReader::new(input)?;
+    let input = Input::open(input)?;
     if cfg.dry_run {
-        return dry_run(cfg, reader);
+        return dry_run(cfg, input.reader);
     }
     if cfg.atomic || atomic::interrupted_staging(cfg).is_some() {
-        return atomic::receive(cfg, reader, peek, warn, tick);
+        return atomic::receive(cfg, input, warn, tick);
     }
-    direct::receive(cfg, reader, peek, warn, tick)
+    direct::receive(cfg, input, warn, tick)
 }

@@ -13,7 +13,7 @@ use crate::journal::{Entry, Undo};
 use crate::path;
 
 use super::holding;
-use super::kept::KeepLog;
+use super::kept::{Change, KeepLog};
 use super::paths::Named;
 use super::{os, structural_undo, Res, Session};
 
@@ -234,7 +234,7 @@ impl Session {
                 }
                 _ => {}
             }
-            let Some((path, a, b)) = rec.changed_range() else { continue };
+            let Some((path, start, end)) = rec.changed_range() else { continue };
             if made.contains(path) {
                 continue;
             }
@@ -253,7 +253,7 @@ impl Session {
                     Err(_) => continue,
                 },
             };
-            self.keep_ranges(path, &file, &st, a, b, &mut log, &mut u)?;
+            self.keep_ranges(&Change { path, file: &file, st: &st, start, end }, &mut log, &mut u)?;
             applier.keep_opened(path, file, st);
             handled.push(index);
         }

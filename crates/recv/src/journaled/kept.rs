@@ -110,6 +110,17 @@ impl Kept {
     }
 }
 
+/// A pre-existing file about to change (open, with its status), and the bytes [start, end)
+/// of it that will change.
+#[derive(Clone, Copy)]
+pub struct Change<'a> {
+    pub path: &'a [u8],
+    pub file: &'a File,
+    pub st: &'a fs::Stat,
+    pub start: u64,
+    pub end: u64,
+}
+
 /// An open keep log: the origin bytes of changed ranges, appended. Made when the first bytes
 /// go to it.
 pub struct KeepLog {
@@ -198,22 +209,17 @@ impl Keeper {
         k
     }
 
-    /// Keeps the origin bytes of [a, b) of the pre-existing file `p` (open as `file`, with
-    /// status `st`) that are not kept yet: in the journal's undo steps (pushed to `u`) while
-    /// it may take them, else appended to `log`. The first time a file is kept, its size and
-    /// metadata are kept too; returns whether that happened now.
-    #[allow(clippy::too_many_arguments)]
+    /// Keeps the origin bytes of the change `c` that are not kept yet: in the journal's undo
+    /// steps (pushed to `u`) while it may take them, else appended to `log`. The first time a
+    /// file is kept, its size and metadata are kept too; returns whether that happened now.
     pub fn keep(
         &mut self,
         holding: &Holding,
-        p: &[u8],
-        file: &File,
-        st: &fs::Stat,
-        a: u64,
-        b: u64,
+        c: &Change<'_>,
         log: &mut KeepLog,
         u: &mut Vec<Undo>,
     ) -> Result<bool, Problem> {
+        let Change { path: p, file, st, start: a, end: b } = *c;
         let ino = st.st_ino;
         let mut first = false;
         if let std::collections::hash_map::Entry::Vacant(v) = self.files.entry(ino) {

@@ -75,7 +75,7 @@ use crate::ops::{self, ForFlags};
 use crate::path;
 
 use holding::Holding;
-use kept::{KeepLog, Keeper};
+use kept::{Change, KeepLog, Keeper};
 use paths::Tracked;
 
 type Res = Result<(), Problem>;
@@ -396,11 +396,12 @@ impl Session {
                 if self.kept_ahead.contains(&index) {
                     return Ok(u);
                 }
-                if let Some((path, a, b)) = rec.changed_range() {
+                if let Some((path, start, end)) = rec.changed_range() {
                     let mut log = KeepLog::new(holding::keep_log_name('r', index));
                     let file = applier.data_file(path)?.try_clone().map_err(os("dup"))?;
                     let st = fs::fstat(&file).map_err(Problem::os("fstat"))?;
-                    self.keep_ranges(path, &file, &st, a, b, &mut log, &mut u)?;
+                    let c = Change { path, file: &file, st: &st, start, end };
+                    self.keep_ranges(&c, &mut log, &mut u)?;
                     log.sync()?;
                 }
             }
@@ -461,24 +462,14 @@ impl Session {
         Ok(())
     }
 
-    /// Keeps aside the origin bytes of [a, b) of the file `p` (open as `file`), unless this
-    /// receive made it.
-    #[allow(clippy::too_many_arguments)]
-    fn keep_ranges(
-        &mut self,
-        p: &[u8],
-        file: &File,
-        st: &fs::Stat,
-        a: u64,
-        b: u64,
-        log: &mut KeepLog,
-        u: &mut Vec<Undo>,
-    ) -> Res {
-        if self.created.contains(&st.st_ino) {
+    /// Keeps aside the origin bytes the change `c` overwrites, unless this receive made the
+    /// file.
+    fn keep_ranges(&mut self, c: &Change<'_>, log: &mut KeepLog, u: &mut Vec<Undo>) -> Res {
+        if self.created.contains(&c.st.st_ino) {
             return Ok(());
         }
-        if self.kept.keep(&self.holding, p, file, st, a, b, log, u)? {
-            self.tracked.meta_kept.insert(p.to_vec());
+        if self.kept.keep(&self.holding, c, log, u)? {
+            self.tracked.meta_kept.insert(c.path.to_vec());
         }
         Ok(())
     }
