@@ -268,6 +268,16 @@ impl Record {
         self.path().into_iter().chain(self.second_path())
     }
 
+    /// For a structural record, the paths in whose directories it adds or removes an entry:
+    /// its path, and a rename's `to` (a link's `existing` keeps its entry as it is).
+    pub fn entries_changed(&self) -> impl Iterator<Item = &[u8]> {
+        let second = match self {
+            Record::Rename { to, .. } => Some(&to[..]),
+            _ => None,
+        };
+        self.path().filter(|_| self.is_structural()).into_iter().chain(second)
+    }
+
     /// Whether it changes which names exist (class make, remove or rename).
     pub fn is_structural(&self) -> bool {
         matches!(self.class(), Class::Make | Class::Remove | Class::Rename)

@@ -86,16 +86,19 @@ fn classes_and_paths_follow_the_description() {
     assert_eq!(link.class(), Class::Make);
     assert!(link.is_structural() && !link.moves_paths() && !link.may_name_directory());
     assert_eq!(link.paths().collect::<Vec<_>>(), [&b"d/f"[..], b"e"]);
+    assert_eq!(link.entries_changed().collect::<Vec<_>>(), [&b"d/f"[..]], "e keeps its entry");
     let rename = Record::Rename { from: p(), to: b"t".to_vec() };
     assert_eq!(rename.class(), Class::Rename);
     assert!(rename.moves_paths() && rename.may_name_directory());
     assert_eq!(rename.paths().collect::<Vec<_>>(), [&b"d/f"[..], b"t"]);
+    assert_eq!(rename.entries_changed().collect::<Vec<_>>(), [&b"d/f"[..], b"t"]);
     let unlink = Record::Unlink { path: p() };
     assert!(unlink.moves_paths() && !unlink.may_name_directory());
     let chmod = Record::Chmod { path: p(), mode: 0o644 };
     assert_eq!(chmod.class(), Class::Meta);
     assert!(!chmod.is_structural() && chmod.changed_range().is_none());
     assert_eq!(chmod.paths().count(), 1);
+    assert_eq!(chmod.entries_changed().count(), 0, "not structural");
     let end = Record::End { records: 0, bytes: 0, chain: 0 };
     assert_eq!((end.class(), end.paths().count()), (Class::End, 0));
     // Every layout row carries the class of its record type.

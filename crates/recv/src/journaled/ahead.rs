@@ -174,14 +174,13 @@ impl Session {
             // Their parent directories must resolve now (else the record gets its own entry,
             // and its own error); each is looked at once per run, since no record of the run
             // changes what a parent path of another names.
-            let parents = paths.clone().map(|p| path::split_last(p).0);
-            if parents.clone().any(|d| !seen.contains(d) && !applier.resolves(d)) {
+            let mut parents = paths.clone().map(|p| path::split_last(p).0);
+            if parents.any(|d| !seen.contains(d) && !applier.resolves(d)) {
                 break;
             }
-            // The times of the directories it changes (a link's `existing` is not changed).
-            let changed = if matches!(rec, Record::Link { .. }) { 1 } else { 2 };
-            for (p, d) in paths.clone().zip(parents).take(changed) {
-                if seen.insert(d) {
+            // The times of the directories whose entries it changes.
+            for p in rec.entries_changed() {
+                if seen.insert(path::split_last(p).0) {
                     self.dir_times(applier, p, &mut u)?;
                 }
             }

@@ -386,8 +386,7 @@ impl Session {
         }
         match (rec.class(), rec) {
             (Class::Make | Class::Remove | Class::Rename, _) => {
-                // The directories whose entries it changes (a link's `existing` is not changed).
-                for p in rec.paths().take(if rec.class() == Class::Rename { 2 } else { 1 }) {
+                for p in rec.entries_changed() {
                     self.dir_times(applier, p, &mut u)?;
                 }
                 u.extend(structural_undo(index, rec));
