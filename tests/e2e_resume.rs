@@ -6,23 +6,13 @@ mod support;
 
 use std::path::Path;
 
-use anysend_stream::{Record, StreamHeader, StreamReader};
+use anysend_stream::Record;
 use anysend_testbed::fsops::*;
 use anysend_testbed::loopfs::BtrfsFs;
 use anysend_testbed::privilege::require_privileged;
+use anysend_testbed::streams::decode;
 
 const MIB: u64 = 1 << 20;
-
-fn decode(bytes: &[u8]) -> (StreamHeader, Vec<(u64, Record)>) {
-    let mut r = StreamReader::new(bytes).expect("header");
-    let h = r.header().clone();
-    let mut recs = Vec::new();
-    while let Some(f) = r.next_frame().expect("valid record") {
-        recs.push((f.index, f.record.expect("known record")));
-    }
-    r.expect_eof().expect("nothing after the end record");
-    (h, recs)
-}
 
 fn resumed(token: &str, origin: Option<&Path>, target: &Path, dir: &Path) -> Vec<u8> {
     let f = dir.join("resumed");

@@ -8,11 +8,8 @@ use std::path::Path;
 
 use anyrecv::{RecvError, Refusal, Verdict};
 use anysend_stream::Record;
+use anysend_testbed::streams::{id, stream};
 use common::*;
-
-fn p(s: &str) -> Vec<u8> {
-    s.as_bytes().to_vec()
-}
 
 fn full1() -> Vec<u8> {
     stream(

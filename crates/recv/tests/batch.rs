@@ -12,13 +12,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use anyrecv::Tick;
-use anysend_stream::{Record, ResumePoint, StreamHeader, StreamWriter, WriterOptions};
+use anysend_stream::{Record, ResumePoint, WriterOptions};
+use anysend_testbed::streams;
 use anysend_testbed::{compare, CompareOptions};
 use common::*;
-
-fn p(s: &str) -> Vec<u8> {
-    s.as_bytes().to_vec()
-}
 
 fn times(path: &str, s: i64) -> Record {
     Record::Utimes { path: p(path), atime_sec: s, atime_nsec: 7, mtime_sec: s + 1, mtime_nsec: 8 }
@@ -66,14 +63,9 @@ fn changes() -> Vec<Record> {
 
 /// The stream of `records` from record `first` on (a resumed stream when `first` > 0).
 fn stream_from(origin: Option<u8>, target: u8, records: &[Record], first: u64) -> Vec<u8> {
-    let sid = origin.unwrap_or(0).wrapping_mul(31).wrapping_add(target);
-    let mut h = StreamHeader::new(id(sid), origin.map(id), id(target), 1_764_115_200, 0);
+    let mut h = streams::header(origin, target);
     h.resume = ResumePoint { first_record: first, data_offset: 0 };
-    let mut w = StreamWriter::new(Vec::new(), &h, WriterOptions::default()).unwrap();
-    for r in &records[first as usize..] {
-        w.write(r).unwrap();
-    }
-    w.finish().unwrap()
+    streams::write(&h, &records[first as usize..], WriterOptions::default())
 }
 
 /// Receives `bytes`, stopping as a kill would right after record `stop` was applied.

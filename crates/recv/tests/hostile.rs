@@ -9,6 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use anysend_stream::{NodeType, Record};
+use anysend_testbed::streams::{lp, raw_header, raw_record, stream};
 use common::*;
 
 struct Setup {
@@ -79,10 +80,6 @@ impl Setup {
         assert_eq!(before, after, "something appeared beside DEST");
         r
     }
-}
-
-fn p(s: &str) -> Vec<u8> {
-    s.as_bytes().to_vec()
 }
 
 fn data(s: &str) -> anysend_stream::Data {

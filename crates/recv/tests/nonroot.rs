@@ -9,13 +9,10 @@ use std::path::Path;
 use std::process::Command;
 
 use anysend_stream::Record;
+use anysend_testbed::streams::stream;
 use common::*;
 
 const NOBODY: u32 = 65534;
-
-fn p(s: &str) -> Vec<u8> {
-    s.as_bytes().to_vec()
-}
 
 /// Runs the binary as nobody; None (with a loud skip, or a failure in CI) when that is not
 /// possible here.

@@ -6,6 +6,7 @@ mod common;
 use std::ffi::OsStr;
 
 use anysend_stream::Record;
+use anysend_testbed::streams::stream;
 use common::*;
 
 fn records() -> Vec<Record> {

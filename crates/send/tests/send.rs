@@ -2,7 +2,7 @@
 //! records (renames, hard links, sparse files, xattrs, modes, chattr flags, a tree deeper than
 //! PATH_MAX), runs are deterministic, and the dry run's estimate is the real size.
 
-use anysend_stream::{Record, StreamHeader, StreamReader};
+use anysend_stream::{Record, StreamHeader};
 use anysend_testbed::fsops::*;
 use anysend_testbed::{require_privileged, BtrfsFs};
 use rustix::fs::IFlags;
@@ -30,15 +30,10 @@ fn send(origin: Option<&Path>, target: &Path, extra: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// The header and records of a whole stream (the tests here look at records, not indices).
 fn decode(bytes: &[u8]) -> (StreamHeader, Vec<Record>) {
-    let mut r = StreamReader::new(bytes).expect("header");
-    let header = r.header().clone();
-    let mut recs = Vec::new();
-    while let Some(f) = r.next_frame().expect("valid record") {
-        recs.push(f.record.expect("known record"));
-    }
-    r.expect_eof().expect("nothing after the end record");
-    (header, recs)
+    let (header, records) = anysend_testbed::streams::decode(bytes);
+    (header, records.into_iter().map(|(_, r)| r).collect())
 }
 
 fn deep_path() -> Vec<u8> {

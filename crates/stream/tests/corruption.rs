@@ -9,7 +9,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anysend_stream::format::{MAX_DATA, MAX_PAYLOAD};
-use anysend_stream::{Frame, Record, StreamReader};
+use anysend_stream::{Frame, Record, StreamReader, WriterOptions};
+use anysend_testbed::streams;
 
 struct Counting;
 static LARGEST: AtomicUsize = AtomicUsize::new(0);
@@ -59,7 +60,7 @@ fn read_all(bytes: &[u8]) -> (Vec<Frame>, bool) {
 
 fn stream() -> (Vec<u8>, Vec<Frame>) {
     let records = common::sweep_records();
-    let bytes = common::write_stream(&common::incremental_header(), &records, None);
+    let bytes = streams::write(&common::incremental_header(), &records, WriterOptions::default());
     let (frames, failed) = read_all(&bytes);
     assert!(!failed, "the pristine stream reads cleanly");
     assert!(frames.len() >= 200, "a few hundred records, got {}", frames.len());

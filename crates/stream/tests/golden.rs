@@ -10,7 +10,8 @@ mod common;
 use std::path::PathBuf;
 
 use anysend_stream::dump::dump_stream;
-use anysend_stream::{StreamReader, StreamWriter, WriterOptions};
+use anysend_stream::{StreamReader, WriterOptions};
+use anysend_testbed::streams::{raw_record, write};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/streams")
@@ -19,47 +20,30 @@ fn dir() -> PathBuf {
 /// A record of a type this version does not know, marked skippable, spliced in by hand (no
 /// writer of ours can make one): readers must skip it.
 fn with_unknown_skippable() -> Vec<u8> {
-    let h = common::full_header();
-    let mut w = StreamWriter::new(Vec::new(), &h, WriterOptions::default()).unwrap();
-    w.write(&anysend_stream::Record::Mkdir { path: b"a".to_vec() }).unwrap();
-    let bytes = w.finish().unwrap();
+    let mkdir = anysend_stream::Record::Mkdir { path: b"a".to_vec() };
+    let bytes = write(&common::full_header(), &[mkdir], WriterOptions::default());
     // Rebuild: header, mkdir (index 0), unknown type 0x7001 (index 1), end (index 2).
     let mut rd = StreamReader::new(&bytes[..]).unwrap();
     let first = rd.next_frame().unwrap().unwrap();
     let hdr_len = first.offset as usize;
     let mkdir = &bytes[hdr_len..hdr_len + first.wire_len as usize];
     let mut out = bytes[..hdr_len + mkdir.len()].to_vec();
-    let payload = b"future";
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&0x7001u16.to_le_bytes());
-    frame.extend_from_slice(&0x8000u16.to_le_bytes());
-    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    frame.extend_from_slice(payload);
-    let mut h = crc32fast::Hasher::new();
-    h.update(&1u64.to_le_bytes());
-    h.update(&frame);
-    let unknown_crc = h.finalize();
-    frame.extend_from_slice(&unknown_crc.to_le_bytes());
-    out.extend_from_slice(&frame);
+    let unknown = raw_record(1, 0x7001, 0x8000, b"future", None);
+    let unknown_crc = &unknown[unknown.len() - 4..];
+    out.extend_from_slice(&unknown);
     // The chain covers the header CRC and every record CRC before the end record.
     let header_crc = &bytes[hdr_len - 4..hdr_len];
     let mkdir_crc = &mkdir[mkdir.len() - 4..];
     let mut chain = crc32fast::Hasher::new();
     chain.update(header_crc);
     chain.update(mkdir_crc);
-    chain.update(&unknown_crc.to_le_bytes());
+    chain.update(unknown_crc);
+    // The end record (type 19): records and bytes before it, the chain.
     let mut end = Vec::new();
-    end.extend_from_slice(&19u16.to_le_bytes());
-    end.extend_from_slice(&0u16.to_le_bytes());
-    end.extend_from_slice(&20u32.to_le_bytes());
     end.extend_from_slice(&2u64.to_le_bytes());
     end.extend_from_slice(&(out.len() as u64).to_le_bytes());
     end.extend_from_slice(&chain.finalize().to_le_bytes());
-    let mut h = crc32fast::Hasher::new();
-    h.update(&2u64.to_le_bytes());
-    h.update(&end);
-    end.extend_from_slice(&h.finalize().to_le_bytes());
-    out.extend_from_slice(&end);
+    out.extend(raw_record(2, 19, 0, &end, None));
     out
 }
 
@@ -82,22 +66,26 @@ fn goldens() -> Vec<Golden> {
     vec![
         Golden {
             name: "full-every-record",
-            bytes: common::write_stream(&common::full_header(), &every, None),
+            bytes: write(&common::full_header(), &every, WriterOptions::default()),
             reencode: true,
         },
         Golden {
             name: "incremental-zstd",
-            bytes: common::write_stream(&common::incremental_header(), &big, Some(3)),
+            bytes: write(
+                &common::incremental_header(),
+                &big,
+                WriterOptions { compression_level: Some(3) },
+            ),
             reencode: false,
         },
         Golden {
             name: "resumed",
-            bytes: common::write_stream(&common::resumed_header(), &every[..3], None),
+            bytes: write(&common::resumed_header(), &every[..3], WriterOptions::default()),
             reencode: true,
         },
         Golden {
             name: "empty-full",
-            bytes: common::write_stream(&common::full_header(), &[], None),
+            bytes: write(&common::full_header(), &[], WriterOptions::default()),
             reencode: true,
         },
         Golden { name: "unknown-skippable", bytes: with_unknown_skippable(), reencode: false },

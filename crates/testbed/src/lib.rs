@@ -9,7 +9,9 @@
 //! - [`compare`] walks two trees and lists every difference,
 //! - [`fsops`] holds small helpers to write scenario steps,
 //! - [`scenario`] runs scenarios on btrfs and checks send/receive chains,
-//! - [`corpus`] is the starting set of hazardous scenarios.
+//! - [`corpus`] is the starting set of hazardous scenarios,
+//! - [`streams`] makes test streams (with the stream crate's writer, or byte by byte) and
+//!   decodes them again.
 
 pub mod cmd;
 pub mod compare;
@@ -20,6 +22,7 @@ mod inspect;
 pub mod loopfs;
 pub mod privilege;
 pub mod scenario;
+pub mod streams;
 
 pub use compare::{
     assert_trees_equal, compare, CompareError, CompareOptions, Difference, Property, Relaxation,

@@ -1,6 +1,6 @@
-//! Shared helpers of the receiver's integration tests: making streams (well-formed through the
-//! stream crate's writer, or hostile byte by byte), running the library or the binary, and
+//! Shared helpers of the receiver's integration tests: running the library or the binary, and
 //! building expected trees directly with system calls (never through anyrecv) to compare with.
+//! Streams are made with `anysend_testbed::streams`, as every crate's tests make them.
 
 #![allow(dead_code)]
 
@@ -13,64 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyrecv::{Config, Policy, RecvError, Summary, Warning};
-use anysend_stream::{Id, NodeType, Record, StreamHeader, StreamWriter, WriterOptions};
+use anysend_stream::{NodeType, Record};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, IFlags, Mode, OFlags, Timespec, Timestamps};
 
-pub fn id(b: u8) -> Id {
-    Id([b; 16])
-}
-
-/// A stream from `records`; `origin` None makes a full stream.
-pub fn stream(origin: Option<u8>, target: u8, records: &[Record]) -> Vec<u8> {
-    stream_with(origin, target, records, WriterOptions::default())
-}
-
-pub fn stream_with(
-    origin: Option<u8>,
-    target: u8,
-    records: &[Record],
-    o: WriterOptions,
-) -> Vec<u8> {
-    let sid = origin.unwrap_or(0).wrapping_mul(31).wrapping_add(target);
-    let h = StreamHeader::new(id(sid), origin.map(id), id(target), 1_764_115_200, 0);
-    let mut w = StreamWriter::new(Vec::new(), &h, o).expect("header");
-    for r in records {
-        w.write(r).expect("record");
-    }
-    w.finish().expect("finish")
-}
-
-/// Raw record bytes at `index`, CRC included: for streams the writer refuses to make.
-pub fn raw_record(
-    index: u64,
-    code: u16,
-    flags: u16,
-    payload: &[u8],
-    declared_len: Option<u32>,
-) -> Vec<u8> {
-    let mut r = Vec::new();
-    r.extend_from_slice(&code.to_le_bytes());
-    r.extend_from_slice(&flags.to_le_bytes());
-    r.extend_from_slice(&declared_len.unwrap_or(payload.len() as u32).to_le_bytes());
-    r.extend_from_slice(payload);
-    let mut h = crc32fast::Hasher::new();
-    h.update(&index.to_le_bytes());
-    h.update(&r);
-    r.extend_from_slice(&h.finalize().to_le_bytes());
-    r
-}
-
-/// The header of a full stream, as bytes.
-pub fn raw_header(target: u8) -> Vec<u8> {
-    StreamHeader::new(id(target), None, id(target), 0, 0).encode().expect("header")
-}
-
-/// A length-prefixed (u32) byte string.
-pub fn lp(b: &[u8]) -> Vec<u8> {
-    let mut v = (b.len() as u32).to_le_bytes().to_vec();
-    v.extend_from_slice(b);
-    v
+/// A record path from a literal (test names here are ASCII; odd bytes are spelled as `b"..."`).
+pub fn p(s: &str) -> Vec<u8> {
+    s.as_bytes().to_vec()
 }
 
 pub fn config(dest: &Path, state: &Path) -> Config {

@@ -1,10 +1,9 @@
-//! Streams shared by the integration tests: a varied sample of every record type.
+//! Headers and records shared by the integration tests: a varied sample of every record type.
+//! The streams themselves are written with `anysend_testbed::streams`.
 
 #![allow(dead_code)]
 
-use anysend_stream::{
-    Id, NodeType, Record, ResumePoint, StreamHeader, StreamWriter, WriterOptions,
-};
+use anysend_stream::{Id, NodeType, Record, ResumePoint, StreamHeader};
 
 pub fn full_header() -> StreamHeader {
     let mut h = StreamHeader::new(Id([0x11; 16]), None, Id([0x22; 16]), 1_764_115_200, 123_456_789);
@@ -85,15 +84,6 @@ pub fn sweep_records() -> Vec<Record> {
         }
     }
     v
-}
-
-pub fn write_stream(header: &StreamHeader, records: &[Record], level: Option<i32>) -> Vec<u8> {
-    let mut w = StreamWriter::new(Vec::new(), header, WriterOptions { compression_level: level })
-        .expect("header");
-    for r in records {
-        w.write(r).expect("record");
-    }
-    w.finish().expect("finish")
 }
 
 pub fn resumed_header() -> StreamHeader {
