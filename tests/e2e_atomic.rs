@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use anysend_testbed::cmd::capture;
 use anysend_testbed::compare::{compare, CompareOptions};
 use anysend_testbed::corpus;
 use anysend_testbed::fsops::*;
@@ -40,7 +41,7 @@ fn atomic_recv(origin: Option<&Path>, target: &Path, dest: &Path) -> Result<Path
         .arg("-f")
         .arg(&stream)
         .arg(&replica);
-    support::ok("anyrecv --atomic", support::run(&mut cmd))?;
+    support::ok("anyrecv --atomic", capture(&mut cmd))?;
     no_staging_left(dest);
     Ok(replica)
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anysend_testbed::cmd::capture;
 use anysend_testbed::compare::{compare, CompareOptions};
 use anysend_testbed::corpus;
 use anysend_testbed::loopfs::{BtrfsFs, DestFs, DestKind};
@@ -30,9 +31,8 @@ impl Drop for Sshd {
 }
 
 fn keygen(path: &Path) {
-    let out = support::run(
-        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(path),
-    );
+    let out =
+        capture(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(path));
     support::ok("ssh-keygen", out).expect("ssh-keygen");
 }
 

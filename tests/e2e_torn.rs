@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anysend_testbed::cmd::capture;
+
 /// Sends a tree holding a file that is rewritten every millisecond during the send to `-f out`,
 /// and returns anysend's output.
 fn send_a_changing_tree(out: &std::path::Path) -> std::process::Output {
@@ -35,8 +37,7 @@ fn send_a_changing_tree(out: &std::path::Path) -> std::process::Output {
     };
     std::thread::sleep(Duration::from_millis(20));
 
-    let result =
-        support::run(Command::new(support::bin("anysend")).arg("-f").arg(out).arg(tree.path()));
+    let result = capture(Command::new(support::bin("anysend")).arg("-f").arg(out).arg(tree.path()));
     stop.store(true, Ordering::Relaxed);
     writer.join().expect("writer");
     result

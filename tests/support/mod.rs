@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+use anysend_testbed::cmd::capture;
+
 /// The directory holding the test binary's sibling executables (target/<profile>).
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -35,11 +37,6 @@ pub fn bin(name: &str) -> PathBuf {
     profile_dir().join(name)
 }
 
-/// Runs a command, returning its output; never panics on a non-zero exit.
-pub fn run(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
 /// Turns a finished command into `Ok(stdout)` or `Err(description with stderr)`.
 pub fn ok(what: &str, out: Output) -> Result<Vec<u8>, String> {
     if out.status.success() {
@@ -56,14 +53,14 @@ pub fn send_to_file(origin: Option<&Path>, target: &Path, stream: &Path) -> Resu
         cmd.arg("--from").arg(o);
     }
     cmd.arg("-q").arg("-f").arg(stream).arg(target);
-    ok("anysend", run(&mut cmd)).map(drop)
+    ok("anysend", capture(&mut cmd)).map(drop)
 }
 
 /// `anyrecv --state-dir state -f stream dest`.
 pub fn recv_from_file(stream: &Path, dest: &Path, state: &Path) -> Result<(), String> {
     let mut cmd = Command::new(bin("anyrecv"));
     cmd.arg("--state-dir").arg(state).arg("-f").arg(stream).arg(dest);
-    ok("anyrecv", run(&mut cmd)).map(drop)
+    ok("anyrecv", capture(&mut cmd)).map(drop)
 }
 
 /// The state directory tests give anyrecv: beside the destination's file system, never in it.
@@ -80,7 +77,7 @@ pub fn state_dir_for(dest_mount: &Path) -> PathBuf {
 pub fn anyrecv(args: &[&str], dest: &Path, state: &Path) -> Output {
     let mut cmd = Command::new(bin("anyrecv"));
     cmd.arg("--state-dir").arg(state).args(args).arg(dest);
-    run(&mut cmd)
+    capture(&mut cmd)
 }
 
 /// `anyrecv --resume-token dest`: the token, or `None` when DEST has no interrupted receive.
@@ -102,7 +99,7 @@ pub fn send_resumed(
         cmd.arg("--from").arg(o);
     }
     cmd.arg("-f").arg(stream).arg(target);
-    ok("anysend --resume", run(&mut cmd)).map(drop)
+    ok("anysend --resume", capture(&mut cmd)).map(drop)
 }
 
 /// Feeds `bytes[..k]` to `anyrecv --state-dir state dest` through a pipe, then kills it with

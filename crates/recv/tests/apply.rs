@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 
 use anysend_stream::{NodeType, Record, WriterOptions};
+use anysend_testbed::privilege::is_root;
 use anysend_testbed::streams::{stream, stream_with};
 use anysend_testbed::{compare, CompareOptions, DestFs, DestKind};
 use common::*;

@@ -9,6 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use anysend_stream::{NodeType, Record};
+use anysend_testbed::cmd::Captured;
 use anysend_testbed::streams::{lp, raw_header, raw_record, stream};
 use common::*;
 
@@ -28,7 +29,7 @@ fn setup() -> Setup {
 }
 
 impl Setup {
-    fn run(&self, extra: &[&str], bytes: &[u8]) -> Run {
+    fn run(&self, extra: &[&str], bytes: &[u8]) -> Captured {
         let mut args: Vec<&OsStr> = vec![OsStr::new("--state-dir"), self.state.as_os_str()];
         args.extend(extra.iter().map(OsStr::new));
         args.push(self.dest.as_os_str());
@@ -51,7 +52,7 @@ impl Setup {
         code: i32,
         index: u64,
         words: &str,
-    ) -> Run {
+    ) -> Captured {
         let bytes = stream(None, 1, records);
         self.refused_bytes(extra, &bytes, code, index, words)
     }
@@ -63,7 +64,7 @@ impl Setup {
         code: i32,
         index: u64,
         words: &str,
-    ) -> Run {
+    ) -> Captured {
         let before: Vec<_> =
             self.beside().into_iter().filter(|n| n != "dest" && n != "state").collect();
         let r = self.run(extra, bytes);

@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::Command;
 
 use anysend_stream::Record;
+use anysend_testbed::cmd::{capture_fed, Captured};
+use anysend_testbed::privilege::is_root;
 use anysend_testbed::streams::stream;
 use common::*;
 
@@ -16,7 +18,7 @@ const NOBODY: u32 = 65534;
 
 /// Runs the binary as nobody; None (with a loud skip, or a failure in CI) when that is not
 /// possible here.
-fn as_nobody(args: &[&Path], extra: &[&str], stdin: &[u8]) -> Option<Run> {
+fn as_nobody(args: &[&Path], extra: &[&str], stdin: &[u8]) -> Option<Captured> {
     if !is_root() || anysend_testbed::cmd::which("setpriv").is_none() {
         let why = "needs root and setpriv (util-linux) to run the binary as nobody";
         assert!(!anysend_testbed::privilege::in_ci(), "ANYSEND_CI=1 forbids skipping: {why}");
@@ -28,7 +30,7 @@ fn as_nobody(args: &[&Path], extra: &[&str], stdin: &[u8]) -> Option<Run> {
     cmd.args(extra);
     cmd.args(args);
     cmd.env_remove("ANYRECV_STATE_DIR");
-    Some(run_cmd(&mut cmd, stdin))
+    Some(capture_fed(&mut cmd, stdin).into())
 }
 
 fn chown_nobody(p: &Path) {

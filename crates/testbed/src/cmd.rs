@@ -1,13 +1,16 @@
-//! The one place that starts child processes (losetup, mkfs, mount, btrfs...).
+//! The one place that starts child processes: the tools the test bed drives (losetup, mkfs,
+//! mount, btrfs...) and the binaries under test.
 //!
 //! Keeping it in one helper means every failure names the command line and
 //! its stderr, and tools are found in the sbin directories even when a CI
-//! PATH lacks them.
+//! PATH lacks them. Tests that look at a binary's exit code and output run
+//! it through [`capture`] or [`capture_fed`], which never fail on a non-zero
+//! exit: that is the tests' to judge.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 /// A child process that could not be started or did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -81,4 +84,49 @@ where
     S: AsRef<OsStr>,
 {
     run(program, args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `cmd` to its end with stdin closed and returns its output, whatever its exit status.
+pub fn capture(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs `cmd` to its end with `stdin` fed through a pipe and returns its output, whatever its
+/// exit status. A thread feeds the pipe, so a child that writes a lot before it has read all
+/// its input cannot deadlock the test; a child that exits early just leaves input unread.
+pub fn capture_fed(cmd: &mut Command, stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut input = child.stdin.take().expect("stdin");
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("wait");
+    let _ = writer.join();
+    out
+}
+
+/// A finished command as text: its exit code (-1 when a signal ended it) and its output,
+/// decoded lossily (for messages and `contains` checks, never for names).
+#[derive(Debug)]
+pub struct Captured {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Captured {
+    fn from(out: Output) -> Captured {
+        Captured {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
 }

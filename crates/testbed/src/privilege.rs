@@ -24,10 +24,15 @@ pub fn in_ci() -> bool {
     std::env::var_os("ANYSEND_CI").is_some_and(|v| v == "1")
 }
 
+/// Whether this process runs as root (tests that can do more as root, but need not, ask this).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
 /// What is missing for privileged tests using `tools` (empty: all good).
 pub fn privilege_problems(tools: &[&str]) -> Vec<String> {
     let mut problems = Vec::new();
-    if !rustix::process::geteuid().is_root() {
+    if !is_root() {
         problems.push("not running as root".to_string());
     }
     if !Path::new("/dev/loop-control").exists() {

@@ -10,10 +10,11 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyrecv::{Config, Policy, RecvError, Summary, Warning};
 use anysend_stream::{NodeType, Record};
+use anysend_testbed::cmd::{capture_fed, Captured};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, IFlags, Mode, OFlags, Timespec, Timestamps};
 
@@ -41,37 +42,9 @@ pub fn recv(cfg: &Config, bytes: &[u8]) -> (Result<Summary, RecvError>, Vec<Warn
     (r, warnings)
 }
 
-pub struct Run {
-    pub code: i32,
-    pub stderr: String,
-    pub stdout: String,
-}
-
 /// Runs the binary with `args`, the stream on standard input.
-pub fn run_bin(args: &[&OsStr], stdin: &[u8]) -> Run {
-    run_cmd(Command::new(env!("CARGO_BIN_EXE_anyrecv")).args(args), stdin)
-}
-
-pub fn run_cmd(cmd: &mut Command, stdin: &[u8]) -> Run {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut input = child.stdin.take().expect("stdin");
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let out = child.wait_with_output().expect("wait");
-    let _ = writer.join();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-    }
+pub fn run_bin(args: &[&OsStr], stdin: &[u8]) -> Captured {
+    capture_fed(Command::new(env!("CARGO_BIN_EXE_anyrecv")).args(args), stdin).into()
 }
 
 /// A directory beside DEST whose every byte and time must survive a hostile stream.
@@ -429,8 +402,4 @@ pub fn scratch() -> tempfile::TempDir {
     let t = tempfile::Builder::new().prefix("anyrecv-test-").tempdir().unwrap();
     rustix::fs::chmod(t.path(), Mode::from_raw_mode(0o755)).unwrap();
     t
-}
-
-pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
 }
