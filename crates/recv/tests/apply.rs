@@ -8,6 +8,7 @@ use std::path::Path;
 use anysend_stream::{NodeType, Record, WriterOptions};
 use anysend_testbed::privilege::is_root;
 use anysend_testbed::streams::{stream, stream_with};
+use anysend_testbed::xattr_values;
 use anysend_testbed::{compare, CompareOptions, DestFs, DestKind};
 use common::*;
 
@@ -129,14 +130,14 @@ fn rich_spec(privileged: bool, flags: bool) -> Spec {
                 .owner(1234, 5678)
                 .mode(0o4755)
                 .mtime(T0 + 22, 22)
-                .xattr(b"security.capability", &anysend_testbed::fsops::cap_net_bind_service()),
+                .xattr(b"security.capability", &xattr_values::cap_net_bind_service()),
             Entry::new(b"owned-link", Kind::Symlink(b"owned".to_vec()))
                 .owner(1001, 1002)
                 .mtime(T0 + 23, 23),
             Entry::new(b"acl", file(b"acl\n"))
                 .mode(0o640)
                 .mtime(T0 + 24, 24)
-                .xattr(b"system.posix_acl_access", &acl_value())
+                .xattr(b"system.posix_acl_access", &xattr_values::acl_access())
                 .xattr(b"trusted.t", b"trusted value"),
             Entry::new(b"setgid-dir", Kind::Dir)
                 .owner(0, 100)

@@ -10,6 +10,7 @@
 
 use crate::fsops::*;
 use crate::scenario::Scenario;
+use crate::xattr_values::cap_net_bind_service;
 use rustix::fs::IFlags;
 use std::path::Path;
 

@@ -302,19 +302,6 @@ pub fn open_dir(path: impl AsRef<Path>) -> io::Result<OwnedFd> {
     )?)
 }
 
-/// The 20-byte `security.capability` value (v2) granting
-/// CAP_NET_BIND_SERVICE permitted+effective: a real-world security xattr
-/// the kernel validates and clears on chown.
-pub fn cap_net_bind_service() -> Vec<u8> {
-    let mut v = Vec::with_capacity(20);
-    v.extend_from_slice(&(0x0200_0000u32 | 1).to_le_bytes()); // revision 2, effective
-    v.extend_from_slice(&(1u32 << 10).to_le_bytes()); // permitted low word
-    v.extend_from_slice(&0u32.to_le_bytes()); // inheritable low word
-    v.extend_from_slice(&0u32.to_le_bytes()); // permitted high word
-    v.extend_from_slice(&0u32.to_le_bytes()); // inheritable high word
-    v
-}
-
 /// Creates a new file with exactly `mode` (all 12 bits) and `data`.
 pub fn create_with_mode(path: impl AsRef<Path>, mode: u32, data: &[u8]) -> io::Result<()> {
     use std::io::Write;

@@ -7,7 +7,8 @@
 //!   skip fatal in CI),
 //! - [`loopfs`] owns loop-mounted file systems as RAII guards,
 //! - [`compare`] walks two trees and lists every difference,
-//! - [`fsops`] holds small helpers to write scenario steps,
+//! - [`fsops`] holds small helpers to write scenario steps, and [`xattr_values`]
+//!   the xattr values the kernel checks,
 //! - [`scenario`] runs scenarios on btrfs and checks send/receive chains,
 //! - [`corpus`] is the starting set of hazardous scenarios,
 //! - [`streams`] makes test streams (with the stream crate's writer, or byte by byte) and
@@ -23,6 +24,7 @@ pub mod loopfs;
 pub mod privilege;
 pub mod scenario;
 pub mod streams;
+pub mod xattr_values;
 
 pub use compare::{
     assert_trees_equal, compare, CompareError, CompareOptions, Difference, Property, Relaxation,

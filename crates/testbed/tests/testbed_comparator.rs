@@ -10,6 +10,7 @@ use anysend_testbed::compare::{compare, CompareOptions, Property, Report};
 use anysend_testbed::fsops::*;
 use anysend_testbed::loopfs::{DestFs, DestKind};
 use anysend_testbed::privilege::{require_privileged_with, REQUIRED_TOOLS};
+use anysend_testbed::xattr_values::cap_net_bind_service;
 use rustix::fs::IFlags;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

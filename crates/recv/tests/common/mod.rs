@@ -15,6 +15,7 @@ use std::process::Command;
 use anyrecv::{Config, Policy, RecvError, Summary, Warning};
 use anysend_stream::{NodeType, Record};
 use anysend_testbed::cmd::{capture_fed, Captured};
+use anysend_testbed::fsops::set_mtime;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, IFlags, Mode, OFlags, Timespec, Timestamps};
 
@@ -61,7 +62,7 @@ impl Canary {
         fs::create_dir(dir.join("sub")).unwrap();
         fs::write(dir.join("sub/inner"), b"inner\n").unwrap();
         for p in ["file", "sub/inner", "sub", ""] {
-            set_times(&dir.join(p), 1_000_000_000, 5);
+            set_mtime(dir.join(p), 1_000_000_000, 5).unwrap();
         }
         let before = Self::snapshot(&dir);
         Canary { dir, before }
@@ -94,12 +95,6 @@ impl Canary {
     pub fn assert_unchanged(&self) {
         assert_eq!(Self::snapshot(&self.dir), self.before, "the canary beside DEST changed");
     }
-}
-
-pub fn set_times(p: &Path, sec: i64, nsec: u32) {
-    let t = Timespec { tv_sec: sec, tv_nsec: nsec.into() };
-    let ts = Timestamps { last_access: t, last_modification: t };
-    rustix::fs::utimensat(rustix::fs::CWD, p, &ts, AtFlags::SYMLINK_NOFOLLOW).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -361,7 +356,7 @@ pub fn build(root: &Path, spec: &Spec) {
             rustix::fs::utimensat(&dir, os(&name), &ts, AtFlags::SYMLINK_NOFOLLOW).unwrap();
         }
     }
-    set_times(root, spec.root_mtime.0, spec.root_mtime.1);
+    set_mtime(root, spec.root_mtime.0, spec.root_mtime.1).unwrap();
     for e in &spec.entries {
         if e.flags != 0 {
             let (dir, name) = parent_fd(root, &e.path);
@@ -377,24 +372,6 @@ pub fn build(root: &Path, spec: &Spec) {
                 .unwrap();
         }
     }
-}
-
-/// A valid `system.posix_acl_access` value: user::rw-, user:1000:r--, group::r--, mask::r--,
-/// other::---.
-pub fn acl_value() -> Vec<u8> {
-    let mut v = 2u32.to_le_bytes().to_vec();
-    for (tag, perm, id) in [
-        (1u16, 6u16, u32::MAX),
-        (2, 4, 1000),
-        (4, 4, u32::MAX),
-        (0x10, 4, u32::MAX),
-        (0x20, 0, u32::MAX),
-    ] {
-        v.extend_from_slice(&tag.to_le_bytes());
-        v.extend_from_slice(&perm.to_le_bytes());
-        v.extend_from_slice(&id.to_le_bytes());
-    }
-    v
 }
 
 /// A fresh scratch directory that other users can enter (tests run the binary as nobody too).
