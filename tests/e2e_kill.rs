@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use anysend_stream::{Record, StreamReader};
 use anysend_testbed::compare::{compare, CompareOptions};
+use anysend_testbed::fingerprint::fingerprint;
 use anysend_testbed::fsops::*;
 use anysend_testbed::loopfs::{BtrfsFs, DestFs, DestKind};
 use anysend_testbed::privilege::require_privileged;
@@ -350,21 +351,7 @@ fn a_token_of_another_stream_pair_is_refused_and_dest_is_unchanged() {
     let k = c.streams[1].len() / 2;
     support::recv_killed_at(&c.streams[1], k, &dest, &state, true);
     let token = support::resume_token(&dest, &state).expect("interrupted");
-    let listing = |d: &Path| {
-        let mut v = Vec::new();
-        let mut stack = vec![d.to_path_buf()];
-        while let Some(p) = stack.pop() {
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            use std::os::unix::fs::MetadataExt;
-            v.push(format!("{} {} {} {}", p.display(), m.size(), m.mtime(), m.mtime_nsec()));
-            if m.is_dir() {
-                stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
-            }
-        }
-        v.sort();
-        v
-    };
-    let before = listing(&dest);
+    let before = fingerprint(&dest);
 
     // The sender refuses to resume another pair with it.
     let rest = tmp.path().join("rest");
@@ -382,7 +369,7 @@ fn a_token_of_another_stream_pair_is_refused_and_dest_is_unchanged() {
     support::send_resumed(&other_token, None, &c.snaps[1], &rest).unwrap();
     let e = support::recv_from_file(&rest, &dest, &state).unwrap_err();
     assert!(e.contains("resumed at record"), "{e}");
-    assert_eq!(listing(&dest), before, "a refused stream changed DEST");
+    assert_eq!(fingerprint(&dest), before, "a refused stream changed DEST");
     assert_eq!(support::resume_token(&dest, &state), Some(token.clone()));
 
     // The right one still resumes.

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use anyrecv::{RecvError, Refusal, Verdict};
 use anysend_stream::Record;
+use anysend_testbed::fingerprint::fingerprint;
 use anysend_testbed::streams::{id, stream};
 use common::*;
 
@@ -25,24 +26,6 @@ fn full1() -> Vec<u8> {
 
 fn incr(origin: u8, target: u8, name: &str) -> Vec<u8> {
     stream(Some(origin), target, &[Record::Create { path: p(name) }])
-}
-
-/// Names, sizes and mtimes of everything under `root`, to see that nothing changed.
-fn fingerprint(root: &Path) -> Vec<String> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let m = std::fs::symlink_metadata(&d).unwrap();
-        out.push(format!("{} {} {} {}", d.display(), m.size(), m.mtime(), m.mtime_nsec()));
-        if m.is_dir() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                stack.push(e.unwrap().path());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn state_files(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -6,7 +6,8 @@
 //! - [`privilege`] decides whether a test that needs root may run (and makes a
 //!   skip fatal in CI),
 //! - [`loopfs`] owns loop-mounted file systems as RAII guards,
-//! - [`compare`] walks two trees and lists every difference,
+//! - [`compare`] walks two trees and lists every difference ([`fingerprint`] is
+//!   its blunt, one-tree cousin for "nothing changed" checks),
 //! - [`fsops`] holds small helpers to write scenario steps, and [`xattr_values`]
 //!   the xattr values the kernel checks,
 //! - [`scenario`] runs scenarios on btrfs and checks send/receive chains,
@@ -18,6 +19,7 @@ pub mod cmd;
 pub mod compare;
 pub mod corpus;
 pub mod escape;
+pub mod fingerprint;
 pub mod fsops;
 mod inspect;
 pub mod loopfs;
