@@ -40,34 +40,7 @@ fn chain(name: &str) {
     }
 }
 
-macro_rules! chain_tests {
-    ($($name:ident),* $(,)?) => {
-        $(#[test] fn $name() { chain(stringify!($name)); })*
-        const COVERED: &[&str] = &[$(stringify!($name)),*];
-    };
-}
-
-chain_tests!(
-    renames_across_dirs,
-    swapped_names,
-    dir_under_former_child,
-    cycle_foo_bar,
-    hardlinks,
-    inode_reuse,
-    type_changes,
-    non_utf8_names,
-    newline_names,
-    deep_tree,
-    special_files,
-    sparse_files,
-    xattrs_acls,
-    chattr_flags,
-    special_mode_bits,
-    ownership,
-    mtime_ns,
-    big_file_edits,
-    truncation,
-);
+anysend_testbed::corpus_tests!(chain);
 
 #[test]
 fn every_corpus_scenario_is_chained() {

@@ -14,28 +14,59 @@ use crate::xattr_values::cap_net_bind_service;
 use rustix::fs::IFlags;
 use std::path::Path;
 
-/// Names of the corpus scenarios, in order (handy for per-scenario tests).
-pub const NAMES: &[&str] = &[
-    "renames_across_dirs",
-    "swapped_names",
-    "dir_under_former_child",
-    "cycle_foo_bar",
-    "hardlinks",
-    "inode_reuse",
-    "type_changes",
-    "non_utf8_names",
-    "newline_names",
-    "deep_tree",
-    "special_files",
-    "sparse_files",
-    "xattrs_acls",
-    "chattr_flags",
-    "special_mode_bits",
-    "ownership",
-    "mtime_ns",
-    "big_file_edits",
-    "truncation",
-];
+/// Names of the corpus scenarios, in order (handy for per-scenario tests). They are listed once,
+/// in [`corpus_tests!`](crate::corpus_tests), which also makes the per-scenario test functions.
+pub const NAMES: &[&str] = crate::corpus_tests!(@list [deep_tree] @names);
+
+/// One `#[test]` per corpus scenario, named after it and calling `$run(name)`, and a
+/// `const COVERED: &[&str]` naming them: `corpus_tests!(chain);` in a test file that takes every
+/// scenario through one runner. `corpus_tests!(run, except deep_tree);` leaves out the tree
+/// deeper than PATH_MAX, for runners that cannot carry such paths (btrfs send).
+///
+/// The scenario names are listed here and nowhere else ([`NAMES`] is made from this list), so a
+/// new scenario gets its test in every such file at once.
+#[macro_export]
+macro_rules! corpus_tests {
+    ($run:ident) => {
+        $crate::corpus_tests!(@list [deep_tree] @tests $run);
+    };
+    ($run:ident, except deep_tree) => {
+        $crate::corpus_tests!(@list [] @tests $run);
+    };
+    // The names in corpus order (`deep_tree` where given), handed to the `@tests` or `@names`
+    // arm. Braces, not parentheses: the expansion must parse as items and as an expression.
+    (@list [$($deep:ident)?] @$then:ident $($run:ident)?) => {
+        $crate::corpus_tests! { @$then $($run)? :
+            renames_across_dirs,
+            swapped_names,
+            dir_under_former_child,
+            cycle_foo_bar,
+            hardlinks,
+            inode_reuse,
+            type_changes,
+            non_utf8_names,
+            newline_names,
+            $($deep,)?
+            special_files,
+            sparse_files,
+            xattrs_acls,
+            chattr_flags,
+            special_mode_bits,
+            ownership,
+            mtime_ns,
+            big_file_edits,
+            truncation,
+        }
+    };
+    (@tests $run:ident : $($name:ident,)*) => {
+        $(#[test] fn $name() { $run(stringify!($name)); })*
+        /// The corpus scenarios this file has a test for.
+        const COVERED: &[&str] = &[$(stringify!($name)),*];
+    };
+    (@names : $($name:ident,)*) => {
+        &[$(stringify!($name)),*]
+    };
+}
 
 /// The scenario named `name`, if it is in the corpus.
 pub fn scenario(name: &str) -> Option<Scenario> {
