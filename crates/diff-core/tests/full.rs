@@ -12,6 +12,8 @@
 //!   differ), and
 //! * is the same every time.
 
+mod common;
+
 use anysend_diff_core::{
     plan, plan_full, BoxError, Consumer, Error, Kind, Model, Op, Options, Recorder, Summary,
     Update, FLAGS_LOCKING,
@@ -21,6 +23,7 @@ use anysend_testbed::fsops::{
     write_file, write_file_at,
 };
 use anysend_testbed::{corpus, require_privileged, run_scenario_on_btrfs, BtrfsFs};
+use common::ops::path_of;
 use rustix::fs::IFlags;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -56,21 +59,6 @@ enum Made {
 /// A plan replayed on an empty model: every object with its names, how it was made and its
 /// Update (paths blanked: a multiply-linked file's Update may name any of its names).
 type Objects = BTreeMap<BTreeSet<Vec<u8>>, (Made, Update)>;
-
-fn path_of(op: &Op) -> &[u8] {
-    match op {
-        Op::MkTmpDir { path }
-        | Op::Mkdir { path, .. }
-        | Op::Create { path, .. }
-        | Op::Symlink { path, .. }
-        | Op::Mknod { path, .. }
-        | Op::Link { path, .. }
-        | Op::Unlink { path }
-        | Op::Rmdir { path } => path,
-        Op::Rename { to, .. } => to,
-        Op::Update(u) => &u.path,
-    }
-}
 
 /// `p` and every directory above it, the root (empty path) included.
 fn ancestors(p: &[u8]) -> Vec<&[u8]> {

@@ -4,27 +4,13 @@
 mod common;
 
 use anysend_diff_core::{Kind, Op};
+use anysend_testbed::escape::escape_bytes;
+use common::ops::op_line;
 use common::{check, plan, MemTree, ROOT};
 
+/// The namespace ops of a plan, one line each, paths whole.
 fn ns(ops: &[Op]) -> Vec<String> {
-    ops.iter()
-        .filter(|o| o.is_namespace())
-        .map(|o| {
-            let s = |p: &Vec<u8>| String::from_utf8_lossy(p).into_owned();
-            match o {
-                Op::MkTmpDir { path } => format!("mktmpdir {}", s(path)),
-                Op::Mkdir { path, .. } => format!("mkdir {}", s(path)),
-                Op::Create { path, .. } => format!("create {}", s(path)),
-                Op::Symlink { path, .. } => format!("symlink {}", s(path)),
-                Op::Mknod { path, .. } => format!("mknod {}", s(path)),
-                Op::Link { path, existing } => format!("link {} -> {}", s(path), s(existing)),
-                Op::Unlink { path } => format!("unlink {}", s(path)),
-                Op::Rmdir { path } => format!("rmdir {}", s(path)),
-                Op::Rename { from, to } => format!("rename {} {}", s(from), s(to)),
-                Op::Update(_) => unreachable!(),
-            }
-        })
-        .collect()
+    ops.iter().filter(|o| o.is_namespace()).map(|o| op_line(o, usize::MAX)).collect()
 }
 
 fn run(origin: &MemTree, target: &MemTree) -> Vec<String> {
@@ -297,7 +283,7 @@ fn updates_come_after_namespace_ops_in_post_order() {
     let ups: Vec<String> = ops
         .iter()
         .filter_map(|o| match o {
-            Op::Update(u) => Some(String::from_utf8_lossy(&u.path).into_owned()),
+            Op::Update(u) => Some(escape_bytes(&u.path)),
             _ => None,
         })
         .collect();

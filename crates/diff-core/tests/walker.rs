@@ -3,7 +3,10 @@
 //! Without a snapshotting file system, inode identity is exercised by hard-linking files between
 //! the two trees (directories then differ, which stresses the pending/expansion logic).
 
+mod common;
+
 use anysend_diff_core::{plan, Consumer, Error, Identity, Kind, Op, Options, Recorder};
+use common::ops::op_line;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, CWD};
 use std::collections::BTreeMap;
@@ -405,24 +408,9 @@ fn has(ops: &[Op], f: impl Fn(&Op) -> bool) -> bool {
     ops.iter().any(f)
 }
 
-/// Namespace ops as readable lines (for failure messages).
+/// Ops as readable lines, paths cut short (for failure messages and short expectations).
 fn show(ops: &[Op]) -> String {
-    let s = |p: &[u8]| String::from_utf8_lossy(p).chars().take(40).collect::<String>();
-    ops.iter()
-        .map(|o| match o {
-            Op::MkTmpDir { path } => format!("mktmpdir {}", s(path)),
-            Op::Mkdir { path, .. } => format!("mkdir {}", s(path)),
-            Op::Create { path, .. } => format!("create {}", s(path)),
-            Op::Symlink { path, .. } => format!("symlink {}", s(path)),
-            Op::Mknod { path, .. } => format!("mknod {}", s(path)),
-            Op::Link { path, existing } => format!("link {} -> {}", s(path), s(existing)),
-            Op::Unlink { path } => format!("unlink {}", s(path)),
-            Op::Rmdir { path } => format!("rmdir {}", s(path)),
-            Op::Rename { from, to } => format!("rename {} {}", s(from), s(to)),
-            Op::Update(u) => format!("update {}", s(&u.path)),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    ops.iter().map(|o| op_line(o, 40)).collect::<Vec<_>>().join("\n")
 }
 
 #[test]

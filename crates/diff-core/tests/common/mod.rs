@@ -2,7 +2,10 @@
 //! generations as birth time, hard links, versions as content) with the mutations the tests
 //! need, a bridge into `LinkCollector` (the same link analysis the walker feeds), and the
 //! checker that replays a plan on the model (the referee) and compares the result to the target.
+//! [`ops`] is how every diff-core test reads an operation.
 #![allow(dead_code)]
+
+pub mod ops;
 
 use anysend_diff_core::model::NodeId;
 use anysend_diff_core::{
@@ -334,14 +337,7 @@ pub fn check(origin: &MemTree, target: &MemTree, ops: &[Op]) -> Result<usize, St
                 dirs.push(path_parent(to).to_vec());
             }
             Op::Update(_) => {}
-            Op::MkTmpDir { path }
-            | Op::Mkdir { path, .. }
-            | Op::Create { path, .. }
-            | Op::Symlink { path, .. }
-            | Op::Mknod { path, .. }
-            | Op::Link { path, .. }
-            | Op::Unlink { path }
-            | Op::Rmdir { path } => dirs.push(path_parent(path).to_vec()),
+            other => dirs.push(path_parent(ops::path_of(other)).to_vec()),
         }
         if op.is_namespace() && seen_update {
             return Err(format!("op {i} {op:?}: namespace op after an update"));
