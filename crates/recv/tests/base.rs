@@ -6,7 +6,7 @@ mod common;
 use std::ffi::OsStr;
 use std::path::Path;
 
-use anyrecv::{RecvError, Refusal, Verdict};
+use anyrecv::{Config, RecvError, Refusal, Verdict};
 use anysend_stream::Record;
 use anysend_testbed::fingerprint::fingerprint;
 use anysend_testbed::streams::{id, stream};
@@ -22,6 +22,14 @@ fn full1() -> Vec<u8> {
             Record::Write { path: p("d/f"), offset: 0, data: b"one".as_slice().into() },
         ],
     )
+}
+
+/// A scratch directory whose DEST received [`full1`], and the config that received it.
+fn full1_received() -> (tempfile::TempDir, Config) {
+    let t = scratch();
+    let cfg = config(&t.path().join("dest"), &t.path().join("state"));
+    recv(&cfg, &full1()).0.unwrap();
+    (t, cfg)
 }
 
 fn incr(origin: u8, target: u8, name: &str) -> Vec<u8> {
@@ -71,10 +79,8 @@ fn a_chain_of_streams_and_the_state_outside_dest() {
 
 #[test]
 fn an_incremental_onto_another_target_is_refused_and_changes_nothing() {
-    let t = scratch();
-    let (dest, state) = (t.path().join("dest"), t.path().join("state"));
-    let cfg = config(&dest, &state);
-    recv(&cfg, &full1()).0.unwrap();
+    let (t, cfg) = full1_received();
+    let (dest, state) = (&cfg.dest, &cfg.state_dir);
     let before = fingerprint(t.path());
     let e = recv(&cfg, &incr(9, 10, "x")).0.unwrap_err();
     match &e {
@@ -152,30 +158,25 @@ fn an_incremental_without_state_needs_force() {
 
 #[test]
 fn a_failed_receive_is_recorded_and_blocks_the_next_incremental() {
-    let t = scratch();
-    let (dest, state) = (t.path().join("dest"), t.path().join("state"));
-    let cfg = config(&dest, &state);
-    recv(&cfg, &full1()).0.unwrap();
+    let (_t, cfg) = full1_received();
     // Record 1 fails (d/f exists): record 0 was applied, so DEST is partly updated.
     let bad =
         stream(Some(1), 2, &[Record::Create { path: p("new") }, Record::Create { path: p("d/f") }]);
     let e = recv(&cfg, &bad).0.unwrap_err();
     assert_eq!(anyrecv::report::exit_code(&e), 5);
-    let text = std::fs::read_to_string(&state_files(&state)[0]).unwrap();
+    let text = std::fs::read_to_string(&state_files(&cfg.state_dir)[0]).unwrap();
     assert!(text.contains("partial_next_record=1"), "{text}");
     assert!(text.contains(&format!("target={}", id(1))), "{text}");
     let e = recv(&cfg, &incr(1, 2, "z")).0.unwrap_err();
     assert!(matches!(e, RecvError::Refused(Refusal::Unfinished { next_record: 1, .. })), "{e}");
 
     // A failure on the very first record changed nothing: the state stays as it was.
-    let t2 = scratch();
-    let (dest2, state2) = (t2.path().join("dest"), t2.path().join("state"));
-    let cfg2 = config(&dest2, &state2);
-    recv(&cfg2, &full1()).0.unwrap();
-    let before = std::fs::read_to_string(&state_files(&state2)[0]).unwrap();
+    let (_t2, cfg2) = full1_received();
+    let state2 = &cfg2.state_dir;
+    let before = std::fs::read_to_string(&state_files(state2)[0]).unwrap();
     let e = recv(&cfg2, &stream(Some(1), 2, &[Record::Rmdir { path: p("nope") }])).0.unwrap_err();
     assert_eq!(anyrecv::report::exit_code(&e), 5);
-    assert_eq!(std::fs::read_to_string(&state_files(&state2)[0]).unwrap(), before);
+    assert_eq!(std::fs::read_to_string(&state_files(state2)[0]).unwrap(), before);
     recv(&cfg2, &incr(1, 2, "ok")).0.unwrap();
 }
 

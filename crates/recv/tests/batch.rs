@@ -8,10 +8,11 @@
 
 mod common;
 
+use std::ops::RangeInclusive;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
-use anyrecv::Tick;
+use anyrecv::{Config, Tick};
 use anysend_stream::{Record, ResumePoint, WriterOptions};
 use anysend_testbed::streams;
 use anysend_testbed::{compare, CompareOptions};
@@ -68,15 +69,27 @@ fn stream_from(origin: Option<u8>, target: u8, records: &[Record], first: u64) -
     streams::write(&h, &records[first as usize..], WriterOptions::default())
 }
 
-/// Receives `bytes`, stopping as a kill would right after record `stop` was applied.
-fn receive_stopped(dest: &Path, state: &Path, bytes: &[u8], stop: u64) {
-    let cfg = config(dest, state);
+/// The config of one stopped run: DEST and state in a directory of their own under `t`.
+fn run_config(t: &Path, stop: u64, abort: bool) -> Config {
+    let dir = t.join(format!("run-{stop}-{abort}"));
+    std::fs::create_dir(&dir).unwrap();
+    config(&dir.join("dest"), &dir.join("state"))
+}
+
+/// Receives `bytes`, stopping as a kill would right after record `stop` was applied; returns
+/// the records the journal then says may be partly applied (a batch, or `stop` alone), which
+/// must hold `stop`.
+fn stopped_in_flight(cfg: &Config, bytes: &[u8], stop: u64, what: &str) -> RangeInclusive<u64> {
     let r = catch_unwind(AssertUnwindSafe(|| {
-        let _ = anyrecv::receive_with_progress(&cfg, bytes, &mut |_| {}, &mut |t: &Tick| {
+        let _ = anyrecv::receive_with_progress(cfg, bytes, &mut |_| {}, &mut |t: &Tick| {
             assert!(t.index != stop, "stopped after record {stop}");
         });
     }));
     assert!(r.is_err(), "the receive did not reach record {stop}");
+    let i = anyrecv::resume::interrupted(cfg).unwrap().expect("an interrupted receive");
+    let flight = i.journal.as_ref().expect("a journal").in_flight();
+    assert!(*flight.start() <= stop && stop <= *flight.end(), "{what}: {flight:?}");
+    flight
 }
 
 fn same(a: &Path, b: &Path, what: &str) {
@@ -100,28 +113,23 @@ fn a_batch_in_flight_is_resumed_or_rolled_back() {
                 "stopped after record {stop}, then {}",
                 ["resumed", "aborted"][abort as usize]
             );
-            let dir = t.path().join(format!("run-{stop}-{abort}"));
-            std::fs::create_dir(&dir).unwrap();
-            let (dest, state) = (dir.join("dest"), dir.join("state"));
-            let cfg = config(&dest, &state);
+            let cfg = run_config(t.path(), stop, abort);
+            let dest = &cfg.dest;
             recv(&cfg, &full).0.unwrap();
-            receive_stopped(&dest, &state, &incr, stop);
-            let i = anyrecv::resume::interrupted(&cfg).unwrap().expect("an interrupted receive");
-            let flight = i.journal.as_ref().expect("a journal").in_flight();
-            assert!(*flight.start() <= stop && stop <= *flight.end(), "{what}: {flight:?}");
+            let flight = stopped_in_flight(&cfg, &incr, stop, &what);
             batches += (flight.end() > flight.start()) as usize;
             if abort {
                 anyrecv::rollback::abort(&cfg).unwrap();
-                same(&at_origin, &dest, &what);
+                same(&at_origin, dest, &what);
             } else {
                 let first = anyrecv::resume::resume_token(&cfg).unwrap().point.first_record;
                 assert_eq!(first, *flight.start(), "{what}");
                 recv(&cfg, &stream_from(Some(1), 2, &changes(), first)).0.unwrap();
-                same(&at_target, &dest, &what);
+                same(&at_target, dest, &what);
             }
             // Nothing of the receive is left in DEST.
             let names: Vec<_> =
-                std::fs::read_dir(&dest).unwrap().map(|e| e.unwrap().file_name()).collect();
+                std::fs::read_dir(dest).unwrap().map(|e| e.unwrap().file_name()).collect();
             assert!(!names.iter().any(|n| n.to_string_lossy().starts_with(".anyrecv-")), "{what}");
         }
     }
@@ -137,15 +145,10 @@ fn a_batch_in_flight_of_a_full_receive_is_resumed_or_rolled_back() {
     let mut batches = 0;
     for stop in 0..origin().len() as u64 {
         for abort in [true, false] {
-            let dir = t.path().join(format!("run-{stop}-{abort}"));
-            std::fs::create_dir(&dir).unwrap();
-            let (dest, state) = (dir.join("dest"), dir.join("state"));
-            let cfg = config(&dest, &state);
+            let cfg = run_config(t.path(), stop, abort);
+            let dest = &cfg.dest;
             let what = format!("full stream stopped after record {stop} (abort {abort})");
-            receive_stopped(&dest, &state, &full, stop);
-            let i = anyrecv::resume::interrupted(&cfg).unwrap().expect("an interrupted receive");
-            let flight = i.journal.as_ref().expect("a journal").in_flight();
-            assert!(*flight.start() <= stop && stop <= *flight.end(), "{what}: {flight:?}");
+            let flight = stopped_in_flight(&cfg, &full, stop, &what);
             batches += (flight.end() > flight.start()) as usize;
             if abort {
                 anyrecv::rollback::abort(&cfg).unwrap();
@@ -153,7 +156,7 @@ fn a_batch_in_flight_of_a_full_receive_is_resumed_or_rolled_back() {
             } else {
                 let first = anyrecv::resume::resume_token(&cfg).unwrap().point.first_record;
                 recv(&cfg, &stream_from(None, 1, &origin(), first)).0.unwrap();
-                same(&at_origin, &dest, &what);
+                same(&at_origin, dest, &what);
             }
         }
     }

@@ -5,7 +5,7 @@
 mod common;
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anysend_stream::Record;
@@ -33,18 +33,21 @@ fn as_nobody(args: &[&Path], extra: &[&str], stdin: &[u8]) -> Option<Captured> {
     Some(capture_fed(&mut cmd, stdin).into())
 }
 
-fn chown_nobody(p: &Path) {
-    std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
+/// A scratch directory holding DEST and the state directory, both made and handed to nobody,
+/// who receives into them.
+fn nobodys_dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let t = scratch();
+    let (dest, state) = (t.path().join("dest"), t.path().join("state"));
+    for d in [&dest, &state] {
+        std::fs::create_dir(d).unwrap();
+        std::os::unix::fs::chown(d, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    (t, dest, state)
 }
 
 #[test]
 fn nobody_receives_with_one_ownership_warning() {
-    let t = scratch();
-    let (dest, state) = (t.path().join("dest"), t.path().join("state"));
-    std::fs::create_dir(&dest).unwrap();
-    std::fs::create_dir(&state).unwrap();
-    chown_nobody(&dest);
-    chown_nobody(&state);
+    let (_t, dest, state) = nobodys_dirs();
     let full = stream(
         None,
         1,
@@ -100,12 +103,7 @@ fn nobody_receives_with_one_ownership_warning() {
 
 #[test]
 fn strict_owner_fails_without_root() {
-    let t = scratch();
-    let (dest, state) = (t.path().join("dest"), t.path().join("state"));
-    std::fs::create_dir(&dest).unwrap();
-    std::fs::create_dir(&state).unwrap();
-    chown_nobody(&dest);
-    chown_nobody(&state);
+    let (_t, dest, state) = nobodys_dirs();
     let full = stream(
         None,
         1,
