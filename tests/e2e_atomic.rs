@@ -203,7 +203,7 @@ fn a_killed_atomic_receive_leaves_dest_the_origin() {
         };
         let points: Vec<usize> = (1..8).map(|i| bytes.len() * i / 8).collect();
         for (n, &k) in points.iter().enumerate() {
-            support::recv_killed_at_with(&["--atomic"], &bytes, k, &replica, &state, n % 2 == 0);
+            support::recv_killed_at(&["--atomic"], &bytes, k, &replica, &state, n % 2 == 0);
             same_as_origin(&format!("killed at byte {k}"));
             // An interrupted receive (or a staging copy made before the first record) is
             // rolled back by removing the staging copy.
@@ -220,14 +220,7 @@ fn a_killed_atomic_receive_leaves_dest_the_origin() {
             no_staging_left(dest.path());
         }
         // Killed, then resumed: the rest of the stream goes into the staging copy.
-        support::recv_killed_at_with(
-            &["--atomic"],
-            &bytes,
-            bytes.len() / 2,
-            &replica,
-            &state,
-            true,
-        );
+        support::recv_killed_at(&["--atomic"], &bytes, bytes.len() / 2, &replica, &state, true);
         same_as_origin("killed half-way");
         let token = support::resume_token(&replica, &state).expect("an interrupted receive");
         let rest = tmp.path().join("rest");

@@ -155,6 +155,25 @@ fn same(a: &Path, b: &Path, what: &str) {
     r.assert_equal(what);
 }
 
+/// A replica on tmpfs that received the chain's first (full) stream; its state directory and
+/// the stream file are in `tmp`, with room for the test's own files.
+struct Replica {
+    fs: DestFs,
+    tmp: tempfile::TempDir,
+    dest: PathBuf,
+    state: PathBuf,
+}
+
+fn first_snapshot_received(c: &Chain) -> Replica {
+    let fs = DestFs::new(DestKind::Tmpfs);
+    let tmp = tempfile::tempdir().unwrap();
+    let (dest, state) = (fs.path().join("replica"), tmp.path().join("state"));
+    let s0 = tmp.path().join("s0");
+    std::fs::write(&s0, &c.streams[0]).unwrap();
+    support::recv_from_file(&s0, &dest, &state).unwrap();
+    Replica { fs, tmp, dest, state }
+}
+
 /// Brings DEST from snapshot `s-1` (or nothing) to snapshot `s` through an interruption at byte
 /// `k` of stream `s`, rolled back first (checked against the origin), then resumed.
 /// Returns how many of the two kills left an interrupted receive (the others came before the
@@ -176,7 +195,7 @@ fn killed_step(
     };
 
     // 1. Kill, then abort: DEST is the origin again.
-    support::recv_killed_at(bytes, k, dest, state, settle);
+    support::recv_killed_at(&[], bytes, k, dest, state, settle);
     if support::resume_token(dest, state).is_some() {
         interrupted += 1;
         let out = support::anyrecv(&["--abort"], dest, state);
@@ -198,7 +217,7 @@ fn killed_step(
     }
 
     // 2. Kill again, then resume: DEST is the target.
-    support::recv_killed_at(bytes, k, dest, state, settle);
+    support::recv_killed_at(&[], bytes, k, dest, state, settle);
     let rest = tmp.join(format!("rest-{s}-{k}"));
     match support::resume_token(dest, state) {
         Some(token) => {
@@ -274,12 +293,7 @@ fn killed_receives_resume_or_roll_back_at_any_byte() {
 fn a_sender_killed_mid_stream_leaves_a_resumable_and_abortable_dest() {
     let Some(_p) = require_privileged("e2e_kill::a_sender_killed_mid_stream") else { return };
     let c = chain();
-    let dest_fs = DestFs::new(DestKind::Tmpfs);
-    let tmp = tempfile::tempdir().unwrap();
-    let (dest, state) = (dest_fs.path().join("replica"), tmp.path().join("state"));
-    let s0 = tmp.path().join("s0");
-    std::fs::write(&s0, &c.streams[0]).unwrap();
-    support::recv_from_file(&s0, &dest, &state).unwrap();
+    let Replica { fs: _fs, tmp, dest, state } = first_snapshot_received(&c);
 
     // anysend | anyrecv, the sender killed after 3 MiB (as when ssh drops the link).
     let truncated = |dest: &Path| -> String {
@@ -342,14 +356,9 @@ fn a_sender_killed_mid_stream_leaves_a_resumable_and_abortable_dest() {
 fn a_token_of_another_stream_pair_is_refused_and_dest_is_unchanged() {
     let Some(_p) = require_privileged("e2e_kill::a_token_of_another_stream_pair") else { return };
     let c = chain();
-    let dest_fs = DestFs::new(DestKind::Tmpfs);
-    let tmp = tempfile::tempdir().unwrap();
-    let (dest, state) = (dest_fs.path().join("replica"), tmp.path().join("state"));
-    let s0 = tmp.path().join("s0");
-    std::fs::write(&s0, &c.streams[0]).unwrap();
-    support::recv_from_file(&s0, &dest, &state).unwrap();
+    let Replica { fs: _fs, tmp, dest, state } = first_snapshot_received(&c);
     let k = c.streams[1].len() / 2;
-    support::recv_killed_at(&c.streams[1], k, &dest, &state, true);
+    support::recv_killed_at(&[], &c.streams[1], k, &dest, &state, true);
     let token = support::resume_token(&dest, &state).expect("interrupted");
     let before = fingerprint(&dest);
 
@@ -364,7 +373,7 @@ fn a_token_of_another_stream_pair_is_refused_and_dest_is_unchanged() {
     let full = tmp.path().join("full");
     support::send_to_file(None, &c.snaps[1], &full).unwrap();
     let full_bytes = std::fs::read(&full).unwrap();
-    support::recv_killed_at(&full_bytes, full_bytes.len() / 2, &other, &other_state, true);
+    support::recv_killed_at(&[], &full_bytes, full_bytes.len() / 2, &other, &other_state, true);
     let other_token = support::resume_token(&other, &other_state).expect("interrupted");
     support::send_resumed(&other_token, None, &c.snaps[1], &rest).unwrap();
     let e = support::recv_from_file(&rest, &dest, &state).unwrap_err();

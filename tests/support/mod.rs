@@ -71,7 +71,7 @@ pub fn state_dir_for(dest_mount: &Path) -> PathBuf {
     dir
 }
 
-// ---- Interrupted receives (e2e_kill, e2e_resume) ----
+// ---- Interrupted receives (e2e_kill, e2e_resume, e2e_atomic) ----
 
 /// `anyrecv --state-dir state ARGS... dest`, stdin closed.
 pub fn anyrecv(args: &[&str], dest: &Path, state: &Path) -> Output {
@@ -102,18 +102,38 @@ pub fn send_resumed(
     ok("anysend --resume", capture(&mut cmd)).map(drop)
 }
 
-/// Feeds `bytes[..k]` to `anyrecv --state-dir state dest` through a pipe, then kills it with
-/// SIGKILL: at once (`settle` false: the kill lands wherever the receiver is), or once it has
-/// consumed everything and waits for more (`settle` true: the kill lands after every record
+/// Feeds `bytes[..k]` to `anyrecv --state-dir state ARGS... dest` through a pipe, then kills it
+/// with SIGKILL: at once (`settle` false: the kill lands wherever the receiver is), or once it
+/// has consumed everything and waits for more (`settle` true: the kill lands after every record
 /// those bytes complete was applied). Returns the receiver's exit status (None: killed).
 pub fn recv_killed_at(
+    args: &[&str],
     bytes: &[u8],
     k: usize,
     dest: &Path,
     state: &Path,
     settle: bool,
 ) -> Option<i32> {
-    recv_killed_at_with(&[], bytes, k, dest, state, settle)
+    use std::io::Write;
+    let mut child = Command::new(bin("anyrecv"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .arg(dest)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn anyrecv");
+    let mut input = child.stdin.take().expect("stdin");
+    let wrote = input.write_all(&bytes[..k]).and_then(|()| input.flush());
+    if wrote.is_ok() && settle {
+        waiting_for_input(child.id(), std::time::Duration::from_secs(10));
+    }
+    let _ = child.kill();
+    let status = child.wait().expect("wait for anyrecv");
+    drop(input);
+    status.code()
 }
 
 /// Waits until process `pid` sleeps reading an empty pipe (or exited, or `limit` passed).
@@ -145,37 +165,4 @@ pub fn make_token(
     let point = ResumePoint { first_record: next_record, data_offset };
     ResumeToken { stream: Id(stream), origin: origin.map(Id), target: Id(target), point }
         .to_string()
-}
-
-// ---- --atomic (e2e_atomic) ----
-
-/// [`recv_killed_at`] with extra anyrecv arguments (e.g. `--atomic`).
-pub fn recv_killed_at_with(
-    args: &[&str],
-    bytes: &[u8],
-    k: usize,
-    dest: &Path,
-    state: &Path,
-    settle: bool,
-) -> Option<i32> {
-    use std::io::Write;
-    let mut child = Command::new(bin("anyrecv"))
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .arg(dest)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn anyrecv");
-    let mut input = child.stdin.take().expect("stdin");
-    let wrote = input.write_all(&bytes[..k]).and_then(|()| input.flush());
-    if wrote.is_ok() && settle {
-        waiting_for_input(child.id(), std::time::Duration::from_secs(10));
-    }
-    let _ = child.kill();
-    let status = child.wait().expect("wait for anyrecv");
-    drop(input);
-    status.code()
 }
