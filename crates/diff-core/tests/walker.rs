@@ -6,6 +6,7 @@
 mod common;
 
 use anysend_diff_core::{plan, Consumer, Error, Identity, Kind, Op, Options, Recorder};
+use anysend_testbed::escape::escape_bytes;
 use common::ops::op_line;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, CWD};
@@ -19,7 +20,7 @@ fn open_dir(base: BorrowedFd<'_>, name: &[u8]) -> OwnedFd {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
         Mode::empty(),
     )
-    .unwrap_or_else(|e| panic!("open {:?}: {e}", String::from_utf8_lossy(name)))
+    .unwrap_or_else(|e| panic!("open {}: {e}", escape_bytes(name)))
 }
 
 fn root_fd(p: &Path) -> OwnedFd {
@@ -129,11 +130,7 @@ impl Applier<'_> {
             Op::Rename { from, to } => {
                 let (fd, fname) = parent_of(r, from);
                 let (td, tname) = parent_of(r, to);
-                assert!(
-                    !exists(&td, &tname),
-                    "rename onto existing {:?}",
-                    String::from_utf8_lossy(to)
-                );
+                assert!(!exists(&td, &tname), "rename onto existing {}", escape_bytes(to));
                 rustix::fs::renameat(&fd, fname.as_slice(), &td, tname.as_slice()).unwrap();
             }
             Op::Update(u) => {
@@ -244,13 +241,13 @@ fn listing(d: &OwnedFd) -> Vec<Vec<u8>> {
 
 fn compare_dir(a: OwnedFd, b: OwnedFd, path: &[u8], links: &mut BTreeMap<u64, u64>) {
     let (la, lb) = (listing(&a), listing(&b));
-    assert_eq!(la, lb, "listing of {:?}", String::from_utf8_lossy(path));
+    assert_eq!(la, lb, "listing of {}", escape_bytes(path));
     for n in la {
         let p = [path, b"/", &n].concat();
         let sa = rustix::fs::statat(&a, n.as_slice(), AtFlags::SYMLINK_NOFOLLOW).unwrap();
         let sb = rustix::fs::statat(&b, n.as_slice(), AtFlags::SYMLINK_NOFOLLOW).unwrap();
         let (ta, tb) = (FileType::from_raw_mode(sa.st_mode), FileType::from_raw_mode(sb.st_mode));
-        assert_eq!(ta, tb, "type of {:?}", String::from_utf8_lossy(&p));
+        assert_eq!(ta, tb, "type of {}", escape_bytes(&p));
         match ta {
             FileType::Directory => {
                 compare_dir(open_dir(a.as_fd(), &n), open_dir(b.as_fd(), &n), &p, links)
@@ -264,14 +261,10 @@ fn compare_dir(a: OwnedFd, b: OwnedFd, path: &[u8], links: &mut BTreeMap<u64, u6
                     rustix::fs::openat(&a, n.as_slice(), OFlags::RDONLY, Mode::empty()).unwrap();
                 let fb =
                     rustix::fs::openat(&b, n.as_slice(), OFlags::RDONLY, Mode::empty()).unwrap();
-                assert!(
-                    read_all(&fa) == read_all(&fb),
-                    "content of {:?}",
-                    String::from_utf8_lossy(&p)
-                );
+                assert!(read_all(&fa) == read_all(&fb), "content of {}", escape_bytes(&p));
                 // Same sharing: a receiver inode maps to exactly one target inode.
                 let e = *links.entry(sa.st_ino).or_insert(sb.st_ino);
-                assert_eq!(e, sb.st_ino, "hard links of {:?}", String::from_utf8_lossy(&p));
+                assert_eq!(e, sb.st_ino, "hard links of {}", escape_bytes(&p));
             }
             _ => {}
         }
