@@ -1,9 +1,10 @@
 //! A cheap fingerprint of a tree: every path under a root with its size and mtime.
 //!
 //! Tests that check that a refused or failed operation changed nothing take one before and one
-//! after and compare them. It is blunter than [`crate::compare`] (no content, modes or xattrs)
-//! but needs no second tree to compare with and walks anything, the directory that holds DEST
-//! and its state included. Paths are escaped bytes, so names that are not UTF-8 stay distinct.
+//! after and compare them. It is blunter than [`compare`](mod@crate::compare) (no content,
+//! modes or xattrs) but needs no second tree to compare with and walks anything, the directory
+//! that holds DEST and its state included. Paths are escaped bytes, so names that are not UTF-8
+//! stay distinct.
 
 use crate::escape::escape_bytes;
 use std::os::unix::ffi::OsStrExt;

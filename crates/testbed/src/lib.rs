@@ -6,14 +6,16 @@
 //! - [`privilege`] decides whether a test that needs root may run (and makes a
 //!   skip fatal in CI),
 //! - [`loopfs`] owns loop-mounted file systems as RAII guards,
-//! - [`compare`] walks two trees and lists every difference ([`fingerprint`] is
+//! - [`compare`](mod@compare) walks two trees and lists every difference ([`fingerprint`] is
 //!   its blunt, one-tree cousin for "nothing changed" checks),
 //! - [`fsops`] holds small helpers to write scenario steps, and [`xattr_values`]
 //!   the xattr values the kernel checks,
 //! - [`scenario`] runs scenarios on btrfs and checks send/receive chains,
-//! - [`corpus`] is the starting set of hazardous scenarios,
+//! - [`corpus`](mod@corpus) is the starting set of hazardous scenarios,
 //! - [`streams`] makes test streams (with the stream crate's writer, or byte by byte) and
-//!   decodes them again.
+//!   decodes them again,
+//! - [`cmd`] starts every child process, the tools above and the binaries under test, and
+//!   [`escape`] shows byte names in messages.
 
 pub mod cmd;
 pub mod compare;
