@@ -305,7 +305,7 @@ fn the_listing_of_a_send_is_the_dump_of_its_stream() {
         .filter(|l| l.trim_start().split(' ').nth(1).is_some_and(|w| w.starts_with('@')))
         .collect();
     let bytes = std::fs::read(&stream).unwrap();
-    let mut r = StreamReader::new(&bytes[..]).expect("header");
+    let mut r = anysend_stream::StreamReader::new(&bytes[..]).expect("header");
     let mut dumped = Vec::new();
     while let Some(f) = r.next_frame().expect("valid record") {
         dumped.push(anysend_stream::dump::frame_line(&f));

@@ -1,20 +1,12 @@
-//! Escaping of raw byte names for human-readable reports.
-//!
-//! Names are bytes, not UTF-8; printable ASCII is shown as is and everything
-//! else (including newlines) as `\xNN`, so a report line is always one line
-//! and always unambiguous.
+//! Escaping of raw byte names for human-readable reports: the stream crate's one rule
+//! (`anysend_stream::dump::Escaped`, as `anyrecv --dump` and every message show names), so a
+//! name in a test's failure reads the same as in the tools' output. Printable ASCII is shown as
+//! is, `\\`, `\"`, `\n`, `\t`, and `\xNN` for every other byte: a report line is always one
+//! line and always unambiguous.
 
-/// Printable ASCII as is, a backslash doubled, any other byte as `\xNN`.
+/// `bytes` escaped as the tools show names.
 pub fn escape_bytes(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        match b {
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(b as char),
-            _ => out.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    out
+    anysend_stream::dump::Escaped(bytes).to_string()
 }
 
 /// Like [`escape_bytes`] but cut after `max` bytes, noting the full length.
@@ -32,7 +24,7 @@ mod tests {
 
     #[test]
     fn escapes_non_printable_and_backslash() {
-        assert_eq!(escape_bytes(b"a\nb\xff\\"), "a\\x0ab\\xff\\\\");
+        assert_eq!(escape_bytes(b"a\nb\xff\\\""), "a\\nb\\xff\\\\\\\"");
         assert_eq!(escape_bytes_short(b"abcdef", 3), "abc...(6 bytes)");
     }
 }
