@@ -28,9 +28,11 @@
 //! | errors, warnings, exit codes and advice | [`error`], [`report`] |
 //! | options | [`config`] |
 //!
-//! A module uses only modules below it in this order (no two import each other): `receive` →
-//! `atomic` → `direct` → `journaled` → `apply` → `ops`/`resolve`/`fsutil`; `rollback` →
-//! `resume`, `journaled::holding`, `ops`.
+//! No module imports one that imports it, directly or through others. A receive goes
+//! `receive` → `atomic` (if asked) → `direct` → `journaled` → `apply` → `ops` and `resolve`;
+//! `--abort` goes `rollback` → `resume`, then the undo steps through `ops` (the same calls as
+//! `apply`) and `journaled::holding`. The journal's format (`journal`) knows nothing of who
+//! writes it, the state file (`state`) nothing of receives.
 
 pub mod apply;
 pub mod atomic;
