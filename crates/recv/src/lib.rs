@@ -1,9 +1,9 @@
 //! anyrecv as a library: verify an anysend stream record by record and apply it beneath a
 //! destination directory that it never leaves.
 //!
-//! The binary (`main.rs`) is a thin shell around [`receive`]: it parses flags into a
+//! The binary (`main.rs`) is a thin shell around [`receive()`]: it parses flags into a
 //! [`Config`], runs, and turns a [`RecvError`] into a message, advice and an exit code
-//! ([`report`]). Tests call [`receive`] directly.
+//! ([`report`]). Tests call [`receive()`] directly.
 //!
 //! # Which module to open for what
 //!

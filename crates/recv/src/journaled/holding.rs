@@ -2,7 +2,7 @@
 //! DEST, where what the receive must be able to put back waits until the end record.
 //!
 //! What it holds, by name:
-//! - `s<n>/u<index>`: the object removed by record `index` (in shards of [`SHARD`] removals);
+//! - `s<n>/u<index>`: the object removed by record `index` (in shards of 64 removals);
 //! - `n<index>`: the new regular file made by the `create` record `index` of a full receive,
 //!   until its data is complete and it gets its name;
 //! - `k<index>`, `r<index>`: keep logs, the origin bytes of changed ranges (kept ahead for the
