@@ -4,7 +4,7 @@
 # See bench/README.md. Needs root and Linux (loop devices, btrfs).
 #
 #   bash bench/run.sh [--quick] [--runs N] [--journal-runs N] [--out DIR] [--verify-all]
-#                     [--keep-work] [--only-anysend]
+#                     [--keep-work] [--only-anysend] [--anyrecv-vs BIN]
 #
 # --journal-runs N (default 9; --runs in --quick): timed runs of anyrecv with and without its
 # journal, taken in turns. Their ratio is a 10% target and one run of either varies by more than
@@ -12,6 +12,10 @@
 #
 # --only-anysend: measure anysend and anyrecv alone (no peers), into DATE-MODE-anysend-only.*,
 # leaving latest.* alone: for a change to anysend or anyrecv measured again after a full run.
+#
+# --anyrecv-vs BIN: instead of anyrecv without its journal, take another build of anyrecv (say
+# the one before a change) in turns with this one, on the same streams: the report's "other
+# build" rows and ratios (run by run) then tell what the change costs, however loaded the host.
 #
 # --quick: a few thousand files and a few MiB: a smoke test of this script that asserts every
 # tool's received tree equals its snapshot and exits non-zero otherwise. Timings are recorded,
@@ -25,6 +29,7 @@ JOURNAL_RUNS=""
 OUT="$BENCH_DIR/results"
 VERIFY_ALL=0
 ONLY_ANYSEND=0
+ANYRECV_VS=""
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) MODE=quick ;;
@@ -37,7 +42,9 @@ while [ $# -gt 0 ]; do
     --verify-all) VERIFY_ALL=1 ;;
     --keep-work) KEEP_WORK=1 ;;
     --only-anysend) ONLY_ANYSEND=1 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --anyrecv-vs) ANYRECV_VS=$2; shift ;;
+    --anyrecv-vs=*) ANYRECV_VS=${1#*=} ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (try --help)" ;;
   esac
   shift
@@ -167,7 +174,7 @@ recv_cycle() {
   local -a cmd
   settle_cache "$full" "$inc" "$quiet"
   case $kind in
-    anyrecv|anyrecv-nj)
+    anyrecv|anyrecv-nj|anyrecv-vs)
       remake_fs ext4 ext
       dest=$EXT/dest mnt=$EXT
       mkdir "$dest"
@@ -175,7 +182,8 @@ recv_cycle() {
       mkdir -p "$WORK/anyrecv-state"
       cmd=("$ANYRECV" --state-dir "$WORK/anyrecv-state" -f)
       # What the journal costs: the same receive with it switched off (a hidden switch).
-      [ "$kind" = anyrecv-nj ] && cmd=(env ANYRECV_NO_JOURNAL=1 "${cmd[@]}") ;;
+      [ "$kind" = anyrecv-nj ] && cmd=(env ANYRECV_NO_JOURNAL=1 "${cmd[@]}")
+      [ "$kind" = anyrecv-vs ] && cmd=("$ANYRECV_VS" --state-dir "$WORK/anyrecv-state" -f) ;;
     btrfs)
       remake_fs btrfs rcv
       dest=$RCV mnt=$RCV
@@ -226,7 +234,11 @@ if [ "$ANYSEND_OK" = 1 ]; then
     series full send "$lbl" "$f" -- "$ANYSEND" -q "${flags[@]}" -f "$f" "$SRC/s1"
     series incremental send "$lbl" "$i" -- "$ANYSEND" -q "${flags[@]}" --from "$SRC/s1" -f "$i" "$SRC/s2"
     series quiet send "$lbl" "$q" -- "$ANYSEND" -q "${flags[@]}" --from "$SRC/s2" -f "$q" "$SRC/s3"
-    if [ $v = plain ]; then
+    if [ $v = plain ] && [ -n "$ANYRECV_VS" ]; then
+      log "measuring $rlbl, and anyrecv of the other build $ANYRECV_VS, in turns ($JOURNAL_RUNS runs)"
+      CYCLE_RUNS=$JOURNAL_RUNS recv_cycles "$rlbl" anyrecv "$f" "$i" "$q" \
+        "anyrecv (other build)" anyrecv-vs
+    elif [ $v = plain ]; then
       log "measuring $rlbl, and anyrecv without its journal, in turns ($JOURNAL_RUNS runs)"
       CYCLE_RUNS=$JOURNAL_RUNS recv_cycles "$rlbl" anyrecv "$f" "$i" "$q" \
         "anyrecv (no journal)" anyrecv-nj

@@ -34,6 +34,8 @@ COMPARE = [
     (("receive", "anyrecv (-z stream)"), ("receive", "zstd -d | tar -x")),
     # what the receive journal costs, in every case
     (("receive", "anyrecv"), ("receive", "anyrecv (no journal)")),
+    # this build against another (`--anyrecv-vs`), in every case
+    (("receive", "anyrecv"), ("receive", "anyrecv (other build)")),
     (("e2e", "anysend + anyrecv"), ("sync", "rsync -aHAX --delete")),
 ]
 
@@ -62,6 +64,11 @@ TARGETS = [
     ("inc-journal-cost", "incremental", ("receive", "anyrecv"), ("receive", "anyrecv (no journal)"),
      "wall", 1.1, "journaling adds ≤ 10% to the incremental receive (anyrecv / anyrecv with "
      "ANYRECV_NO_JOURNAL=1)"),
+    ("inc-vs-other-build", "incremental", ("receive", "anyrecv"),
+     ("receive", "anyrecv (other build)"), "wall", 1.05,
+     "incremental receive ≤ 1.05× the other build's (`--anyrecv-vs`)"),
+    ("full-vs-other-build", "full", ("receive", "anyrecv"), ("receive", "anyrecv (other build)"),
+     "wall", 1.05, "full receive ≤ 1.05× the other build's (`--anyrecv-vs`; informative)"),
     ("full-journal-cost", "full", ("receive", "anyrecv"), ("receive", "anyrecv (no journal)"),
      "wall", 1.1, "journaling adds ≤ 10% to the full receive (informative)"),
 ]

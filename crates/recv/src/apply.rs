@@ -1,7 +1,7 @@
 //! Applying records to DEST: one function per record kind (STREAM_FORMAT.md section 5). It knows
-//! file systems, not journals: what a journaled receive changes about a record comes in as a
-//! small policy, [`How`] (accept "already done", keep a removed object elsewhere, make a new
-//! file elsewhere, read copies from a kept origin version).
+//! file systems and nothing of why a caller may want a record applied otherwise: that comes in
+//! as a small policy, [`How`] (accept "already done", keep a removed object elsewhere, make a
+//! new file elsewhere, read copies from an origin version kept elsewhere).
 //!
 //! Every function gets its parent directory from the resolver (`resolve.rs`: beneath DEST, no
 //! symlink on the way) and acts on the final name with an `*at` call that does not follow it
@@ -75,12 +75,12 @@ fn fds_kept() -> usize {
     usize::try_from(soft.saturating_sub(512) / 2).unwrap_or(usize::MAX).min(4096)
 }
 
-/// How a record is applied. The default is a plain receive; a journaled receive changes some of
-/// it for the record at hand.
+/// How a record is applied. The default is a plain receive; a caller that must be able to
+/// continue or undo the receive changes some of it for the record at hand.
 #[derive(Default, Clone, Copy)]
 pub struct How<'a> {
-    /// The record may have been applied already (it was in flight when a receive was killed):
-    /// where it finds its own work done (a directory it makes exists, a name it removes is
+    /// The record may have been applied already (by a receive that was stopped): where it
+    /// finds its own work done (a directory it makes exists, a name it removes is
     /// gone, a rename's source is gone and its target there), that is success.
     pub again: bool,
     /// Instead of destroying what `unlink` or `rmdir` removes, move it there.
@@ -123,7 +123,7 @@ pub struct Applier {
     is_root: bool,
     euid: u32,
     file: Option<OpenFile>,
-    /// Files opened ahead of their data records (to keep their origin bytes), by path, with
+    /// Files opened ahead of their data records (`keep_opened`), by path, with
     /// their status then: each is taken by the first of those records applied. Paths name
     /// other files after a rename or removal, so these are dropped then (and at a flags change,
     /// which may forbid writing).
@@ -172,9 +172,9 @@ impl Applier {
         self.res.root()
     }
 
-    /// `validate::check` of record `index`. A journaled receive looks at each record several
-    /// times (a run ahead, each batch it might join, the apply), so a contiguous range of
-    /// indices found valid is remembered (an index always names the same record within a
+    /// `validate::check` of record `index`. A caller that looks at records ahead of applying
+    /// them checks each several times, so a contiguous range of indices found valid is
+    /// remembered (an index always names the same record within a
     /// receive).
     pub fn check(&self, index: u64, rec: &Record) -> Res {
         let (start, end) = self.checked.get();
@@ -240,7 +240,7 @@ impl Applier {
         self.opened.clear();
     }
 
-    // ---- what a journaled receive asks of DEST through the applier's resolver and files ----
+    // ---- DEST through the applier's resolver and files, for callers that look ahead ----
 
     /// The parent directory of a checked non-root path, and its final name.
     pub(crate) fn parent<'p>(
@@ -386,7 +386,8 @@ impl Applier {
 
     /// `create` of a file made at `place` (it gets its name later). The name must be free now,
     /// as a plain create would find it; applied again, a regular file at the name is this
-    /// record's, moved there before a kill: its data records, which follow, write it again.
+    /// record's, moved there before the receive stopped: its data records, which follow, write
+    /// it again.
     fn create_in(&mut self, p: &[u8], place: Place<'_>, again: bool) -> Result<Done, Problem> {
         {
             let (dir, name) = self.parent(p)?;
@@ -399,7 +400,7 @@ impl Applier {
                 Err(e) => return Err(Problem::os("")(e)),
             }
         }
-        // A file already at `place` is this record's own, left by a kill: made again.
+        // A file already at `place` is this record's own, left by a stopped receive: made again.
         let flags =
             OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = fs::openat(place.dir, place.name, flags, Mode::from_raw_mode(0o600))
@@ -486,7 +487,7 @@ impl Applier {
         // As an unlink would free them: kept only for an abort, its pages need not stay.
         fsutil::drop_cache_of_removed(dir, name, &st);
         fs::renameat_with(dir, name, place.dir, place.name, RenameFlags::empty())
-            .map_err(Problem::os("moving into the holding directory"))
+            .map_err(Problem::os("moving it aside"))
     }
 
     fn rename(&mut self, from: &[u8], to: &[u8], again: bool) -> Res {
@@ -554,8 +555,9 @@ impl Applier {
 
     /// Copies within the file as memmove does: when the ranges overlap with the destination
     /// later, it copies from the end, so every byte read is still an origin byte. With the
-    /// origin version kept aside (`origin`), it reads from that instead: applied again after a
-    /// kill, it still reads origin bytes, whatever the interrupted copy overwrote.
+    /// origin version kept aside (`origin`), it reads from that instead: applied again after
+    /// the receive stopped, it still reads origin bytes, whatever the interrupted copy
+    /// overwrote.
     fn copy_from_origin(
         &mut self,
         p: &[u8],

@@ -116,10 +116,7 @@ pub fn interrupted_staging(cfg: &Config) -> Option<PathBuf> {
 
 /// Whether `dir` is on a file system that clones files (FICLONE).
 pub fn reflink_supported(dir: &Path) -> bool {
-    let Ok(d) = fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-    else {
-        return false;
-    };
+    let Ok(d) = dest::open_dir(dir) else { return false };
     let flags = OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC;
     let (Ok(a), Ok(b)) = (
         fs::openat(&d, ".", flags, Mode::from_raw_mode(0o600)),
@@ -224,8 +221,7 @@ fn switch(
     state_path: &Path,
 ) -> Result<(), RecvError> {
     let parent = canonical.parent().unwrap_or(Path::new("/"));
-    let pd = fs::open(parent, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| RecvError::dest(parent, "opening")(e.into()))?;
+    let pd = dest::open_dir(parent)?;
     let dn = canonical.file_name().unwrap_or_default();
     let sn = staging.file_name().unwrap_or_default();
     let exists = fs::statat(&pd, dn, AtFlags::SYMLINK_NOFOLLOW).is_ok();
@@ -262,9 +258,7 @@ fn finish_switches(cfg: &Config, canonical: &Path, state_path: &Path) -> Result<
 /// Removes a staging copy, its state and its journal.
 pub fn remove_staging(cfg: &Config, staging: &Path) -> Result<(), RecvError> {
     let parent = staging.parent().unwrap_or(Path::new("/"));
-    if let Ok(pd) =
-        fs::open(parent, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-    {
+    if let Ok(pd) = dest::open_dir(parent) {
         match fsutil::remove_tree(pd.as_fd(), staging.file_name().unwrap_or_default()) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 return Err(RecvError::dest(staging, "removing the staging copy")(e))
