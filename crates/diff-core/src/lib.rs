@@ -265,12 +265,24 @@ fn drive<C: Consumer + ?Sized>(
             changed.insert(id);
         }
     }
-    for id in changed {
-        // `touched` also names the orphan directory, which is no inventory object.
-        let Some(o) = inv.objects.get(id) else { continue };
-        if !o.in_origin || (id == ROOT && root_is_new) {
-            continue;
+    // The origin objects as they were read, before anything changes (`touched` also names the
+    // orphan directory, which is no inventory object).
+    let origins: Vec<(ObjId, &Object)> = changed
+        .iter()
+        .filter_map(|&id| Some((id, inv.objects.get(id)?)))
+        .filter(|&(id, o)| o.in_origin && !(id == ROOT && root_is_new))
+        .collect();
+    for &(id, o) in &origins {
+        let Some(meta) = &o.origin_meta else { continue };
+        let path = inv
+            .origin_path(id)
+            .ok_or_else(|| Error::Internal(format!("object {id} without origin path")))?;
+        if consumer.stop() {
+            return Err(Error::Stopped);
         }
+        consumer.expect(&path, meta).map_err(Error::Consumer)?;
+    }
+    for (id, o) in origins {
         let Some(flags) = details.origin_flags(inv, id)? else { continue };
         if flags & FLAGS_LOCKING == 0 {
             continue;

@@ -220,7 +220,14 @@ impl Op {
 /// with [`crate::Error::Stopped`].
 pub trait Consumer {
     /// Before any other call: the origin object at `origin_path` (valid now: nothing has changed
-    /// yet) carries immutable or append-only (`flags`, masked to [`crate::stat::FLAGS_MASK`]) and
+    /// yet), which the plan changes, removes, renames or links, as the walk saw it (`meta`). A
+    /// receiver can check that it still holds exactly this before anything changes.
+    fn expect(&mut self, origin_path: &[u8], meta: &crate::stat::Meta) -> Result<(), BoxError> {
+        let _ = (origin_path, meta);
+        Ok(())
+    }
+    /// After the `expect` calls and before any other: the origin object at `origin_path` (valid
+    /// now: nothing has changed yet) carries immutable or append-only (`flags`, masked to [`crate::stat::FLAGS_MASK`]) and
     /// the plan will change it, its names, or (a directory) its entries. Lift those flags here;
     /// if the object survives, its [`Update`] follows with [`InodeFlags::was_locked`] set, to set
     /// the target's flags again.
@@ -278,9 +285,16 @@ pub struct Recorder {
     pub ended: bool,
     /// `unlock` calls: (origin path, kind, flags), in order; they precede every op.
     pub unlocks: Vec<(Vec<u8>, Kind, u32)>,
+    /// `expect` calls: origin paths, in order; they precede every other call.
+    pub expects: Vec<Vec<u8>>,
 }
 
 impl Consumer for Recorder {
+    fn expect(&mut self, origin_path: &[u8], _meta: &crate::stat::Meta) -> Result<(), BoxError> {
+        self.expects.push(origin_path.to_vec());
+        Ok(())
+    }
+
     fn unlock(&mut self, origin_path: &[u8], kind: Kind, flags: u32) -> Result<(), BoxError> {
         self.unlocks.push((origin_path.to_vec(), kind, flags));
         Ok(())

@@ -35,6 +35,7 @@ use crate::error::{RecvError, Warning};
 use crate::fsutil;
 use crate::journal;
 use crate::lookahead::Input;
+use crate::names;
 use crate::ops::{ForFlags, Object};
 use crate::state::{self, Refusal, State, Verdict};
 use crate::summary::{Summary, Tick};
@@ -190,6 +191,11 @@ pub(crate) fn receive<R: Read>(
                 s.dest = State::new(&staging, (0, 0)).dest;
                 (s.dest_device, s.dest_inode) = (st.st_dev, st.st_ino);
                 s.partial = None;
+                // The clone's objects were all made just now: what was changed in DEST before
+                // shows in their metadata (`drift.rs`), not in their ctimes any more.
+                if let Some(l) = &mut s.last {
+                    l.settled = Some(fsutil::settle());
+                }
                 state::save(&sstate, &s).map_err(RecvError::state(&sstate, "writing"))?;
             }
             _ => {
@@ -246,6 +252,16 @@ fn finish_switches(cfg: &Config, canonical: &Path, state_path: &Path) -> Result<
                 // Switched: DEST is the received tree; the staging path holds the old one.
                 let mut d = s.clone();
                 d.dest = State::new(canonical, (0, 0)).dest;
+                // Its names log goes with it (a log the state does not match is written anew
+                // by the next receive).
+                let from = names::names_file(&state::state_file(&cfg.state_dir, &p));
+                let to = names::names_file(state_path);
+                match stdfs::rename(&from, &to) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(RecvError::state(&to, "moving the names log")(e))
+                    }
+                    _ => {}
+                }
                 state::save(state_path, &d).map_err(RecvError::state(state_path, "recording"))?;
                 remove_staging(cfg, &p)?;
             }
@@ -255,7 +271,7 @@ fn finish_switches(cfg: &Config, canonical: &Path, state_path: &Path) -> Result<
     Ok(())
 }
 
-/// Removes a staging copy, its state and its journal.
+/// Removes a staging copy, its state, its journal and its names log.
 pub fn remove_staging(cfg: &Config, staging: &Path) -> Result<(), RecvError> {
     let parent = staging.parent().unwrap_or(Path::new("/"));
     if let Ok(pd) = dest::open_dir(parent) {
@@ -268,6 +284,7 @@ pub fn remove_staging(cfg: &Config, staging: &Path) -> Result<(), RecvError> {
     }
     let sf = state::state_file(&cfg.state_dir, staging);
     let _ = stdfs::remove_file(journal::journal_file(&sf));
+    let _ = stdfs::remove_file(names::names_file(&sf));
     let _ = stdfs::remove_file(&sf);
     let mut lock = sf.into_os_string();
     lock.push(".lock");

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anysend_stream::StreamHeader;
 
 use crate::error::RecvError;
+use crate::fsutil::Time;
 use crate::state::{self, State};
 
 /// The state of one receive's DEST, and how far the receive got.
@@ -78,6 +79,16 @@ impl Bookkeeping {
         };
     }
 
+    /// When the last receive completed, if the state says.
+    pub fn settled(&self) -> Option<Time> {
+        self.before.as_ref().unwrap_or(&self.state).last.as_ref().and_then(|l| l.settled)
+    }
+
+    /// Whether this receive continues an interrupted one.
+    pub fn continues(&self) -> bool {
+        self.resumed
+    }
+
     /// Records that the receive stopped with record `next` not applied (best effort).
     pub fn stopped(&mut self, next: u64) {
         if let Some(p) = &mut self.state.partial {
@@ -86,9 +97,20 @@ impl Bookkeeping {
         let _ = state::save(&self.path, &self.state);
     }
 
-    /// Records that `header`'s stream was received completely (DEST is synced already).
-    pub fn complete(&mut self, header: &StreamHeader) -> Result<(), RecvError> {
-        self.state.complete(header);
+    /// The length of DEST's names log after the last receive, if the state says.
+    pub fn names_len(&self) -> Option<u64> {
+        self.before.as_ref().unwrap_or(&self.state).last.as_ref().and_then(|l| l.names_len)
+    }
+
+    /// Records that `header`'s stream was received completely (DEST is synced already, and no
+    /// object of it changed after `settled`), its names log `names_len` bytes long.
+    pub fn complete(
+        &mut self,
+        header: &StreamHeader,
+        settled: Time,
+        names_len: Option<u64>,
+    ) -> Result<(), RecvError> {
+        self.state.complete(header, Some(settled), names_len);
         state::save(&self.path, &self.state)
             .map_err(RecvError::state(&self.path, "recording the completed receive"))
     }

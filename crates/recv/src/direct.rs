@@ -17,18 +17,20 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use anysend_stream::{Frame, Record, ResumePoint, StreamError, StreamHeader};
+use anysend_stream::{Class, Frame, Record, ResumePoint, StreamError, StreamHeader};
 use rustix::fd::AsFd;
 
 use crate::apply::Applier;
 use crate::bookkeeping::Bookkeeping;
 use crate::config::Config;
 use crate::dest;
-use crate::error::{RecordError, RecvError, Warning};
+use crate::drift::{self, Expectations};
+use crate::error::{Problem, RecordError, RecvError, Warning};
 use crate::fsutil;
 use crate::journal::{self, Begin, Loaded, RootMeta};
 use crate::journaled::{holding, Journaled};
 use crate::lookahead::{Input, AHEAD_BYTES};
+use crate::names;
 use crate::state::{self, Refusal, State, Verdict};
 use crate::summary::{Summary, Tick};
 
@@ -79,8 +81,17 @@ pub fn receive<R: Read>(
         data_offset: r.data_offset,
         have,
     };
-    let mut run =
-        Run { input, canonical, header, state_path, jpath, begin: None, no_journal: false };
+    let mut run = Run {
+        input,
+        canonical,
+        header,
+        state_path,
+        jpath,
+        begin: None,
+        no_journal: false,
+        force: cfg.force,
+        forced: false,
+    };
     match (loaded, old_state) {
         (Some(l), Some(old)) if l.begin.stream == stream && r.first_record == l.next_record() => {
             if r.data_offset != 0 {
@@ -109,6 +120,10 @@ struct Run<R: Read> {
     begin: Option<Begin>,
     /// Apply without a journal (measurements only).
     no_journal: bool,
+    /// Apply although DEST was changed where the stream changes it (`--force`).
+    force: bool,
+    /// It was (DEST then holds more than the stream's changes).
+    forced: bool,
 }
 
 /// A fresh receive: the base check, DEST made if missing, then the records.
@@ -218,6 +233,9 @@ fn records<R: Read>(
     // Decoded bytes held in `queue`: a compressed stream decodes to several times what the
     // input buffer holds, so the look-ahead is bounded by what it decoded, not only by input.
     let mut queued = 0usize;
+    let owners = rustix::process::geteuid().is_root();
+    let mut expected = Expectations::new(book.settled(), owners);
+    let mut changes = names::Changes::default();
     loop {
         let Input { reader, peek } = &mut run.input;
         if queue.is_empty() {
@@ -261,10 +279,26 @@ fn records<R: Read>(
             break;
         }
         let failed = |p| RecvError::from(RecordError::new(frame.index, frame.offset, &rec, p));
+        if rec.class() == Class::Check {
+            if book.continues() {
+                // Compared by the receive this one continues, before it changed anything.
+                continue;
+            }
+            if book.begun() {
+                let p = Problem::Invalid(
+                    "an `expect` record after records that change the tree".into(),
+                );
+                return Err(fail(&mut target, &mut book, failed(p), frame.index));
+            }
+            target.check(frame.index, &rec).map_err(failed)?;
+            let found = rec.path().map_or(Err(Problem::Escapes), |p| target.stat(p));
+            expected.compare(&rec, found);
+            continue;
+        }
         if !book.begun() {
             // A refused first record must not mark DEST as partly updated.
             target.check(frame.index, &rec).map_err(failed)?;
-            begin(&mut run, &mut target, &mut book, frame.index)?;
+            begin(&mut run, &mut target, &mut book, &expected, frame.index, warn)?;
         }
         if target.needs_ahead(frame.index) {
             // The records ahead (the journal decides how far it looks, and checks each record
@@ -282,6 +316,7 @@ fn records<R: Read>(
         if let Err(p) = target.apply(frame.index, &rec, warn) {
             return Err(fail(&mut target, &mut book, failed(p), frame.index));
         }
+        changes.note(&rec);
         book.applied_one();
         tick(&Tick {
             index: frame.index,
@@ -296,7 +331,7 @@ fn records<R: Read>(
     }
     let (records, bytes) = (reader.records_read(), reader.offset());
     if !book.begun() {
-        begin(&mut run, &mut target, &mut book, end_index)?;
+        begin(&mut run, &mut target, &mut book, &expected, end_index, warn)?;
     }
     if let Err(p) = target.finish(end_index) {
         let end = Record::End { records: 0, bytes: 0, chain: 0 };
@@ -306,7 +341,14 @@ fn records<R: Read>(
     if let Err(e) = target.complete(&run.canonical) {
         return Err(fail(&mut target, &mut book, e, end_index));
     }
-    book.complete(&run.header)?;
+    // The names log can take this receive's changes only if it was true before it and the
+    // receive applied every record of the stream onto it.
+    let anew = !matches!(verdict, Verdict::Incremental) || book.continues() || run.forced;
+    let file = names::names_file(book.path());
+    // Best effort: without a log, `--check` says it cannot compare names, and the next receive
+    // writes it anew.
+    let names_len = names::record(&file, target.root(), &changes, anew, book.names_len()).ok();
+    book.complete(&run.header, fsutil::settle(), names_len)?;
     let _ = fs::remove_file(&run.jpath);
     Ok(Summary {
         header: run.header,
@@ -319,14 +361,29 @@ fn records<R: Read>(
     })
 }
 
-/// Before the first record changes DEST: the journal (unless none is kept), then the state
-/// says the receive is under way from record `first`.
+/// Before the first record changes DEST: DEST must hold what the stream's `expect` records
+/// said (unless forced), then the journal is started (unless none is kept), then the state says
+/// the receive is under way from record `first`.
 fn begin<R: Read>(
     run: &mut Run<R>,
     target: &mut Journaled,
     book: &mut Bookkeeping,
+    expected: &Expectations,
     first: u64,
+    warn: &mut dyn FnMut(&Warning),
 ) -> Result<(), RecvError> {
+    if let Some((named, more)) = expected.drifted() {
+        let refusal = Refusal::Drifted {
+            dest: state::show(&run.canonical),
+            count: expected.differ,
+            changed: drift::describe(&named, more),
+        };
+        if !run.force {
+            return Err(refusal.into());
+        }
+        warn(&Warning::Forced(refusal.to_string()));
+        run.forced = true;
+    }
     if let Some(begin) = run.begin.take().filter(|_| !run.no_journal) {
         target.start(&run.jpath, &begin, &run.canonical)?;
     }

@@ -1,15 +1,18 @@
-//! `anyrecv -n`: every record checked as a receive would check it, and the base check when DEST
-//! exists; nothing changed anywhere. It walks the same checks as a receive with the applier left
+//! `anyrecv -n`: every record checked as a receive would check it, and, when DEST exists, the
+//! base check and the comparison of DEST with the stream's `expect` records; nothing changed
+//! anywhere. It walks the same checks as a receive with the applier left
 //! out, so it refuses what a real receive would refuse for the stream's own content.
 
 use std::fs;
 use std::io::{self, Read};
 
-use anysend_stream::StreamReader;
+use anysend_stream::{Class, StreamReader};
 
+use crate::apply::Applier;
 use crate::config::Config;
 use crate::dest;
-use crate::error::{RecordError, RecvError};
+use crate::drift::{self, Expectations};
+use crate::error::{Problem, RecordError, RecvError};
 use crate::state::{self, Refusal};
 use crate::summary::Summary;
 use crate::validate;
@@ -19,6 +22,10 @@ pub fn dry_run<R: Read>(cfg: &Config, mut reader: StreamReader<R>) -> Result<Sum
     let header = reader.header().clone();
     let mut dest = None;
     let mut state_file = None;
+    // DEST's objects, to compare with the stream's `expect` records, and what they must match.
+    let mut applier = None;
+    let owners = rustix::process::geteuid().is_root();
+    let mut expected = Expectations::new(None, owners);
     let base = match fs::metadata(&cfg.dest) {
         Ok(m) if m.is_dir() => {
             let (canonical, _) = dest::locate(&cfg.dest)?;
@@ -28,6 +35,9 @@ pub fn dry_run<R: Read>(cfg: &Config, mut reader: StreamReader<R>) -> Result<Sum
             let root = dest::open_dir(&canonical)?;
             let info = dest::info(&canonical, Some(&root), &path)?;
             let base = state::check_base(&header, &shown, &info, old.as_ref(), cfg.force);
+            let settled = old.as_ref().and_then(|s| s.last.as_ref()).and_then(|l| l.settled);
+            expected = Expectations::new(settled, owners);
+            applier = Some(Applier::new(root, cfg.policy));
             dest = Some(canonical);
             state_file = Some(path);
             Some(base)
@@ -37,9 +47,12 @@ pub fn dry_run<R: Read>(cfg: &Config, mut reader: StreamReader<R>) -> Result<Sum
         Err(e) => return Err(RecvError::dest(&cfg.dest, "stat")(e)),
     };
     while let Some(frame) = reader.next_frame()? {
-        if let Some(rec) = &frame.record {
-            validate::check(rec, &cfg.policy)
-                .map_err(|p| RecordError::new(frame.index, frame.offset, rec, p))?;
+        let Some(rec) = &frame.record else { continue };
+        validate::check(rec, &cfg.policy)
+            .map_err(|p| RecordError::new(frame.index, frame.offset, rec, p))?;
+        if let (Class::Check, Some(a), Some(p)) = (rec.class(), &mut applier, rec.path()) {
+            let found = a.object(p).and_then(|o| o.stat().map_err(Problem::os("")));
+            expected.compare(rec, found);
         }
     }
     reader.expect_eof()?;
@@ -48,6 +61,16 @@ pub fn dry_run<R: Read>(cfg: &Config, mut reader: StreamReader<R>) -> Result<Sum
         Some(Ok(v)) => Some(v),
         None => None,
     };
+    if let (Some((named, more)), Some(d)) = (expected.drifted(), &dest) {
+        let r = Refusal::Drifted {
+            dest: state::show(d),
+            count: expected.differ,
+            changed: drift::describe(&named, more),
+        };
+        if !cfg.force {
+            return Err(r.into());
+        }
+    }
     Ok(Summary {
         header,
         records: reader.records_read(),

@@ -23,6 +23,23 @@ pub type Time = (i64, u32);
 const BUF: usize = 1 << 20;
 const CAPABILITY: &str = "security.capability";
 
+/// A time that no change made so far comes after, and that every later change does: the wall
+/// clock now, once the coarse clock the kernel stamps most ctimes with has passed it (one tick,
+/// a few milliseconds at most; the wait is bounded anyway). A receive records it when DEST is
+/// complete (`drift.rs` compares ctimes with it).
+pub fn settle() -> Time {
+    use rustix::time::{clock_gettime, ClockId};
+    let as_time = |t: rustix::time::Timespec| (t.tv_sec, t.tv_nsec as u32);
+    let now = as_time(clock_gettime(ClockId::Realtime));
+    for _ in 0..100 {
+        if as_time(clock_gettime(ClockId::RealtimeCoarse)) > now {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    now
+}
+
 /// Access and modification times of a stat.
 #[allow(clippy::unnecessary_cast)] // the field types differ between architectures
 pub fn times(st: &fs::Stat) -> (Time, Time) {

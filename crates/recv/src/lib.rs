@@ -21,6 +21,8 @@
 //! | `--resume-token`, and what is known of an interrupted receive | [`resume`] |
 //! | DEST's state file and the base check | [`state`]; as a receive goes: [`bookkeeping`] |
 //! | finding, opening and making DEST | [`dest`] |
+//! | whether DEST still holds the stream's origin where the stream changes it (`expect`) | [`drift`] |
+//! | `--check`: what was changed in DEST since its last receive | [`check`], with the names log [`names`] |
 //! | what a record may ask for (path rules, `--no-devices`, `--no-setuid`) | [`validate`], [`path`] |
 //! | opening directories beneath DEST without following symlinks | [`resolve`] |
 //! | reading ahead in the input | [`lookahead`] |
@@ -37,15 +39,18 @@
 pub mod apply;
 pub mod atomic;
 pub mod bookkeeping;
+pub mod check;
 pub mod config;
 pub mod dest;
 pub mod direct;
+pub mod drift;
 pub mod dry_run;
 pub mod error;
 pub mod fsutil;
 pub mod journal;
 pub mod journaled;
 pub mod lookahead;
+pub mod names;
 pub mod ops;
 pub mod path;
 pub mod receive;

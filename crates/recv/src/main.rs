@@ -32,6 +32,7 @@ Examples:
                                       continue a receive that was interrupted
   ssh backup anyrecv --abort /srv/replica
                                       or roll it back to what DEST held before
+  anyrecv --check /srv/replica        what was changed in DEST since its last receive
 
 Interrupted receives:
   A receive keeps a journal next to DEST's state file (outside DEST): the records in flight,
@@ -48,16 +49,20 @@ Interrupted receives:
 How a receive goes:
   The header is checked, then the base: a full stream goes only into an empty or new
   DEST (anyrecv creates DEST itself, not its parents); an incremental stream only into a
-  DEST whose last receive was the stream's origin. Each record is applied once its checksum
-  verified; paths never leave DEST and symbolic links inside DEST are never followed.
-  After the end record verified, DEST is synced (syncfs) and its state is saved.
+  DEST whose last receive was the stream's origin. Then DEST must still hold that origin
+  wherever the stream changes it: the stream states each object it will change (its type,
+  mode, owner, size, link count and mtime), and no such object may have changed since the
+  last receive (its ctime); otherwise nothing is applied (--force applies anyway). Each record
+  is applied once its checksum verified; paths never leave DEST and symbolic links inside DEST
+  are never followed. After the end record verified, DEST is synced (syncfs) and its state is
+  saved, with the time DEST settled and, beside it, the names DEST holds (for --check).
 
 State:
   What DEST last received is kept OUTSIDE DEST, so DEST stays equal to the snapshot: one
   file per DEST in the state directory, named <path>-<hash>.state after DEST's canonical
   path, holding key=value lines (dest, dest_device, dest_inode, target, stream, origin,
-  stream_created, sender, completed; partial_* while a receive is under way or after one
-  stopped). The state directory is --state-dir, else $ANYRECV_STATE_DIR, else
+  stream_created, sender, completed, settled, names_len; partial_* while a receive is
+  under way or after one stopped), and DEST's names in <path>-<hash>.state.names. The state directory is --state-dir, else $ANYRECV_STATE_DIR, else
   /var/lib/anyrecv for root, else ${XDG_STATE_HOME:-$HOME/.local/state}/anyrecv.
   Copying or moving DEST elsewhere loses its state: pass --force once for the next
   incremental receive.
@@ -117,6 +122,17 @@ struct Args {
     /// `anysend --resume TOKEN` to make the rest of the stream.
     #[arg(long, conflicts_with_all = ["dump", "dry_run", "force", "file", "abort"])]
     resume_token: bool,
+
+    /// List what was changed in DEST since its last receive, as `zfs diff` does: `+ PATH` added,
+    /// `- PATH` removed, `M PATH` changed in place (content, metadata, or another object under
+    /// the name). Exit 0 when nothing was, 1 when something was.
+    #[arg(long, conflicts_with_all = ["dump", "dry_run", "force", "file", "abort", "resume_token", "atomic"])]
+    check: bool,
+
+    /// With --check: print one JSON object (dest, unchanged, added, removed, changed; paths
+    /// escaped as in --dump) instead of lines.
+    #[arg(long, requires = "check")]
+    json: bool,
 
     /// Roll DEST's interrupted receive back: an incremental to its origin, a full receive to an
     /// empty (or no) DEST; or say why it cannot.
@@ -179,6 +195,9 @@ fn main() -> ExitCode {
     keep_freed_memory();
     if args.resume_token || args.abort {
         return after_interruption(&args);
+    }
+    if args.check {
+        return check(&args);
     }
     let input = match open_input(&args) {
         Ok(i) => i,
@@ -290,6 +309,78 @@ fn how_to_continue(cfg: &Config, i: &anyrecv::resume::Interrupted) {
             p.stream, p.next_record
         ),
     }
+}
+
+/// `--check [--json]`.
+fn check(args: &Args) -> ExitCode {
+    let cfg = match make_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("anyrecv: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let r = match anyrecv::check::check(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("anyrecv: {e}");
+            eprintln!("anyrecv: {}", report::hint(&e, true));
+            return ExitCode::from(report::exit_code(&e));
+        }
+    };
+    let show = |p: &Vec<u8>| anysend_stream::dump::Shown(p).to_string();
+    let mut lines: Vec<(&Vec<u8>, char)> = Vec::new();
+    lines.extend(r.added.iter().map(|p| (p, '+')));
+    lines.extend(r.removed.iter().map(|p| (p, '-')));
+    lines.extend(r.changed.iter().map(|p| (p, 'M')));
+    lines.sort();
+    let mut out = BufWriter::new(io::stdout().lock());
+    let written = if args.json {
+        let list = |v: &[Vec<u8>]| v.iter().map(show).collect::<Vec<_>>();
+        let j = serde_json::json!({
+            "dest": r.dest.display().to_string(),
+            "unchanged": r.unchanged(),
+            "added": list(&r.added),
+            "removed": list(&r.removed),
+            "changed": list(&r.changed),
+            "names_compared": r.names_known,
+            "changes_compared": r.changes_known,
+        });
+        writeln!(out, "{j}")
+    } else {
+        lines.iter().try_for_each(|(p, c)| writeln!(out, "{c}\t{}", show(p)))
+    };
+    if let Err(e) = written.and_then(|()| out.flush()) {
+        return output_error(e);
+    }
+    let d = r.dest.display();
+    if !r.names_known {
+        eprintln!(
+            "anyrecv: note: the record of the names {d} held is missing or damaged: added and \
+             removed names are not listed (the next receive writes it anew)"
+        );
+    }
+    if !r.changes_known {
+        eprintln!(
+            "anyrecv: note: the last receive into {d} was made by an older anyrecv: changes in \
+             place are not listed"
+        );
+    }
+    if r.unchanged() {
+        if !args.quiet {
+            eprintln!("anyrecv: {d} is as its last receive left it");
+        }
+        return ExitCode::SUCCESS;
+    }
+    if !args.quiet {
+        eprintln!(
+            "anyrecv: {d} was changed since its last receive: {} added, {} removed, {} changed",
+            r.added.len(),
+            r.removed.len(),
+            r.changed.len()
+        );
+    }
+    ExitCode::from(1)
 }
 
 /// `--resume-token` and `--abort`.

@@ -36,7 +36,9 @@ Exit status:
      non-empty directory, another receive is running, or a record was refused (unsafe path,
      symbolic link on the way, --no-devices, --no-setuid). Records before a refused record were
      applied; for the base check nothing was.
-  5  applying failed on DEST (or its state could not be saved); DEST is partly updated";
+  5  applying failed on DEST (or its state could not be saved); DEST is partly updated
+With --check: 0 when DEST is as its last receive left it, 1 when it was changed (each change
+is listed), and the codes above for failures.";
 
 /// The exit code for an error.
 pub fn exit_code(e: &RecvError) -> u8 {

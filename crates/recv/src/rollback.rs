@@ -22,6 +22,7 @@ use crate::error::RecvError;
 use crate::fsutil;
 use crate::journal::{self, Loaded, RootMeta, Time, Undo};
 use crate::journaled::holding;
+use crate::names;
 use crate::ops::{self, ForFlags, Object};
 use crate::path::{self, Shown};
 use crate::resolve::{ResolveError, Resolver};
@@ -125,8 +126,15 @@ pub fn abort(cfg: &Config) -> Result<Aborted, RecvError> {
     }
     let mut st = i.state.clone();
     st.partial = None;
-    if b.origin.is_none() {
-        st.last = None;
+    match &mut st.last {
+        // An empty DEST has no names to remember.
+        _ if b.origin.is_none() => {
+            st.last = None;
+            let _ = fs::remove_file(names::names_file(&state_file));
+        }
+        // The objects put back have new ctimes: DEST settled again now.
+        Some(l) => l.settled = Some(fsutil::settle()),
+        None => {}
     }
     if out.removed_dest {
         match fs::remove_file(&state_file) {

@@ -40,6 +40,11 @@ pub struct Received {
     pub sender: Vec<u8>,
     /// When the receive completed (seconds, nanoseconds since 1970).
     pub completed: (i64, u32),
+    /// No object of DEST had a later ctime when the receive completed (and every later change
+    /// gets one): what `drift.rs` compares with. `None` in a state written by an older anyrecv.
+    pub settled: Option<(i64, u32)>,
+    /// The length of DEST's names log (`names.rs`) after the receive.
+    pub names_len: Option<u64>,
 }
 
 /// A receive that began changing DEST and has not completed.
@@ -126,6 +131,12 @@ pub enum Refusal {
         .state_file.display(), .was.0, .was.1, .now.0, .now.1
     )]
     Replaced { dest: String, state_file: PathBuf, was: (u64, u64), now: (u64, u64) },
+    #[error(
+        "{dest}: changed since its last receive where this stream would change it ({count} \
+         {}): {changed}",
+        if *.count == 1 { "object" } else { "objects" }
+    )]
+    Drifted { dest: String, count: u64, changed: String },
     #[error("{dest}: another anyrecv is receiving into it (state lock {} is held)", .lock.display())]
     Busy { dest: String, lock: PathBuf },
     #[error("{dest}: exists and is not a directory")]
@@ -135,6 +146,12 @@ pub enum Refusal {
          reflink=1); this one does not"
     )]
     NoReflink { dest: String },
+    #[error(
+        "{dest}: no record of a completed receive (no state file {}, or one without a last \
+         receive)",
+        .state_file.display()
+    )]
+    NothingReceived { dest: String, state_file: PathBuf },
     #[error("{dest}: no interrupted receive to resume or abort")]
     NothingToResume { dest: String },
     #[error(
@@ -187,10 +204,20 @@ impl Refusal {
             Refusal::Replaced { .. } => "If DEST was restored from a copy of the same tree, \
                  --force applies anyway; otherwise receive a full stream into an empty directory."
                 .into(),
+            Refusal::Drifted { .. } => "Nothing was applied. `anyrecv --check DEST` lists \
+                 every change made to DEST since its last receive. Put those objects back as \
+                 they were (or receive a full stream into an empty directory); --force applies \
+                 this stream over them anyway (what was changed there is overwritten, or \
+                 merged where the stream changes part of a file)."
+                .into(),
             Refusal::Busy { .. } => "Wait for the other receive to finish.".into(),
             Refusal::NotADirectory { .. } => "Give a directory as DEST.".into(),
             Refusal::NoReflink { .. } => "Receive without --atomic (the receive is journaled: \
                  resumable and abortable), or put DEST on btrfs or XFS made with reflink=1."
+                .into(),
+            Refusal::NothingReceived { .. } => "Give the DEST a stream was received into, and \
+                 --state-dir (or ANYRECV_STATE_DIR) if that receive used another state \
+                 directory."
                 .into(),
             Refusal::NothingToResume { .. } => "Nothing to do: DEST's last receive completed \
                  (or DEST never received anything)."
@@ -210,6 +237,7 @@ impl Refusal {
         matches!(
             self,
             Refusal::OriginMismatch { .. }
+                | Refusal::Drifted { .. }
                 | Refusal::NoState { .. }
                 | Refusal::Unfinished { .. }
                 | Refusal::Replaced { .. }
@@ -315,6 +343,12 @@ impl State {
             o.push_str(&format!("stream_created={}\n", t(l.created)));
             o.push_str(&format!("sender={}\n", Escaped(&l.sender)));
             o.push_str(&format!("completed={}\n", t(l.completed)));
+            if let Some(s) = l.settled {
+                o.push_str(&format!("settled={}\n", t(s)));
+            }
+            if let Some(n) = l.names_len {
+                o.push_str(&format!("names_len={n}\n"));
+            }
         }
         if let Some(p) = &self.partial {
             o.push_str(&format!("partial_stream={}\n", id(&p.stream)));
@@ -358,6 +392,14 @@ impl State {
                 created: time("stream_created")?,
                 sender: unescape(get("sender").unwrap_or("")),
                 completed: time("completed")?,
+                settled: match get("settled") {
+                    None => None,
+                    Some(_) => Some(time("settled")?),
+                },
+                names_len: match get("names_len") {
+                    None => None,
+                    Some(_) => Some(num("names_len")?),
+                },
             }),
         };
         let partial = match get("partial_stream") {
@@ -401,8 +443,14 @@ impl State {
         });
     }
 
-    /// Records that `header`'s stream was received completely.
-    pub fn complete(&mut self, header: &StreamHeader) {
+    /// Records that `header`'s stream was received completely, DEST settled at `settled`, its
+    /// names log `names_len` bytes long.
+    pub fn complete(
+        &mut self,
+        header: &StreamHeader,
+        settled: Option<(i64, u32)>,
+        names_len: Option<u64>,
+    ) {
         self.partial = None;
         self.last = Some(Received {
             target: header.target,
@@ -411,6 +459,8 @@ impl State {
             created: (header.created_sec, header.created_nsec),
             sender: header.sender_version.clone(),
             completed: now(),
+            settled,
+            names_len,
         });
     }
 }
@@ -548,7 +598,7 @@ mod tests {
 
     fn state_with_target(t: u8) -> State {
         let mut s = State::new(Path::new("/d"), (1, 2));
-        s.complete(&header(None, t));
+        s.complete(&header(None, t), None, None);
         s
     }
 
@@ -611,7 +661,7 @@ mod tests {
         let mut s =
             State::new(Path::new(std::ffi::OsStr::from_bytes(b"/srv/a\nb\xff\\c=d")), (3, 4));
         assert_eq!(State::parse(&s.to_text()), Ok(s.clone()));
-        s.complete(&header(Some(1), 2));
+        s.complete(&header(Some(1), 2), Some((1_764_115_200, 5)), Some(1234));
         assert_eq!(State::parse(&s.to_text()), Ok(s.clone()));
         s.begin(&header(Some(2), 3), 5);
         assert_eq!(State::parse(&s.to_text()), Ok(s.clone()));

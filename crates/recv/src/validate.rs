@@ -66,7 +66,7 @@ pub fn check(rec: &Record, policy: &Policy) -> Result<(), Problem> {
         SetXattr { path, .. } | RemoveXattr { path, .. } | Utimes { path, .. } => {
             rules(path, "path")
         }
-        SetFlags { path, .. } => rules(path, "path"),
+        SetFlags { path, .. } | Expect { path, .. } => rules(path, "path"),
         End { .. } => Ok(()),
     }
 }

@@ -21,9 +21,12 @@
 //! target has them) and `security.capability` (set again when the target has it), and writes
 //! move mtime (utimes again).
 //!
-//! Origin objects carrying immutable/append-only that the plan will change get a `set_flags`
-//! without those two bits before every other record ([`Consumer::unlock`]); their update sets
-//! the target's flags again.
+//! First come the `expect` records ([`Consumer::expect`]): every origin object the stream
+//! changes, removes, renames or links, as the walk saw it, so that a receiver whose copy was
+//! changed since refuses the stream before anything changes. Origin objects carrying
+//! immutable/append-only that the plan will change then get a `set_flags` without those two
+//! bits before every other record ([`Consumer::unlock`]); their update sets the target's flags
+//! again.
 //!
 //! Errors are kept here with their type ([`Emitter::failure`]) and diff-core only sees that the
 //! consumer failed, so the binary can tell "the target changed" from "the output is gone".
@@ -33,9 +36,9 @@ use crate::source::{
     atime, check_unchanged, next_data, read_exact_at, shown, Source, SourceChanged,
 };
 use anyhow::{anyhow, Context, Result};
-use anysend_diff_core::{BoxError, Consumer, Handle, Kind, Side, Update, FLAGS_LOCKING};
+use anysend_diff_core::{BoxError, Consumer, Handle, Kind, Meta, Side, Update, FLAGS_LOCKING};
 use anysend_stream::format::PREFERRED_DATA_CHUNK;
-use anysend_stream::{Data, NodeType, Record};
+use anysend_stream::{Data, NodeType, ObjectType, Record};
 use std::io::Write;
 use std::ops::Range;
 use std::sync::Arc;
@@ -293,7 +296,36 @@ fn node_type(kind: Kind) -> Result<NodeType> {
     })
 }
 
+/// The stream's name for an object type.
+fn object_type(kind: Kind) -> ObjectType {
+    match kind {
+        Kind::File => ObjectType::File,
+        Kind::Dir => ObjectType::Dir,
+        Kind::Symlink => ObjectType::Symlink,
+        Kind::Fifo => ObjectType::Fifo,
+        Kind::Socket => ObjectType::Socket,
+        Kind::CharDev => ObjectType::CharDevice,
+        Kind::BlockDev => ObjectType::BlockDevice,
+    }
+}
+
 impl<W: Write> Consumer for Emitter<'_, W> {
+    fn expect(&mut self, origin_path: &[u8], meta: &Meta) -> Result<(), BoxError> {
+        // A directory's size and link count differ between file systems: they say nothing.
+        let dir = meta.kind == Kind::Dir;
+        let r = self.put(Record::Expect {
+            path: origin_path.to_vec(),
+            otype: object_type(meta.kind),
+            mode: meta.mode & 0o7777,
+            uid: meta.uid,
+            gid: meta.gid,
+            nlink: if dir { 0 } else { u32::try_from(meta.nlink).unwrap_or(u32::MAX) },
+            size: if dir { 0 } else { meta.size },
+            mtime_sec: meta.mtime.sec,
+            mtime_nsec: meta.mtime.nsec,
+        });
+        self.guard(r)
+    }
     fn unlock(&mut self, origin_path: &[u8], _kind: Kind, flags: u32) -> Result<(), BoxError> {
         let r = self
             .put(Record::SetFlags { path: origin_path.to_vec(), flags: flags & !FLAGS_LOCKING });

@@ -2,7 +2,7 @@
 //! records (renames, hard links, sparse files, xattrs, modes, chattr flags, a tree deeper than
 //! PATH_MAX), runs are deterministic, and the dry run's estimate is the real size.
 
-use anysend_stream::{Record, StreamHeader};
+use anysend_stream::{Class, Record, StreamHeader};
 use anysend_testbed::fsops::*;
 use anysend_testbed::{require_privileged, BtrfsFs};
 use rustix::fs::IFlags;
@@ -182,9 +182,13 @@ fn full_and_incremental_streams_hold_the_expected_records() {
         &inc,
         |r| matches!(r, Record::Write { path, offset: 0, data } if *path == deep && &data[..] == b"deep v2!")
     ));
+    // Every origin object the stream touches is stated before the first change.
+    let first_change = inc.iter().position(|r| r.class() != Class::Check).unwrap_or(inc.len());
+    assert!(inc[first_change..].iter().all(|r| r.class() != Class::Check), "{}", show());
+    assert!(inc[..first_change].iter().any(|r| r.path() == Some(b"locked")), "{}", show());
     // Immutable in the origin and changed: lifted first, set again last.
     assert!(
-        matches!(&inc[0], Record::SetFlags { path, flags: 0 } if path == b"locked"),
+        matches!(&inc[first_change], Record::SetFlags { path, flags: 0 } if path == b"locked"),
         "{}",
         show()
     );

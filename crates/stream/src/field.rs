@@ -220,6 +220,74 @@ impl Codec for Node {
     }
 }
 
+/// The type of an object, as an `expect` record states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectType {
+    File = 1,
+    Dir = 2,
+    Symlink = 3,
+    Fifo = 4,
+    Socket = 5,
+    CharDevice = 6,
+    BlockDevice = 7,
+}
+
+impl ObjectType {
+    /// The short name `--dump` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectType::File => "file",
+            ObjectType::Dir => "dir",
+            ObjectType::Symlink => "symlink",
+            ObjectType::Fifo => "fifo",
+            ObjectType::Socket => "socket",
+            ObjectType::CharDevice => "char",
+            ObjectType::BlockDevice => "block",
+        }
+    }
+
+    /// The name people read in messages ("a directory").
+    pub fn noun(self) -> &'static str {
+        match self {
+            ObjectType::File => "regular file",
+            ObjectType::Dir => "directory",
+            ObjectType::Symlink => "symbolic link",
+            ObjectType::Fifo => "fifo",
+            ObjectType::Socket => "socket",
+            ObjectType::CharDevice => "character device",
+            ObjectType::BlockDevice => "block device",
+        }
+    }
+}
+
+pub(crate) struct Otype;
+impl Codec for Otype {
+    type Value = ObjectType;
+    const KIND: &'static str = "otype";
+    const LAYOUT: &'static str = "u8: 1 regular file, 2 directory, 3 symbolic link, 4 fifo, \
+        5 socket, 6 character device, 7 block device";
+    fn put<'a>(v: &'a ObjectType, out: &mut Vec<u8>) -> Result<Option<&'a [u8]>, FieldProblem> {
+        out.push(*v as u8);
+        Ok(None)
+    }
+    fn get(cur: &mut Cursor) -> Result<ObjectType, FieldProblem> {
+        use ObjectType::*;
+        match cur.take(1)?[0] {
+            1 => Ok(File),
+            2 => Ok(Dir),
+            3 => Ok(Symlink),
+            4 => Ok(Fifo),
+            5 => Ok(Socket),
+            6 => Ok(CharDevice),
+            7 => Ok(BlockDevice),
+            other => Err(FieldProblem::OutOfRange(u64::from(other))),
+        }
+    }
+    fn show(v: &ObjectType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(v.as_str())
+    }
+}
+
 /// Checks a length-prefixed byte string: its bounds and, for names, the absence of NUL (no
 /// path, name or link target on Linux can hold one).
 fn check_bytes(v: &[u8], min: usize, max: u64, nul_ok: bool) -> Result<(), FieldProblem> {
@@ -431,6 +499,7 @@ pub(crate) const KINDS: &[(&str, &str)] = &[
     (Owner::KIND, Owner::LAYOUT),
     (Nanos::KIND, Nanos::LAYOUT),
     (Node::KIND, Node::LAYOUT),
+    (Otype::KIND, Otype::LAYOUT),
     (Path::KIND, Path::LAYOUT),
     (LinkTarget::KIND, LinkTarget::LAYOUT),
     (XattrName::KIND, XattrName::LAYOUT),

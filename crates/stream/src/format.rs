@@ -12,7 +12,7 @@ pub const MAGIC: [u8; 8] = *b"ANYSEND\n";
 pub const VERSION_MAJOR: u16 = 1;
 /// Minor format version written. A reader accepts any minor version of its major version: minor
 /// versions only add what an older reader may skip, or what a required feature bit guards.
-pub const VERSION_MINOR: u16 = 0;
+pub const VERSION_MINOR: u16 = 1;
 
 /// Bytes of the stream header before the variable-length sender version.
 pub const HEADER_FIXED_LEN: usize = 114;

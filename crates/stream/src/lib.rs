@@ -27,7 +27,7 @@ mod token;
 mod writer;
 
 pub use error::{ErrorKind, StreamError};
-pub use field::{Data, FieldProblem, NodeType};
+pub use field::{Data, FieldProblem, NodeType, ObjectType};
 pub use header::{Id, InvalidId, ResumePoint, StreamHeader};
 pub use reader::{Frame, StreamReader};
 pub use record::{layout_table, Class, Layout, Record};

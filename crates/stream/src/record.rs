@@ -9,7 +9,7 @@ use std::fmt;
 
 use crate::field::{
     Codec, Crc32, Cursor, Data, DataField, FieldProblem, Hex32, LinkTarget, Mode, Nanos, Node,
-    NodeType, Owner, Path, XattrName, XattrValue, I64, U32, U64,
+    NodeType, ObjectType, Otype, Owner, Path, XattrName, XattrValue, I64, U32, U64,
 };
 
 /// One row of the layout table: a record type and its fields in wire order.
@@ -192,6 +192,8 @@ define_records! {
     SetFlags = 18, "set_flags", Meta { path: Vec<u8> = Path, flags: u32 = Hex32 },
     /// Close the stream: records before this one, bytes before this one, the chained checksum.
     End = 19, "end", End { records: u64 = U64, bytes: u64 = U64, chain: u32 = Crc32 },
+    /// State the origin object at `path` as the writer read it (one the stream changes, removes, renames or links); change nothing. Every `expect` precedes the first record that changes the tree.
+    Expect = 20, "expect", Check { path: Vec<u8> = Path, otype: ObjectType = Otype, mode: u32 = Mode, uid: u32 = Owner, gid: u32 = Owner, nlink: u32 = U32, size: u64 = U64, mtime_sec: i64 = I64, mtime_nsec: u32 = Nanos },
 }
 
 /// The classes of records: what a record does to the tree, which is what a receiver plans by
@@ -211,6 +213,10 @@ pub enum Class {
     Meta,
     /// Closes the stream.
     End,
+    /// States what the receiver must hold before the tree changes (`expect`): it changes
+    /// nothing, so a reader that does not know such a record may skip it (the writer marks it
+    /// SKIPPABLE).
+    Check,
 }
 
 impl Class {
@@ -223,6 +229,7 @@ impl Class {
             Class::Data => "data",
             Class::Meta => "meta",
             Class::End => "end",
+            Class::Check => "check",
         }
     }
 }
@@ -248,7 +255,8 @@ impl Record {
             | Chmod { path, .. }
             | Chown { path, .. }
             | Utimes { path, .. }
-            | SetFlags { path, .. } => Some(path),
+            | SetFlags { path, .. }
+            | Expect { path, .. } => Some(path),
             Rename { from, .. } => Some(from),
             End { .. } => None,
         }

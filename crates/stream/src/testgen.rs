@@ -6,7 +6,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use crate::field::{Data, NodeType};
+use crate::field::{Data, NodeType, ObjectType};
 use crate::format::{MAX_DATA, MAX_LINK_TARGET, MAX_PATH, MAX_XATTR_NAME, MAX_XATTR_VALUE};
 
 fn no_nul(max: usize) -> impl Strategy<Value = Vec<u8>> {
@@ -85,6 +85,20 @@ pub(crate) fn Node() -> BoxedStrategy<NodeType> {
         Just(NodeType::Socket),
         Just(NodeType::CharDevice),
         Just(NodeType::BlockDevice)
+    ]
+    .boxed()
+}
+
+pub(crate) fn Otype() -> BoxedStrategy<ObjectType> {
+    use ObjectType::*;
+    prop_oneof![
+        Just(File),
+        Just(Dir),
+        Just(Symlink),
+        Just(Fifo),
+        Just(Socket),
+        Just(CharDevice),
+        Just(BlockDevice)
     ]
     .boxed()
 }

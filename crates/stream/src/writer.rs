@@ -11,7 +11,7 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 use crate::error::{ErrorKind, StreamError};
 use crate::format::*;
 use crate::header::StreamHeader;
-use crate::record::Record;
+use crate::record::{Class, Record};
 
 /// How records are written.
 #[derive(Debug, Clone, Copy, Default)]
@@ -123,7 +123,8 @@ impl<W: Write> StreamWriter<W> {
                 err(ErrorKind::Malformed { record: rec.name(), field, problem })
             })?
             .unwrap_or(&[]);
-        let mut flags = 0u16;
+        // A record that changes nothing may be skipped by a reader that does not know it.
+        let mut flags = if rec.class() == Class::Check { FLAG_SKIPPABLE } else { 0 };
         if let (Some(z), true) = (compressor.as_mut(), tail.len() >= MIN_COMPRESS) {
             zbuf.clear();
             zbuf.reserve(zstd::zstd_safe::compress_bound(tail.len()));

@@ -1,9 +1,11 @@
-//! Golden streams: the v1 format is frozen. Each `fixtures/streams/NAME.stream` must decode to
-//! exactly `NAME.dump`, and the uncompressed ones must be re-encoded byte for byte from their
-//! records. A later format change bumps the version and keeps these readable.
+//! Golden streams: each version of the format is frozen. Each `fixtures/streams/NAME.stream`
+//! must decode to exactly `NAME.dump`; the uncompressed ones of the current version must be
+//! re-encoded byte for byte from their records. Streams of an older version (1.0) are kept as
+//! they were written and must stay readable: a reader of 1.1 reads every 1.0 stream.
 //!
-//! To (re)create the fixtures after an intended, versioned change: `ANYSEND_BLESS=1 cargo test
-//! -p anysend-stream --test golden`, then review the diff.
+//! To (re)create the current version's fixtures after an intended, versioned change:
+//! `ANYSEND_BLESS=1 cargo test -p anysend-stream --test golden`, then review the diff. The
+//! frozen older ones are never rewritten.
 
 mod common;
 
@@ -49,7 +51,9 @@ fn with_unknown_skippable() -> Vec<u8> {
 
 struct Golden {
     name: &'static str,
-    bytes: Vec<u8>,
+    /// What this version's writer makes of the fixture's records; `None` for a fixture frozen
+    /// at an older version, which is only read.
+    bytes: Option<Vec<u8>>,
     /// Whether re-encoding the decoded records must give the same bytes (zstd output may
     /// change between zstd versions, so compressed fixtures are only decoded).
     reencode: bool,
@@ -57,38 +61,39 @@ struct Golden {
 
 fn goldens() -> Vec<Golden> {
     let every = common::every_record();
-    let mut big = every.clone();
-    big.push(anysend_stream::Record::Write {
-        path: b"dir/big".to_vec(),
-        offset: 65536,
-        data: b"compressible ".repeat(1000).into(),
-    });
+    let frozen = |name| Golden { name, bytes: None, reencode: false };
     vec![
+        // Version 1.0, as written before `expect` existed.
+        frozen("full-every-record"),
+        frozen("incremental-zstd"),
+        frozen("resumed"),
+        frozen("empty-full"),
+        frozen("unknown-skippable"),
+        // Version 1.1.
         Golden {
-            name: "full-every-record",
-            bytes: write(&common::full_header(), &every, WriterOptions::default()),
+            name: "1.1-incremental-every-record",
+            bytes: Some(write(
+                &common::incremental_header(),
+                &common::every_record_1_1(),
+                WriterOptions::default(),
+            )),
             reencode: true,
         },
         Golden {
-            name: "incremental-zstd",
-            bytes: write(
-                &common::incremental_header(),
-                &big,
-                WriterOptions { compression_level: Some(3) },
-            ),
+            name: "1.1-resumed",
+            bytes: Some(write(&common::resumed_header(), &every[..3], WriterOptions::default())),
+            reencode: true,
+        },
+        Golden {
+            name: "1.1-unknown-skippable",
+            bytes: Some(with_unknown_skippable()),
             reencode: false,
         },
         Golden {
-            name: "resumed",
-            bytes: write(&common::resumed_header(), &every[..3], WriterOptions::default()),
+            name: "1.1-empty-full",
+            bytes: Some(write(&common::full_header(), &[], WriterOptions::default())),
             reencode: true,
         },
-        Golden {
-            name: "empty-full",
-            bytes: write(&common::full_header(), &[], WriterOptions::default()),
-            reencode: true,
-        },
-        Golden { name: "unknown-skippable", bytes: with_unknown_skippable(), reencode: false },
     ]
 }
 
@@ -104,18 +109,18 @@ fn golden_streams_decode_to_their_dumps() {
     for g in goldens() {
         let stream_path = dir().join(format!("{}.stream", g.name));
         let dump_path = dir().join(format!("{}.dump", g.name));
-        if bless {
+        if let (true, Some(bytes)) = (bless, &g.bytes) {
             std::fs::create_dir_all(dir()).unwrap();
-            std::fs::write(&stream_path, &g.bytes).unwrap();
-            std::fs::write(&dump_path, dump(&g.bytes)).unwrap();
+            std::fs::write(&stream_path, bytes).unwrap();
+            std::fs::write(&dump_path, dump(bytes)).unwrap();
         }
         let stored = std::fs::read(&stream_path)
             .unwrap_or_else(|e| panic!("{}: {e}", stream_path.display()));
         let expected = std::fs::read_to_string(&dump_path)
             .unwrap_or_else(|e| panic!("{}: {e}", dump_path.display()));
         assert_eq!(dump(&stored), expected, "{} no longer decodes to its dump", g.name);
-        if g.reencode {
-            assert_eq!(stored, g.bytes, "{}: the writer no longer writes the frozen bytes", g.name);
+        if let (true, Some(bytes)) = (g.reencode, &g.bytes) {
+            assert_eq!(&stored, bytes, "{}: the writer no longer writes the frozen bytes", g.name);
         }
     }
 }

@@ -140,7 +140,7 @@ impl Session {
             }
             // (Their undo, if any, goes into the batch's entry: `batch_undo`.)
             Class::Meta if batched_meta(rec) => (BatchKind::Content, true),
-            Class::Data | Class::Meta | Class::End => return None,
+            Class::Data | Class::Meta | Class::End | Class::Check => return None,
         };
         ready.then_some(kind)
     }

@@ -193,6 +193,11 @@ impl Journaled {
         self.applier.root()
     }
 
+    /// The status of DEST's object at the checked path `path` (not following it).
+    pub fn stat(&mut self, path: &[u8]) -> Result<fs::Stat, Problem> {
+        self.applier.object(path)?.stat().map_err(Problem::os(""))
+    }
+
     /// Whether record `index` passes the checks of `validate`.
     pub fn check(&self, index: u64, rec: &Record) -> Res {
         self.applier.check(index, rec)

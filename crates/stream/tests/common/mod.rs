@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use anysend_stream::{Id, NodeType, Record, ResumePoint, StreamHeader};
+use anysend_stream::{Id, NodeType, ObjectType, Record, ResumePoint, StreamHeader};
 
 pub fn full_header() -> StreamHeader {
     let mut h = StreamHeader::new(Id([0x11; 16]), None, Id([0x22; 16]), 1_764_115_200, 123_456_789);
@@ -66,6 +66,49 @@ pub fn every_record() -> Vec<Record> {
             mtime_nsec: 5,
         },
     ]
+}
+
+/// Version 1.1's records: the origin objects an incremental stream changes, stated before it
+/// changes them, then one record of every other type.
+pub fn every_record_1_1() -> Vec<Record> {
+    let p = |s: &[u8]| s.to_vec();
+    let mut v = vec![
+        Record::Expect {
+            path: p(b"dir/file"),
+            otype: ObjectType::File,
+            mode: 0o4755,
+            uid: 1000,
+            gid: 100,
+            nlink: 2,
+            size: 16384,
+            mtime_sec: 1_700_000_000,
+            mtime_nsec: 999_999_999,
+        },
+        Record::Expect {
+            path: p(b"old"),
+            otype: ObjectType::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            nlink: 0,
+            size: 0,
+            mtime_sec: -1,
+            mtime_nsec: 0,
+        },
+        Record::Expect {
+            path: p(b"caf\xc3\xa9-\xff\xfe"),
+            otype: ObjectType::Symlink,
+            mode: 0o777,
+            uid: 1,
+            gid: 2,
+            nlink: 1,
+            size: 7,
+            mtime_sec: 86_400,
+            mtime_nsec: 5,
+        },
+    ];
+    v.extend(every_record());
+    v
 }
 
 /// A stream of a few hundred small records of every type (for the corruption sweep).
