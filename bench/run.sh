@@ -246,6 +246,19 @@ if [ "$ANYSEND_OK" = 1 ]; then
       log "measuring $rlbl"
       recv_cycles "$rlbl" anyrecv "$f" "$i" "$q"
     fi
+    if [ $v = plain ]; then
+      # What `anyrecv --check` costs on a whole received tree, beside the nearest thing a user
+      # would run instead: rsync's dry run between the snapshot and the replica (both stat every
+      # name; neither reads file data). Warm cache, like the scans.
+      log "measuring anyrecv --check and rsync -a -n --delete on the received full tree"
+      remake_fs ext4 ext
+      mkdir "$EXT/dest"
+      rm -rf "$WORK/anyrecv-state" && mkdir -p "$WORK/anyrecv-state"
+      "$ANYRECV" -q --state-dir "$WORK/anyrecv-state" -f "$f" "$EXT/dest" || die "receiving s1 for --check"
+      series full check "anyrecv --check" - -- \
+        "$ANYRECV" --state-dir "$WORK/anyrecv-state" --check "$EXT/dest"
+      series full check "rsync -a -n --delete" - -- rsync -a -n --delete "$SRC/s1/" "$EXT/dest/"
+    fi
     rm -f "$f" "$i" "$q"
   done
   log "measuring anysend -n"

@@ -29,6 +29,7 @@ COMPARE = [
     (("send", "anysend"), ("send", "rsync --only-write-batch")),
     (("send", "anysend"), ("scan", "rsync -a -n --delete")),
     (("scan", "anysend -n"), ("scan", "rsync -a -n --delete")),
+    (("check", "anyrecv --check"), ("check", "rsync -a -n --delete")),
     (("receive", "anyrecv"), ("receive", "btrfs receive")),
     (("receive", "anyrecv"), ("receive", "tar -x")),
     (("receive", "anyrecv (-z stream)"), ("receive", "zstd -d | tar -x")),
@@ -53,6 +54,8 @@ TARGETS = [
      "incremental stream bytes ≤ `btrfs send`'s"),
     ("quiet-send-vs-rsync-n", "quiet", ("send", "anysend"), ("scan", "rsync -a -n --delete"), "wall",
      0.3, "quiet-day send ≤ 0.3× `rsync -a -n --delete` wall time"),
+    ("full-check-vs-rsync-n", "full", ("check", "anyrecv --check"), ("check", "rsync -a -n --delete"),
+     "wall", 1.0, "`anyrecv --check` of the received full tree ≤ 1.0× `rsync -a -n --delete` of it"),
     ("full-recv-vs-btrfs", "full", ("receive", "anyrecv"), ("receive", "btrfs receive"), "wall", 1.0,
      "full receive ≤ 1.0× `btrfs receive` wall time"),
     ("full-recv-vs-tar", "full", ("receive", "anyrecv"), ("receive", "tar -x"), "wall", 1.0,
@@ -201,7 +204,7 @@ def build_run(meta, timings, verify_path):
             comparisons.append({
                 "case": case, "anysend": f"{arow[1]} ({arow[0]})", "peer": f"{prow[1]} ({prow[0]})",
                 "wall_ratio": ratio(a and a["wall_median_s"], p["wall_median_s"]),
-                "bytes_ratio": ratio(a and a["bytes"], p["bytes"]) if arow[0] not in ("receive", "scan") and prow[0] != "scan" else None,
+                "bytes_ratio": ratio(a and a["bytes"], p["bytes"]) if arow[0] not in ("receive", "scan", "check") and prow[0] not in ("scan", "check") else None,
                 "peer_key": list(prow), "anysend_key": list(arow),
             })
     targets = []
