@@ -21,6 +21,7 @@ use crate::fsutil;
 use crate::journal::{self, Loaded, Undo};
 
 use super::holding::{self, Holding};
+use super::runs::{Range, Runs};
 
 /// Kept origin bytes written into the journal itself, per receive (a day of edits, say); those
 /// beyond go to keep logs in the holding directory. The journal is synced anyway before a run
@@ -36,19 +37,18 @@ const READ_AHEAD_MATTERS: u64 = 1 << 20;
 struct Kept {
     /// The file's size before the receive changed it.
     size: u64,
-    /// Kept intervals [start, end), sorted and disjoint.
-    covered: Vec<(u64, u64)>,
-    /// Each kept piece: offset, length, and where its origin bytes are.
-    pieces: Vec<(u64, u64, Source)>,
+    /// Each kept piece by offset: its length and where its origin bytes are. Pieces never
+    /// overlap: only bytes not kept yet are kept.
+    pieces: Runs<Source>,
 }
 
 /// Where the origin bytes of a kept piece are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
     /// They were a hole.
     Hole,
-    /// In a keep log of the holding directory, at this offset.
-    Log { name: Vec<u8>, at: u64 },
+    /// In keep log number `log` of the receive ([`Keeper::logs`]), at this offset.
+    Log { log: u32, at: u64 },
     /// In the journal: the `Bytes` undo step of this file at this offset (read back from the
     /// journal by copy_from_origin, which is rare: no copy is held in memory).
     Journal,
@@ -66,16 +66,18 @@ enum Piece {
 }
 
 impl Kept {
-    /// The parts of [a, b) not kept yet.
+    /// The parts of [a, b) not kept yet: O(log n + the pieces met), n the pieces kept.
     fn gaps(&self, a: u64, b: u64) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
         let mut pos = a;
-        for &(s, e) in &self.covered {
-            if e <= pos {
-                continue;
-            }
+        // From the piece that starts at or before `a`, which may reach into [a, b).
+        for r in self.pieces.from(a) {
+            let (s, e) = (r.off, r.off + r.len);
             if s >= b {
                 break;
+            }
+            if e <= pos {
+                continue;
             }
             if s > pos {
                 out.push((pos, s.min(b)));
@@ -91,22 +93,10 @@ impl Kept {
         out
     }
 
-    /// Records the piece [off, off+len) as kept.
+    /// Records the piece [off, off+len) as kept (the first bytes kept at an offset are the
+    /// origin's: a second piece there is ignored).
     fn add(&mut self, off: u64, len: u64, src: Source) {
-        self.pieces.push((off, len, src));
-        let (mut a, mut b) = (off, off + len);
-        let mut merged = Vec::with_capacity(self.covered.len() + 1);
-        for &(s, e) in &self.covered {
-            if e < a || s > b {
-                merged.push((s, e));
-            } else {
-                a = a.min(s);
-                b = b.max(e);
-            }
-        }
-        merged.push((a, b));
-        merged.sort_unstable();
-        self.covered = merged;
+        self.pieces.insert(Range { off, len, value: src });
     }
 }
 
@@ -172,6 +162,69 @@ pub struct Keeper {
     reflink: bool,
     /// Origin versions made for copy_from_origin, by inode: the copy's name.
     preserved: HashMap<u64, Vec<u8>>,
+    /// The names of the keep logs pieces were kept in ([`Source::Log`] numbers them).
+    logs: Vec<Vec<u8>>,
+    /// Origin bytes read ahead of small changes that walk forward through one file.
+    window: Window,
+}
+
+/// The number of keep log `name` in `logs` (a receive has one or two: a linear search).
+fn log_number(logs: &mut Vec<Vec<u8>>, name: &[u8]) -> u32 {
+    match logs.iter().position(|n| n == name) {
+        Some(i) => i as u32,
+        None => {
+            logs.push(name.to_vec());
+            (logs.len() - 1) as u32
+        }
+    }
+}
+
+/// Small scattered changes that walk forward through a file (a database or a VM image, changed
+/// every few hundred bytes) would each cost a read of a few bytes: one read of a window serves
+/// the next ones. Bytes not kept yet are still the origin's (every change to a pre-existing
+/// file is kept first), so a window's bytes are served only for gaps, and never go stale.
+#[derive(Default)]
+struct Window {
+    /// The inode, the offset and the origin bytes read.
+    bytes: Option<(u64, u64, Vec<u8>)>,
+    /// Where the last small read of a file ended: a read starting shortly after it walks
+    /// forward, and gets a window.
+    last: Option<(u64, u64)>,
+}
+
+impl Window {
+    /// Changes at most this long are small.
+    const SMALL: u64 = 4096;
+    /// How far a window reaches.
+    const SPAN: u64 = 64 << 10;
+
+    /// The origin bytes [x, y) of inode `ino`, of `size` bytes before the receive.
+    fn read(
+        &mut self,
+        file: &File,
+        ino: u64,
+        size: u64,
+        x: u64,
+        y: u64,
+    ) -> std::io::Result<Vec<u8>> {
+        if let Some((i, at, bytes)) = &self.bytes {
+            if *i == ino && *at <= x && y <= at + bytes.len() as u64 {
+                self.last = Some((ino, y));
+                return Ok(bytes[(x - at) as usize..(y - at) as usize].to_vec());
+            }
+        }
+        let forward =
+            matches!(self.last, Some((i, end)) if i == ino && end <= x && x - end < Self::SPAN);
+        self.last = Some((ino, y));
+        if y - x > Self::SMALL || !forward {
+            return fsutil::read_range(file, x, y - x);
+        }
+        let end = (x + Self::SPAN).min(size).max(y);
+        let bytes = fsutil::read_range(file, x, end - x)?;
+        let out = bytes[..(y - x) as usize].to_vec();
+        self.bytes = Some((ino, x, bytes));
+        Ok(out)
+    }
 }
 
 impl Keeper {
@@ -181,6 +234,8 @@ impl Keeper {
             inline_left: INLINE_KEEP,
             reflink,
             preserved: HashMap::new(),
+            logs: Vec::new(),
+            window: Window::default(),
         }
     }
 
@@ -195,7 +250,7 @@ impl Keeper {
                 Undo::Range { ino, off, len, hold, at, .. } => {
                     let src = match hold.is_empty() {
                         true => Source::Hole,
-                        false => Source::Log { name: hold.clone(), at: *at },
+                        false => Source::Log { log: log_number(&mut k.logs, hold), at: *at },
                     };
                     k.files.entry(*ino).or_default().add(*off, *len, src);
                 }
@@ -237,24 +292,24 @@ impl Keeper {
             });
             v.insert(Kept { size: st.st_size as u64, ..Kept::default() });
             first = true;
+            if st.st_size as u64 > READ_AHEAD_MATTERS {
+                // A few bytes here and there: read-ahead would read a hundred times more.
+                let _ = fs::fadvise(file, 0, None, fs::Advice::Random);
+            }
         }
         let k = &self.files[&ino];
-        let b = b.min(k.size);
+        let (size, b) = (k.size, b.min(k.size));
         if a >= b {
             return Ok(first);
         }
         let gaps = k.gaps(a, b);
-        if !gaps.is_empty() && k.size > READ_AHEAD_MATTERS {
-            // A few bytes here and there: read-ahead would read a hundred times more.
-            let _ = fs::fadvise(file, 0, None, fs::Advice::Random);
-        }
         let keeping = || Problem::io("keeping the origin bytes");
         let mut pieces = Vec::new();
         for (x, y) in gaps {
             // Bytes the journal can take are read first: most show they hold no hole, and the
             // SEEK_HOLE of each range is saved.
             let read = match y - x <= self.inline_left {
-                true => Some(fsutil::read_range(file, x, y - x).map_err(keeping())?),
+                true => Some(self.window.read(file, ino, size, x, y).map_err(keeping())?),
                 false => None,
             };
             let read = match read {
@@ -298,10 +353,10 @@ impl Keeper {
                 Piece::Hole => {
                     (Undo::Range { path, ino, off, len, hold: Vec::new(), at: 0 }, Source::Hole)
                 }
-                Piece::Log { name, at } => (
-                    Undo::Range { path, ino, off, len, hold: name.clone(), at },
-                    Source::Log { name, at },
-                ),
+                Piece::Log { name, at } => {
+                    let log = log_number(&mut self.logs, &name);
+                    (Undo::Range { path, ino, off, len, hold: name, at }, Source::Log { log, at })
+                }
                 Piece::Bytes(data) => (Undo::Bytes { path, ino, off, data }, Source::Journal),
             };
             u.push(step);
@@ -333,7 +388,7 @@ impl Keeper {
         fsutil::copy_file(file, holding.fd(), &name, self.reflink).map_err(making())?;
         let copy = open(&name, OFlags::RDWR)?;
         let mut inline = HashMap::new();
-        if k.pieces.iter().any(|(_, _, src)| *src == Source::Journal) {
+        if k.pieces.iter().any(|r| r.value == Source::Journal) {
             let loaded = journal::load(journal)
                 .map_err(Problem::io("reading the journal"))?
                 .ok_or_else(|| Problem::os("reading the journal")(Errno::NOENT))?;
@@ -345,12 +400,16 @@ impl Keeper {
                 }
             }
         }
-        for (off, len, src) in &k.pieces {
+        for Range { off, len, value: src } in k.pieces.iter() {
             match src {
                 Source::Hole => {
                     fsutil::punch(&copy, *off, *len).map_err(Problem::io("fallocate"))?
                 }
-                Source::Log { name, at } => {
+                Source::Log { log, at } => {
+                    let name = self
+                        .logs
+                        .get(*log as usize)
+                        .ok_or_else(|| Problem::os("the journal lacks a keep log")(Errno::NOENT))?;
                     let lf = open(name, OFlags::RDONLY)?;
                     fsutil::copy_range(&lf, *at, &copy, *off, *len).map_err(making())?;
                 }
@@ -369,5 +428,81 @@ impl Keeper {
         copy.set_len(k.size).map_err(Problem::io("ftruncate"))?;
         self.preserved.insert(ino, name);
         Ok(Some(copy))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Kept, Source};
+
+    /// The kept pieces against a byte map, over many random changes: gaps are exactly the
+    /// bytes not kept, and pieces never overlap.
+    #[test]
+    fn kept_pieces_match_a_byte_map() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..200 {
+            let mut k = Kept::default();
+            let mut map = [false; 256];
+            for _ in 0..40 {
+                let (a, len) = (next(240), 1 + next(16));
+                let gaps = k.gaps(a, a + len);
+                assert_eq!(gaps, runs(&map, a, a + len));
+                // Only what was not kept is kept, as Keeper::keep does.
+                for (x, y) in gaps {
+                    k.add(x, y - x, Source::Hole);
+                }
+                map[a as usize..(a + len) as usize].fill(true);
+                let mut last_end = 0;
+                for r in k.pieces.iter() {
+                    assert!(r.len > 0 && last_end <= r.off, "{:?}", k.pieces);
+                    last_end = r.off + r.len;
+                }
+            }
+            assert_eq!(k.gaps(0, 256), runs(&map, 0, 256));
+        }
+    }
+
+    /// Reads that walk forward through a file are served from one window, with the bytes the
+    /// file held when the window was read; others read just what they ask.
+    #[test]
+    fn a_window_serves_changes_that_walk_forward() {
+        let origin: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let f = tempfile::tempfile().unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &origin, 0).unwrap();
+        let size = origin.len() as u64;
+        let mut w = super::Window::default();
+        let mut read = |x: u64, y: u64| w.read(&f, 7, size, x, y).unwrap();
+        assert_eq!(read(0, 1), &origin[..1]);
+        assert_eq!(read(512, 520), &origin[512..520]);
+        // The change at 512 is applied after its bytes were kept; 1024 is read from the window.
+        std::os::unix::fs::FileExt::write_all_at(&f, b"XXXXXXXX", 512).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"changed", 1024).unwrap();
+        assert_eq!(read(1024, 1031), &origin[1024..1031]);
+        // Backwards, or far ahead: read as they are now.
+        std::os::unix::fs::FileExt::write_all_at(&f, b"YY", 100).unwrap();
+        assert_eq!(read(100, 102), b"YY");
+        assert_eq!(read(190_000, 190_010), &origin[190_000..190_010]);
+        // Past the origin's end: only what the file holds.
+        assert_eq!(read(199_990, 200_000), &origin[199_990..]);
+    }
+
+    /// The runs of bytes of [a, b) not set in `map`.
+    fn runs(map: &[bool], a: u64, b: u64) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for i in a..b {
+            if !map[i as usize] {
+                match out.last_mut() {
+                    Some((_, e)) if *e == i => *e = i + 1,
+                    _ => out.push((i, i + 1)),
+                }
+            }
+        }
+        out
     }
 }

@@ -54,6 +54,7 @@ mod ahead;
 pub mod holding;
 mod kept;
 mod paths;
+mod runs;
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
