@@ -105,7 +105,8 @@ struct Args {
     #[arg(long)]
     no_devices: bool,
 
-    /// Refuse modes with the setuid or setgid bit.
+    /// Refuse modes with the setuid or setgid bit, and file capabilities (the xattr
+    /// security.capability), which raise privileges on exec the same way.
     #[arg(long)]
     no_setuid: bool,
 

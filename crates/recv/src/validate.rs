@@ -63,9 +63,18 @@ pub fn check(rec: &Record, policy: &Policy) -> Result<(), Problem> {
             }
             Ok(())
         }
-        SetXattr { path, .. } | RemoveXattr { path, .. } | Utimes { path, .. } => {
-            rules(path, "path")
+        SetXattr { path, name, .. } => {
+            rules(path, "path")?;
+            // File capabilities raise privileges on exec as setuid does (cap_setuid=ep is
+            // root's power in a file): the same policy refuses them.
+            if policy.no_setuid && name.as_slice() == b"security.capability" {
+                return Err(Problem::Policy(
+                    "--no-setuid refuses file capabilities (xattr security.capability)".into(),
+                ));
+            }
+            Ok(())
         }
+        RemoveXattr { path, .. } | Utimes { path, .. } => rules(path, "path"),
         SetFlags { path, .. } | Expect { path, .. } => rules(path, "path"),
         End { .. } => Ok(()),
     }
@@ -145,6 +154,14 @@ mod tests {
         assert!(refused(Record::Chmod { path: b"f".to_vec(), mode: 0o4755 }, strict));
         assert!(refused(Record::Chmod { path: b"f".to_vec(), mode: 0o2755 }, strict));
         assert!(check(&Record::Chmod { path: b"f".to_vec(), mode: 0o1777 }, &strict).is_ok());
+        let cap = |name: &[u8]| Record::SetXattr {
+            path: b"f".to_vec(),
+            name: name.to_vec(),
+            value: vec![1, 0, 0, 2, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        };
+        assert!(refused(cap(b"security.capability"), strict));
+        assert!(check(&cap(b"security.capability"), &Policy::default()).is_ok());
+        assert!(check(&cap(b"user.capability"), &strict).is_ok());
         assert!(refused(
             Record::Chown { path: b"f".to_vec(), uid: u32::MAX, gid: 0 },
             Policy::default()

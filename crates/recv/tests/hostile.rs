@@ -385,6 +385,26 @@ fn no_devices_and_no_setuid() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(s.dest.join("f")).unwrap().permissions().mode() & 0o7777, 0o755);
 
+    // File capabilities raise privileges as setuid does: refused too (cap_setuid=ep).
+    let s = setup();
+    let cap = vec![1, 0, 0, 2, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let r = s.refused(
+        &["--no-setuid"],
+        &[
+            Record::Create { path: p("f") },
+            Record::Chmod { path: p("f"), mode: 0o755 },
+            Record::SetXattr { path: p("f"), name: p("security.capability"), value: cap },
+        ],
+        4,
+        2,
+        "--no-setuid refuses file capabilities",
+    );
+    assert!(r.stderr.contains("set_xattr f"), "{}", r.stderr);
+    let mut buf = [0u8; 64];
+    let held =
+        rustix::fs::getxattr(s.dest.join("f").as_path(), "security.capability", &mut buf[..]);
+    assert!(held.is_err(), "the capability was applied");
+
     // A dry run refuses the same records.
     let s = setup();
     let bytes = stream(
