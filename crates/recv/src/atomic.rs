@@ -213,7 +213,14 @@ pub(crate) fn receive<R: Read>(
     inner.dest = staging.clone();
     inner.atomic = false;
     // A forced incremental: the base check passed above, for DEST.
-    let summary = direct::receive(&inner, input, warn, tick)?;
+    let summary = match direct::receive(&inner, input, warn, tick) {
+        // The staging copy is complete: it takes DEST's place, then the error is told.
+        Err(RecvError::TrailingData { offset, .. }) => {
+            switch(cfg, &canonical, &staging, &state_path)?;
+            return Err(RecvError::TrailingData { dest: canonical, offset });
+        }
+        r => r?,
+    };
     switch(cfg, &canonical, &staging, &state_path)?;
     drop(lock);
     Ok(Summary { dest: Some(canonical), state_file: Some(state_path), ..summary })

@@ -17,7 +17,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use anysend_stream::{Class, Frame, Record, ResumePoint, StreamError, StreamHeader};
+use anysend_stream::{Class, ErrorKind, Frame, Record, ResumePoint, StreamError, StreamHeader};
 use rustix::fd::AsFd;
 
 use crate::apply::Applier;
@@ -325,10 +325,16 @@ fn records<R: Read>(
         });
     }
     let reader = &mut run.input.reader;
-    if let Err(e) = reader.expect_eof() {
-        let at = e.index.unwrap_or(0);
-        return Err(fail(&mut target, &mut book, e.into(), at));
-    }
+    // The end record verified the whole stream: it is completed whatever follows it, and bytes
+    // after it are an error of their own once DEST is recorded as holding the target.
+    let trailing = match reader.expect_eof() {
+        Ok(()) => None,
+        Err(e) if matches!(e.kind, ErrorKind::TrailingData) => Some(e.offset),
+        Err(e) => {
+            let at = e.index.unwrap_or(0);
+            return Err(fail(&mut target, &mut book, e.into(), at));
+        }
+    };
     let (records, bytes) = (reader.records_read(), reader.offset());
     if !book.begun() {
         begin(&mut run, &mut target, &mut book, &expected, end_index, warn)?;
@@ -350,6 +356,9 @@ fn records<R: Read>(
     let names_len = names::record(&file, target.root(), &changes, anew, book.names_len()).ok();
     book.complete(&run.header, fsutil::settle(), names_len)?;
     let _ = fs::remove_file(&run.jpath);
+    if let Some(offset) = trailing {
+        return Err(RecvError::TrailingData { dest: run.canonical, offset });
+    }
     Ok(Summary {
         header: run.header,
         records,

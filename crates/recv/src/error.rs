@@ -45,6 +45,13 @@ pub enum RecvError {
         #[source]
         source: io::Error,
     },
+    /// Bytes follow a stream that was received completely: DEST holds its target and its state
+    /// says so; what follows was not read.
+    #[error(
+        "{}: the stream was received completely, but data follows its end record (at byte {offset})",
+        dest.display()
+    )]
+    TrailingData { dest: PathBuf, offset: u64 },
     /// `--abort` could not undo one step.
     #[error(
         "{}: rolling back stopped at the undo step of record {index} ({step}): {source}",

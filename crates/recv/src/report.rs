@@ -29,7 +29,8 @@ pub const EXIT_APPLY: u8 = 5;
 pub const EXIT_CODES: &str = "\
 Exit status:
   0  the stream was read and applied (or, with --dry-run, checked) completely
-  1  the stream is damaged, truncated, not an anysend stream, or needs a newer anyrecv
+  1  the stream is damaged, truncated, not an anysend stream, or needs a newer anyrecv; or
+     data follows its end record (the stream itself was applied and DEST is complete)
   2  the command line is wrong
   3  reading the input (or writing the --dump output) failed
   4  DEST refused the stream: its origin is not what DEST last received, a full stream into a
@@ -44,7 +45,9 @@ is listed), and the codes above for failures.";
 pub fn exit_code(e: &RecvError) -> u8 {
     match e {
         RecvError::Stream(s) if matches!(s.kind, ErrorKind::Io(_)) => EXIT_IO,
-        RecvError::Stream(_) | RecvError::Unsupported(_) => EXIT_STREAM,
+        RecvError::Stream(_) | RecvError::Unsupported(_) | RecvError::TrailingData { .. } => {
+            EXIT_STREAM
+        }
         RecvError::Refused(_) => EXIT_REFUSED,
         RecvError::Record(r) if r.problem.is_refusal() => EXIT_REFUSED,
         RecvError::Record(_)
@@ -104,6 +107,10 @@ pub fn hint(e: &RecvError, dry_run: bool) -> String {
                 format!("{} {partly}", errno_hint(source))
             }
         },
+        RecvError::TrailingData { .. } => "DEST holds the stream's target and is recorded as \
+            complete; nothing after the end record was read or applied. Were two streams joined \
+            into one input? Give anyrecv each stream on its own, in order."
+            .into(),
         RecvError::Dest { source, .. } => errno_hint(source).to_string(),
         RecvError::Abort { .. } => "DEST stays marked as interrupted: fix the cause and run \
             anyrecv --abort DEST again, or restore DEST from its origin snapshot and receive \

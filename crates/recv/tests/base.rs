@@ -277,3 +277,31 @@ fn a_resumed_stream_needs_an_interrupted_receive_of_its_stream() {
     assert_eq!(anyrecv::report::exit_code(&e), 4, "{e}");
     assert!(!t.path().join("d").exists());
 }
+
+/// `cat full inc | anyrecv DEST`: the first stream is received completely and recorded as
+/// such; the bytes after its end record are an error of their own that leaves DEST complete,
+/// with nothing to resume or abort, and the second stream then applies on its own.
+#[test]
+fn data_after_a_verified_end_leaves_dest_complete() {
+    let t = scratch();
+    let cfg = config(&t.path().join("dest"), &t.path().join("state"));
+    let mut joined = full1();
+    let first_len = joined.len() as u64;
+    joined.extend(incr(1, 2, "two"));
+    let e = recv(&cfg, &joined).0.unwrap_err();
+    match &e {
+        RecvError::TrailingData { offset, .. } => assert_eq!(*offset, first_len),
+        other => panic!("{other}"),
+    }
+    assert_eq!(anyrecv::report::exit_code(&e), anyrecv::report::EXIT_STREAM);
+    assert!(e.to_string().contains("received completely"), "{e}");
+    assert_eq!(std::fs::read(cfg.dest.join("d/f")).unwrap(), b"one");
+    assert!(!cfg.dest.join("two").exists());
+    let text = std::fs::read_to_string(&state_files(&cfg.state_dir)[0]).unwrap();
+    assert!(text.contains(&format!("target={}\n", id(1))), "{text}");
+    assert!(!text.contains("partial_"), "{text}");
+    // Nothing interrupted: the incremental applies by itself.
+    let s = recv(&cfg, &incr(1, 2, "two")).0.unwrap();
+    assert_eq!(s.verdict, Some(Verdict::Incremental));
+    assert!(cfg.dest.join("two").exists());
+}
