@@ -33,6 +33,7 @@ use crate::lookahead::{Input, AHEAD_BYTES};
 use crate::names;
 use crate::state::{self, Refusal, State, Verdict};
 use crate::summary::{Summary, Tick};
+use crate::validate;
 
 /// Records read ahead at most.
 const AHEAD_RECORDS: usize = 4096;
@@ -236,6 +237,7 @@ fn records<R: Read>(
     let owners = rustix::process::geteuid().is_root();
     let mut expected = Expectations::new(book.settled(), owners);
     let mut changes = names::Changes::default();
+    let full = run.header.origin.is_none();
     loop {
         let Input { reader, peek } = &mut run.input;
         if queue.is_empty() {
@@ -279,6 +281,11 @@ fn records<R: Read>(
             break;
         }
         let failed = |p| RecvError::from(RecordError::new(frame.index, frame.offset, &rec, p));
+        if full {
+            if let Err(p) = validate::without_origin(&rec) {
+                return Err(fail(&mut target, &mut book, failed(p), frame.index));
+            }
+        }
         if rec.class() == Class::Check {
             if book.continues() {
                 // Compared by the receive this one continues, before it changed anything.

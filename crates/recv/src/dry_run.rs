@@ -49,6 +49,10 @@ pub fn dry_run<R: Read>(cfg: &Config, mut reader: StreamReader<R>) -> Result<Sum
     while let Some(frame) = reader.next_frame()? {
         let Some(rec) = &frame.record else { continue };
         validate::check(rec, &cfg.policy)
+            .and_then(|()| match header.origin {
+                None => validate::without_origin(rec),
+                Some(_) => Ok(()),
+            })
             .map_err(|p| RecordError::new(frame.index, frame.offset, rec, p))?;
         if let (Class::Check, Some(a), Some(p)) = (rec.class(), &mut applier, rec.path()) {
             let found = a.object(p).and_then(|o| o.stat().map_err(Problem::os("")));

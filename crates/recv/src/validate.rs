@@ -80,6 +80,16 @@ pub fn check(rec: &Record, policy: &Policy) -> Result<(), Problem> {
     }
 }
 
+/// Checks a record of a full stream: there is no origin to copy from or to compare with.
+pub fn without_origin(rec: &Record) -> Result<(), Problem> {
+    match rec {
+        Record::CopyFromOrigin { .. } | Record::Expect { .. } => {
+            Err(Problem::Invalid(format!("`{}` in a full stream, which has no origin", rec.name())))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn rules(p: &[u8], field: &'static str) -> Result<(), Problem> {
     path::check(p).map_err(|problem| Problem::BadPath { field, problem })
 }

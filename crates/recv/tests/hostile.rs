@@ -416,3 +416,34 @@ fn no_devices_and_no_setuid() {
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(!s.dest.exists());
 }
+
+/// A full stream has no origin: a `copy_from_origin` in one (which would read DEST's own
+/// bytes as if they were the origin's) is refused before it is applied.
+#[test]
+fn copy_from_origin_in_a_full_stream_is_refused() {
+    let s = setup();
+    s.refused(
+        &[],
+        &[
+            Record::Create { path: p("f") },
+            Record::Write { path: p("f"), offset: 0, data: data("abc") },
+            Record::CopyFromOrigin { path: p("f"), src_offset: 0, dst_offset: 3, len: 3 },
+        ],
+        4,
+        2,
+        "`copy_from_origin` in a full stream",
+    );
+    // A dry run refuses it too.
+    let s = setup();
+    let bytes = stream(
+        None,
+        1,
+        &[
+            Record::Create { path: p("f") },
+            Record::CopyFromOrigin { path: p("f"), src_offset: 0, dst_offset: 0, len: 1 },
+        ],
+    );
+    let r = s.run(&["-n"], &bytes);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("in a full stream"), "{}", r.stderr);
+}
