@@ -18,7 +18,7 @@ use anysend_stream::{ObjectType, Record};
 
 use crate::error::Problem;
 use crate::fsutil::{self, Time};
-use crate::path::Shown;
+use crate::path::Brief;
 
 /// Changed objects named in a refusal; the rest are counted.
 const NAMED: usize = 10;
@@ -161,7 +161,7 @@ fn show_time((sec, nsec): Time) -> String {
 /// rest.
 pub fn describe(named: &[Drift], more: u64) -> String {
     let mut s: Vec<String> =
-        named.iter().map(|d| format!("{} ({})", Shown(&d.path), d.what)).collect();
+        named.iter().map(|d| format!("{} ({})", Brief(&d.path), d.what)).collect();
     if more > 0 {
         s.push(format!("and {more} more"));
     }

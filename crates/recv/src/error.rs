@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anysend_stream::{Record, StreamError};
 
-use crate::path::{PathProblem, Shown};
+use crate::path::{Brief, PathProblem};
 use crate::state::Refusal;
 
 /// Why a receive (or a dry run) did not complete.
@@ -133,11 +133,11 @@ impl std::fmt::Display for RecordError {
             self.index,
             self.offset,
             self.op,
-            Shown(&self.path)
+            Brief(&self.path)
         )?;
         if let Some(p2) = &self.path2 {
             let arrow = if self.op == "link" { "<=" } else { "->" };
-            write!(f, " {arrow} {}", Shown(p2))?;
+            write!(f, " {arrow} {}", Brief(p2))?;
         }
         write!(f, ": {}", self.problem)
     }
@@ -156,7 +156,7 @@ pub enum Problem {
     #[error("the `{field}` path is refused: {problem}")]
     BadPath { field: &'static str, problem: PathProblem },
     /// A directory on the way is a symbolic link: following it could leave DEST.
-    #[error("{} is a symbolic link; anyrecv never follows symbolic links inside DEST", Shown(.at))]
+    #[error("{} is a symbolic link; anyrecv never follows symbolic links inside DEST", Brief(.at))]
     ThroughSymlink { at: Vec<u8> },
     /// The kernel reported that resolution would leave DEST.
     #[error("the path resolves outside DEST")]
@@ -171,7 +171,7 @@ pub enum Problem {
     #[error("{0}")]
     Invalid(String),
     /// A directory on the way is missing, not a directory, or cannot be opened.
-    #[error("parent directory {}: {source}", Shown(.at))]
+    #[error("parent directory {}: {source}", Brief(.at))]
     Parent {
         at: Vec<u8>,
         #[source]
@@ -265,7 +265,7 @@ impl std::fmt::Display for Warning {
                 "not running as root (uid {euid}): ownership is not applied, files stay owned by \
                  uid {euid} (first at record {index}: chown {} to {uid}:{gid}); use \
                  --strict-owner to make this an error",
-                Shown(path)
+                Brief(path)
             ),
             Warning::Flag { index, path, flag, errno } => {
                 let why = match errno {
@@ -277,14 +277,14 @@ impl std::fmt::Display for Warning {
                     "the file system of DEST cannot hold the inode flag {} (first at record \
                      {index}: set_flags {}{why}); it is not applied anywhere in this receive",
                     flag_name(*flag),
-                    Shown(path)
+                    Brief(path)
                 )
             }
             Warning::HolesAsZeros { index, path } => write!(
                 f,
                 "the file system of DEST cannot punch holes (first at record {index}: hole {}); \
                  zeros are written instead, so files take more space than at the origin",
-                Shown(path)
+                Brief(path)
             ),
             Warning::Forced(what) => write!(f, "--force: applying although {what}"),
         }

@@ -7,8 +7,6 @@
 
 use std::ops::Bound;
 
-use anysend_stream::dump::Escaped;
-
 /// Longest single name the Linux VFS accepts (NAME_MAX). Checked here so that a dry run reports
 /// it too, not only the kernel when applying.
 pub const NAME_MAX: usize = 255;
@@ -24,7 +22,7 @@ pub enum PathProblem {
     Dot,
     #[error("it has a `..` component, which could climb out of DEST")]
     DotDot,
-    #[error("the component \"{}\" is {len} bytes long; the most a name can have is 255", Escaped(.name))]
+    #[error("the component \"{}\" is {len} bytes long; the most a name can have is 255", Brief(.name))]
     NameTooLong { name: Vec<u8>, len: usize },
     #[error("it is empty, which names DEST itself, and DEST cannot be {0}")]
     Root(&'static str),
@@ -89,7 +87,7 @@ pub fn chunks(path: &[u8], max: usize) -> Vec<&[u8]> {
 }
 
 /// A path shown to people: escaped bytes, `.` for DEST itself (the stream crate's one form).
-pub use anysend_stream::dump::Shown;
+pub use anysend_stream::dump::{Brief, Shown};
 
 /// The bounds of the paths beneath `dir` (not `dir` itself) in an ordered set of paths:
 /// [`dir/`, `dir0`), since `0` follows `/` in byte order. So the paths beneath a directory are

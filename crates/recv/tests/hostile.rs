@@ -447,3 +447,14 @@ fn copy_from_origin_in_a_full_stream_is_refused() {
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(r.stderr.contains("in a full stream"), "{}", r.stderr);
 }
+
+/// A path of a megabyte (the most a record may carry) is refused with a message of a few
+/// lines: its ends and its length, not the whole path.
+#[test]
+fn a_megabyte_path_is_cut_in_the_message() {
+    let s = setup();
+    let long = [b"../".repeat(300_000), b"etc/passwd".to_vec()].concat();
+    let r = s.refused(&[], &[Record::Create { path: long.clone() }], 4, 0, "bytes)");
+    assert!(r.stderr.len() < 4096, "{} bytes of stderr", r.stderr.len());
+    assert!(r.stderr.contains(&format!("({} bytes)", long.len())), "{}", r.stderr);
+}

@@ -42,6 +42,29 @@ impl fmt::Display for Shown<'_> {
     }
 }
 
+/// [`Shown`] for messages: a path of more than [`Brief::MAX`] bytes (a crafted stream may
+/// carry a megabyte) shows its first and last bytes around `…` and its length, so that one
+/// error stays a few lines.
+pub struct Brief<'a>(pub &'a [u8]);
+
+impl Brief<'_> {
+    /// The longest path shown whole.
+    pub const MAX: usize = 512;
+    /// Bytes shown at each end of a longer one.
+    const END: usize = 160;
+}
+
+impl fmt::Display for Brief<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.0;
+        if p.len() <= Brief::MAX {
+            return write!(f, "{}", Shown(p));
+        }
+        let (head, tail) = (&p[..Brief::END], &p[p.len() - Brief::END..]);
+        write!(f, "{}…{} ({} bytes)", Escaped(head), Escaped(tail), p.len())
+    }
+}
+
 /// [`Shown`], cut to its last `max` characters (after `...`) when longer: for a line that must
 /// stay one line of a terminal, where the end of a path tells most.
 pub fn shown_tail(path: &[u8], max: usize) -> String {
@@ -123,4 +146,20 @@ pub enum DumpError {
     Stream(#[from] crate::StreamError),
     #[error("writing the dump: {0}")]
     Output(#[from] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Brief;
+
+    #[test]
+    fn a_long_path_is_shown_brief() {
+        assert_eq!(Brief(b"a/b\n").to_string(), "a/b\\n");
+        assert_eq!(Brief(b"").to_string(), ".");
+        let long = [b"x".repeat(600), b"/end".to_vec()].concat();
+        let s = Brief(&long).to_string();
+        assert!(s.starts_with(&"x".repeat(160)) && s.contains('…'), "{s}");
+        assert!(s.ends_with("/end (604 bytes)"), "{s}");
+        assert!(s.len() < 400, "{s}");
+    }
 }
