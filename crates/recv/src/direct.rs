@@ -70,9 +70,15 @@ pub fn receive<R: Read>(
         loaded = None;
     }
     let loaded = loaded.filter(|l| partial.as_ref().is_some_and(|p| p.stream == l.begin.stream));
+    // Where the interrupted receive stopped is the journal's to say: the state is updated only
+    // when a failure is caught, not at a kill.
+    let mut old_state = old_state;
+    if let (Some(l), Some(p)) = (&loaded, old_state.as_mut().and_then(|s| s.partial.as_mut())) {
+        p.next_record = l.next_record();
+    }
 
-    // A resume: the stream DEST's journal names, from the record in flight. (A stream from
-    // record 0 is a resumed stream at 0 too, when nothing was applied yet.)
+    // A resume: the stream DEST's journal names, from the record in flight, or the same stream
+    // sent again from its start (the records DEST holds are read and skipped).
     let r = header.resume;
     let stream = header.stream_id;
     let mismatch = |have| Refusal::ResumeMismatch {
@@ -94,7 +100,10 @@ pub fn receive<R: Read>(
         forced: false,
     };
     match (loaded, old_state) {
-        (Some(l), Some(old)) if l.begin.stream == stream && r.first_record == l.next_record() => {
+        (Some(l), Some(old))
+            if l.begin.stream == stream
+                && (r.first_record == l.next_record() || r == ResumePoint::default()) =>
+        {
             if r.data_offset != 0 {
                 return Err(mismatch(Some((l.begin.stream, l.next_record()))).into());
             }

@@ -71,27 +71,9 @@ fn rich_spec(privileged: bool, flags: bool) -> Spec {
             },
             Record::Rename { from: b"tmp-name".to_vec(), to: b"renamed".to_vec() },
         ]),
-        // Made with overlapping copy_from_origin records (memmove semantics).
-        Entry::new(b"copied", file(b"CDEF01234567CDEF")).mode(0o644).mtime(T0 + 12, 12).make(vec![
-            Record::Create { path: b"copied".to_vec() },
-            Record::Write {
-                path: b"copied".to_vec(),
-                offset: 0,
-                data: b"0123456789ABCDEF".as_slice().into(),
-            },
-            Record::CopyFromOrigin {
-                path: b"copied".to_vec(),
-                src_offset: 0,
-                dst_offset: 4,
-                len: 8,
-            },
-            Record::CopyFromOrigin {
-                path: b"copied".to_vec(),
-                src_offset: 12,
-                dst_offset: 0,
-                len: 4,
-            },
-        ]),
+        // (copy_from_origin has no place in a full stream: see
+        // copy_from_origin_copies_origin_bytes_even_when_ranges_overlap.)
+        Entry::new(b"copied", file(b"CDEF01234567CDEF")).mode(0o644).mtime(T0 + 12, 12),
         Entry::new(b"compressed", file(&vec![b'z'; 300_000])).mode(0o644).mtime(T0 + 13, 13),
         Entry::new(b"xattrs", file(b"x"))
             .mode(0o644)
@@ -280,6 +262,38 @@ fn incremental_changes_in_place() {
     assert_eq!(std::fs::read(dest.join("b/f")).unwrap(), b"one!");
     assert_eq!(std::fs::read(dest.join("a/g")).unwrap(), b"new");
     assert!(!dest.join("swap-tmp").exists());
+}
+
+/// Overlapping copy_from_origin records of one file read the origin's bytes, never what an
+/// earlier copy wrote.
+#[test]
+fn copy_from_origin_copies_origin_bytes_even_when_ranges_overlap() {
+    let t = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let dest = t.path().join("recv");
+    let full = stream(
+        None,
+        1,
+        &[
+            Record::Create { path: b"copied".to_vec() },
+            Record::Write {
+                path: b"copied".to_vec(),
+                offset: 0,
+                data: b"0123456789ABCDEF".as_slice().into(),
+            },
+        ],
+    );
+    recv(&config(&dest, state.path()), &full).0.unwrap();
+    let copy = |src_offset, dst_offset, len| Record::CopyFromOrigin {
+        path: b"copied".to_vec(),
+        src_offset,
+        dst_offset,
+        len,
+    };
+    let incr = stream(Some(1), 2, &[copy(0, 4, 8), copy(12, 0, 4)]);
+    let (r, _) = recv(&config(&dest, state.path()), &incr);
+    r.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(std::fs::read(dest.join("copied")).unwrap(), b"CDEF01234567CDEF");
 }
 
 /// copy_from_origin after a write overwrote the bytes it copies: it reads the origin bytes,

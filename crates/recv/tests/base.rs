@@ -167,7 +167,8 @@ fn a_failed_receive_is_recorded_and_blocks_the_next_incremental() {
     let text = std::fs::read_to_string(&state_files(&cfg.state_dir)[0]).unwrap();
     assert!(text.contains("partial_next_record=1"), "{text}");
     assert!(text.contains(&format!("target={}", id(1))), "{text}");
-    let e = recv(&cfg, &incr(1, 2, "z")).0.unwrap_err();
+    // Another stream (the same stream sent again would continue it).
+    let e = recv(&cfg, &incr(1, 3, "z")).0.unwrap_err();
     assert!(matches!(e, RecvError::Refused(Refusal::Unfinished { next_record: 1, .. })), "{e}");
 
     // A failure on the very first record changed nothing: the state stays as it was.
@@ -194,13 +195,54 @@ fn a_truncated_stream_applies_what_verified_and_fails() {
     assert!(!dest.join("d/f").exists());
     let text = std::fs::read_to_string(&state_files(&state)[0]).unwrap();
     assert!(text.contains("partial_next_record=3") && !text.contains("\ntarget="), "{text}");
-    // Trailing bytes after the end record: everything applied, yet not complete.
+    // Trailing bytes after the end record: everything applied and recorded complete, and the
+    // error says so.
     let t = scratch();
     let (dest, state) = (t.path().join("dest"), t.path().join("state"));
     let mut bytes = full1();
     bytes.push(0);
     let e = recv(&config(&dest, &state), &bytes).0.unwrap_err();
-    assert!(e.to_string().contains("data follows the end record"), "{e}");
+    assert!(e.to_string().contains("received completely, but data follows its end record"), "{e}");
+    let text = std::fs::read_to_string(&state_files(&state)[0]).unwrap();
+    assert!(!text.contains("partial_") && text.contains("\ntarget="), "{text}");
+}
+
+/// A receive cut short is continued by the same stream sent again from its start: the records
+/// DEST holds are skipped, for a full stream (DEST is no longer empty) as for an incremental.
+#[test]
+fn the_same_stream_again_from_its_start_continues_an_interrupted_receive() {
+    let t = scratch();
+    let cfg = config(&t.path().join("dest"), &t.path().join("state"));
+    let full = full1();
+    recv(&cfg, &full[..full.len() - 10]).0.unwrap_err();
+    let s = recv(&cfg, &full).0.unwrap();
+    assert_eq!(s.verdict, Some(Verdict::Full));
+    assert_eq!(std::fs::read(cfg.dest.join("d/f")).unwrap(), b"one");
+
+    let inc = stream(
+        Some(1),
+        2,
+        &[
+            Record::Create { path: p("a") },
+            Record::Write { path: p("a"), offset: 0, data: b"aaa".as_slice().into() },
+            Record::Create { path: p("b") },
+            Record::Write { path: p("d/f"), offset: 3, data: b" two".as_slice().into() },
+            Record::Create { path: p("c") },
+        ],
+    );
+    recv(&cfg, &inc[..inc.len() - 40]).0.unwrap_err();
+    let text = std::fs::read_to_string(&state_files(&cfg.state_dir)[0]).unwrap();
+    assert!(text.contains("partial_"), "{text}");
+    // Another stream is refused, naming where the interrupted one stopped.
+    let e = recv(&cfg, &incr(1, 3, "other")).0.unwrap_err();
+    assert!(e.to_string().contains("record"), "{e}");
+    let s = recv(&cfg, &inc).0.unwrap();
+    assert_eq!(s.verdict, Some(Verdict::Incremental));
+    assert_eq!(std::fs::read(cfg.dest.join("a")).unwrap(), b"aaa");
+    assert_eq!(std::fs::read(cfg.dest.join("d/f")).unwrap(), b"one two");
+    assert!(cfg.dest.join("b").exists() && cfg.dest.join("c").exists());
+    let text = std::fs::read_to_string(&state_files(&cfg.state_dir)[0]).unwrap();
+    assert!(!text.contains("partial_") && text.contains(&format!("target={}\n", id(2))), "{text}");
 }
 
 #[test]

@@ -140,7 +140,6 @@ fn acting_on_a_final_symlink_to_outside_is_refused() {
         Record::Write { path: p("f"), offset: 0, data: data("pwned") },
         Record::Truncate { path: p("f"), size: 0 },
         Record::Hole { path: p("f"), offset: 0, len: 4 },
-        Record::CopyFromOrigin { path: p("f"), src_offset: 0, dst_offset: 1, len: 2 },
         Record::Chmod { path: p("f"), mode: 0o777 },
     ] {
         let s = setup();
@@ -152,6 +151,12 @@ fn acting_on_a_final_symlink_to_outside_is_refused() {
             "symbolic link",
         );
     }
+    // copy_from_origin belongs to incrementals: onto a DEST whose `f` is the symlink.
+    let s = setup();
+    let full = stream(None, 1, &[Record::Symlink { path: p("f"), target: p("../canary/file") }]);
+    assert_eq!(s.run(&[], &full).code, 0);
+    let copy = Record::CopyFromOrigin { path: p("f"), src_offset: 0, dst_offset: 1, len: 2 };
+    s.refused_bytes(&[], &stream(Some(1), 2, &[copy]), 4, 0, "symbolic link");
     // Metadata that applies to the link itself is harmless and allowed (not followed).
     let s = setup();
     let r = s.run(
