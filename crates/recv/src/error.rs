@@ -200,6 +200,14 @@ pub enum Problem {
         #[source]
         source: io::Error,
     },
+    /// Writing down what the record is about to do failed: the journal, in the state
+    /// directory (not DEST's file system, whose errors are [`Problem::Os`]).
+    #[error("{step} (in the state directory): {source}")]
+    Journal {
+        step: &'static str,
+        #[source]
+        source: io::Error,
+    },
     /// The system call for the operation failed; `step` names it when it is not the record's
     /// own operation.
     #[error("{}{source}", if step.is_empty() { String::new() } else { format!("{step}: ") })]
@@ -230,7 +238,8 @@ impl Problem {
         match self {
             Problem::Parent { source, .. }
             | Problem::Ownership { source, .. }
-            | Problem::Os { source, .. } => Some(source),
+            | Problem::Os { source, .. }
+            | Problem::Journal { source, .. } => Some(source),
             _ => None,
         }
     }

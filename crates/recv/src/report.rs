@@ -103,6 +103,17 @@ pub fn hint(e: &RecvError, dry_run: bool) -> String {
             Problem::Raced => {
                 format!("Stop other programs that write into DEST during a receive. {partly}")
             }
+            Problem::Journal { source, .. } => {
+                let full = matches!(
+                    source.raw_os_error().map(Errno::from_raw_os_error),
+                    Some(Errno::NOSPC | Errno::DQUOT)
+                );
+                let what = if full { "is full (or over quota)" } else { "failed" };
+                format!(
+                    "The file system of the state directory (--state-dir, ANYRECV_STATE_DIR) \
+                     {what}, not DEST's: fix it there. {partly}"
+                )
+            }
             Problem::Parent { source, .. } | Problem::Os { source, .. } => {
                 format!("{} {partly}", errno_hint(source))
             }

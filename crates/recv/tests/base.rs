@@ -347,3 +347,39 @@ fn data_after_a_verified_end_leaves_dest_complete() {
     assert_eq!(s.verdict, Some(Verdict::Incremental));
     assert!(cfg.dest.join("two").exists());
 }
+
+/// The journal lives in the state directory: when that file system is full, the error says so
+/// (not "the file system of DEST is full").
+#[test]
+fn a_full_state_directory_is_named_as_such() {
+    let Some(_p) = anysend_testbed::require_privileged("a tmpfs as a full state directory") else {
+        return;
+    };
+    let t = scratch();
+    let state = t.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let _m = anysend_testbed::loopfs::Mount::new("tmpfs", &state, Some("tmpfs"), Some("size=64k"))
+        .unwrap();
+    let cfg = config(&t.path().join("dest"), &state);
+    let big = vec![7u8; 512 << 10];
+    let full = stream(
+        None,
+        1,
+        &[
+            Record::Create { path: p("big") },
+            Record::Write { path: p("big"), offset: 0, data: big.as_slice().into() },
+        ],
+    );
+    recv(&cfg, &full).0.unwrap();
+    // Overwriting the file keeps its origin bytes in the journal: more than the state holds.
+    let inc = stream(
+        Some(1),
+        2,
+        &[Record::Write { path: p("big"), offset: 0, data: vec![8u8; 512 << 10].into() }],
+    );
+    let e = recv(&cfg, &inc).0.unwrap_err();
+    let hint = anyrecv::report::hint(&e, false);
+    assert!(e.to_string().contains("in the state directory"), "{e}");
+    assert!(hint.contains("state directory") && hint.contains("full"), "{hint}");
+    assert!(!hint.contains("DEST is full"), "{hint}");
+}

@@ -15,7 +15,7 @@ use crate::path;
 use super::holding;
 use super::kept::{Change, KeepLog};
 use super::paths::Named;
-use super::{os, structural_undo, Res, Session};
+use super::{journal_err, structural_undo, Res, Session};
 
 /// The two kinds of batches of records in flight (`Session::batch_kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,7 @@ impl Session {
             return Ok(());
         }
         let entry = Entry::batch(first, last, undo);
-        self.journal.append(&entry).map_err(os("writing the journal"))?;
+        self.journal.append(&entry).map_err(journal_err("writing the journal"))?;
         self.written = first..last + 1;
         Ok(())
     }
@@ -194,11 +194,11 @@ impl Session {
         }
         let (Some(first), Some(end)) = (first, last) else { return Ok(None) };
         let entry = Entry::ahead(first, u);
-        self.journal.append(&entry).map_err(os("writing the journal"))?;
+        self.journal.append(&entry).map_err(journal_err("writing the journal"))?;
         // Creations need no sync before they are applied: a power loss that keeps a new object
         // but loses its undo only leaves an extra name for an abort to miss (README.md).
         if moves {
-            self.journal.sync().map_err(os("syncing the journal"))?;
+            self.journal.sync().map_err(journal_err("syncing the journal"))?;
         }
         self.ahead = first..end + 1;
         Ok(last)
@@ -260,8 +260,8 @@ impl Session {
         if !u.is_empty() {
             log.sync()?;
             let entry = Entry::ahead(first, u);
-            self.journal.append(&entry).map_err(os("writing the journal"))?;
-            self.journal.sync().map_err(os("syncing the journal"))?;
+            self.journal.append(&entry).map_err(journal_err("writing the journal"))?;
+            self.journal.sync().map_err(journal_err("syncing the journal"))?;
         }
         self.kept_ahead.extend(handled);
         Ok(last)

@@ -246,10 +246,12 @@ impl Journaled {
             && (rec.moves_paths()
                 || undo.iter().any(|u| matches!(u, Undo::KeepMeta { .. } | Undo::Range { .. })));
         if !written {
-            s.journal.append(&Entry::new(index, undo)).map_err(os("writing the journal"))?;
+            s.journal
+                .append(&Entry::new(index, undo))
+                .map_err(journal_err("writing the journal"))?;
         }
         if s.undo && sync_first {
-            s.journal.sync().map_err(os("syncing the journal"))?;
+            s.journal.sync().map_err(journal_err("syncing the journal"))?;
         }
         let origin = match rec {
             Record::CopyFromOrigin { path, .. } if s.undo => s.origin_copy(applier, path)?,
@@ -285,7 +287,7 @@ impl Journaled {
         if s.journal.checkpoint_due() {
             let started = std::time::Instant::now();
             fs::syncfs(applier.root()).map_err(Problem::os("syncfs"))?;
-            s.journal.sync().map_err(os("syncing the journal"))?;
+            s.journal.sync().map_err(journal_err("syncing the journal"))?;
             s.journal.checkpoint_took(started.elapsed());
         }
         Ok(())
@@ -296,7 +298,9 @@ impl Journaled {
         let Some(s) = &mut self.session else { return Ok(()) };
         s.materialize_unless(&mut self.applier, None)?;
         if !s.written.contains(&index) {
-            s.journal.append(&Entry::new(index, Vec::new())).map_err(os("writing the journal"))?;
+            s.journal
+                .append(&Entry::new(index, Vec::new()))
+                .map_err(journal_err("writing the journal"))?;
         }
         Ok(())
     }
@@ -535,6 +539,11 @@ fn structural_undo(index: u64, rec: &Record) -> Option<Undo> {
         Rename { from, to } => Undo::Rename { from: from.clone(), to: to.clone() },
         _ => return None,
     })
+}
+
+/// A failure to write or sync the journal (in the state directory), for `map_err`.
+pub(crate) fn journal_err(step: &'static str) -> impl FnOnce(std::io::Error) -> Problem {
+    move |source| Problem::Journal { step, source }
 }
 
 fn os(step: &'static str) -> impl FnOnce(std::io::Error) -> Problem {
