@@ -369,6 +369,9 @@ pub struct WalkStats {
     /// Entries present under the same name in both snapshots that the index proved unchanged:
     /// neither stated nor, for directories, entered.
     pub entries_skipped: u64,
+    /// Names present in both listings of a directory pair that were the same object in both
+    /// (skipped ones included): with inode identity, a measure of what the trees share.
+    pub same_objects: u64,
 }
 
 fn si(side: Side) -> usize {
@@ -605,6 +608,7 @@ impl Walker<'_> {
                     let (oe, te) = (&ol[i], &tl[j]);
                     if oe.ino == te.ino && self.index.is_some_and(|x| x.unchanged(oe.ino)) {
                         self.stats.entries_skipped += 1;
+                        self.stats.same_objects += 1;
                         i += 1;
                         j += 1;
                         continue;
@@ -641,6 +645,7 @@ impl Walker<'_> {
                     if same && self.identity == Identity::Path && multi {
                         same = self.c.pair(om.ino, tm.ino);
                     }
+                    self.stats.same_objects += u64::from(same);
                     if !same {
                         self.register(frames)?;
                         self.one_sided(Side::Origin, ofd, &opath, o_ino, name, &om)?;

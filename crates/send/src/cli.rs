@@ -34,7 +34,8 @@ send a file that changes while it is read.
 Exit status:
   0  the stream was written completely (or, with -n, estimated)
   1  reading the snapshots failed (or an internal error)
-  2  the command line is wrong, or stdout is a terminal
+  2  the command line is wrong, stdout is a terminal, or ORIGIN cannot be an origin of TARGET
+     (newer than TARGET: see --allow-reverse; on another file system: see --path-match)
   3  writing the stream failed (disk full, or the receiver went away: broken pipe)
   4  TARGET changed while it was being sent; send from a read-only snapshot";
 
@@ -104,6 +105,18 @@ pub struct Cli {
     #[arg(long = "path-match")]
     pub path_match: bool,
 
+    /// Send even though ORIGIN is newer than TARGET (two read-only btrfs snapshots of one file
+    /// system, ORIGIN created later): the stream turns the newer snapshot back into the older
+    /// one, which is refused without this flag.
+    #[arg(long = "allow-reverse", requires = "from")]
+    pub allow_reverse: bool,
+
+    /// Match by inode number even though ORIGIN and TARGET are on different file systems, which
+    /// is refused without this flag: only for block-level copies of one file system mounted
+    /// apart (e.g. LVM snapshots); other trees need --path-match.
+    #[arg(long = "allow-other-fs", requires = "from", conflicts_with = "path_match")]
+    pub allow_other_fs: bool,
+
     /// Compare every entry of both snapshots. By default, for two read-only btrfs snapshots of
     /// one subvolume (and as root, which btrfs's tree search needs), anysend asks btrfs which
     /// objects changed since ORIGIN was taken and leaves the unchanged subtrees alone, as
@@ -148,6 +161,8 @@ pub struct Config {
     pub progress: bool,
     pub warnings: bool,
     pub path_match: bool,
+    pub allow_reverse: bool,
+    pub allow_other_fs: bool,
     pub full_walk: bool,
     pub verbose: bool,
     pub label: Option<String>,
@@ -209,6 +224,8 @@ impl Cli {
             progress,
             warnings: !self.quiet,
             path_match: self.path_match,
+            allow_reverse: self.allow_reverse,
+            allow_other_fs: self.allow_other_fs,
             full_walk: self.full_walk,
             verbose: self.verbose,
             label: self.label,
