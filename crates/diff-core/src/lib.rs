@@ -23,6 +23,7 @@ pub mod links;
 pub mod model;
 pub mod ops;
 pub mod plan;
+pub mod props;
 pub mod stat;
 pub mod walk;
 

@@ -35,6 +35,7 @@ use crate::inventory::Inventory;
 use crate::links::{compare, Identity, LinkCollector};
 use crate::model::join;
 use crate::plan::ORPHAN_DIR;
+use crate::props::{self, At};
 use crate::stat::{statx_at, Kind, Meta, Timestamp};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{openat, AtFlags, Mode, OFlags, RawDir, CWD};
@@ -403,6 +404,8 @@ pub fn walk(
         index: index.filter(|_| identity == Identity::Inode),
         stats: WalkStats::default(),
     };
+    let (o_root, t_root) = (At::Fd(roots.fd(Side::Origin)?), At::Fd(roots.fd(Side::Target)?));
+    w.props_differ(o_root, b"", t_root, b"", Kind::Dir, roots.target_meta.ino)?;
     let root = |m: &Meta| PendingDir { path: Vec::new(), meta: m.clone() };
     w.walk_pair(root(roots.origin_meta()?), root(&roots.target_meta), true)?;
     loop {
@@ -426,6 +429,25 @@ impl Walker<'_> {
             return Err(Error::Stopped);
         }
         Ok(())
+    }
+
+    /// Path identity: whether two objects that stat shows equal differ in what it does not show
+    /// (xattrs, inode flags: see [`crate::props`]); if so the collector is told. Inode identity
+    /// needs no such look, since any such change moves ctime.
+    fn props_differ(
+        &mut self,
+        o: At<'_>,
+        opath: &[u8],
+        t: At<'_>,
+        tpath: &[u8],
+        kind: Kind,
+        t_ino: u64,
+    ) -> Result<bool> {
+        if self.identity != Identity::Path || !props::differ(o, opath, t, tpath, kind)? {
+            return Ok(false);
+        }
+        self.c.props_differ(t_ino);
+        Ok(true)
     }
 
     /// A one-sided directory: pair it with its other half if that is waiting, else wait.
@@ -509,7 +531,12 @@ impl Walker<'_> {
                 Some((on, om, tn, tm)) => {
                     os.push(&on, om.ino)?;
                     ts.push(&tn, tm.ino)?;
-                    let changed = compare(&om, &tm, self.identity, self.c.horizon()).is_some();
+                    let changed = compare(&om, &tm, self.identity, self.c.horizon()).is_some()
+                        || self.identity == Identity::Path && {
+                            let (opath, tpath) = (os.path.clone(), ts.path.clone());
+                            let (o, t) = (At::Fd(os.top_fd()?), At::Fd(ts.top_fd()?));
+                            self.props_differ(o, &opath, t, &tpath, Kind::Dir, tm.ino)?
+                        };
                     frames.push(PairFrame {
                         o_meta: om,
                         t_meta: tm,
@@ -652,7 +679,16 @@ impl Walker<'_> {
                         self.one_sided(Side::Target, tfd, &tpath, t_ino, name, &tm)?;
                     } else if om.kind == Kind::Dir {
                         subdirs.push((name.clone(), om, te.name.clone(), tm));
-                    } else if multi || compare(&om, &tm, self.identity, self.c.horizon()).is_some()
+                    } else if compare(&om, &tm, self.identity, self.c.horizon()).is_some()
+                        || self.props_differ(
+                            At::Entry(ofd, name),
+                            &join(&opath, name),
+                            At::Entry(tfd, name),
+                            &join(&tpath, name),
+                            om.kind,
+                            tm.ino,
+                        )?
+                        || multi
                     {
                         self.register(frames)?;
                         let (a, b) = match (lts, om.kind) {

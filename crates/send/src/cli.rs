@@ -99,9 +99,10 @@ pub struct Cli {
 
     /// Match objects of ORIGIN and TARGET by path, for two trees that are not snapshots of one
     /// file system (copies, other machines). Without it objects are matched by inode number,
-    /// which only means something between snapshots of one file system. With it there is no
-    /// rename detection: a moved file is sent as a delete and a new file, and changes that
-    /// show only in ctime (xattrs, chattr flags) are not seen.
+    /// which only means something between snapshots of one file system (an ORIGIN on another
+    /// file system is refused without this flag). With it there is no rename detection: a moved
+    /// file is sent as a delete and a new file; and since ctime means nothing across trees, the
+    /// xattrs and chattr flags of every matched object are read and compared.
     #[arg(long = "path-match")]
     pub path_match: bool,
 
