@@ -143,3 +143,59 @@ pub fn few_in_common(origin: &TreeInfo, target: &TreeInfo, plan: &Summary) -> Op
         m.origin_only, m.target_only
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anysend_diff_core::{Matching, Timestamp};
+
+    fn sv(treeid: u64, otransid: u64) -> Subvol {
+        Subvol {
+            treeid,
+            uuid: [treeid as u8; 16],
+            parent_uuid: [9; 16],
+            otransid,
+            otime: Timestamp { sec: otransid as i64, nsec: 0 },
+            read_only: true,
+        }
+    }
+
+    #[test]
+    fn only_a_later_read_only_snapshot_is_newer() {
+        let (early, late) = (sv(1, 10), sv(2, 20));
+        assert!(newer(&late, &early));
+        assert!(!newer(&early, &late));
+        // TARGET made from ORIGIN is later whatever the numbers say.
+        let child = Subvol { parent_uuid: late.uuid, ..sv(3, 5) };
+        assert!(!newer(&late, &child));
+        // A writable tree has no point in time; one subvolume has no order.
+        assert!(!newer(&Subvol { read_only: false, ..late }, &early));
+        assert!(!newer(&late, &Subvol { treeid: 2, ..early }));
+    }
+
+    fn plain() -> TreeInfo {
+        TreeInfo {
+            id: anysend_stream::Id([0; 16]),
+            read_only: false,
+            how: "test",
+            taken: None,
+            fs: FsKey::Other(1),
+            subvol: None,
+        }
+    }
+
+    #[test]
+    fn the_warning_needs_many_replaced_and_almost_none_matched() {
+        let plan = |same: u64, in_both: u64, origin_only: u64, target_only: u64| {
+            let mut s = Summary::default();
+            s.walk.same_objects = same;
+            s.matching = Matching { in_both, origin_only, target_only };
+            few_in_common(&plain(), &plain(), &s)
+        };
+        assert!(plan(0, 0, 30, 31).is_some_and(|w| w.contains("--path-match")));
+        assert!(plan(1, 0, 30, 31).is_some(), "1 in 32 is almost nothing");
+        assert!(plan(5, 0, 30, 31).is_none(), "5 in 36 is something");
+        assert!(plan(0, 0, 3, 3).is_none(), "a handful replaced is an ordinary day");
+        assert!(plan(0, 0, 0, 500).is_none(), "a new subtree is no sign of copies");
+    }
+}
