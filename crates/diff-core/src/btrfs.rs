@@ -93,7 +93,9 @@ const _: () = assert!(std::mem::size_of::<FsInfo>() == 1024);
 /// `BTRFS_IOC_FS_INFO = _IOR(0x94, 31, args)`.
 const IOC_FS_INFO: Opcode = opcode::read::<FsInfo>(0x94, 31);
 
-fn fsid(fd: BorrowedFd<'_>) -> Option<[u8; 16]> {
+/// The UUID of the btrfs file system holding `fd` (the same for all its subvolumes, unlike
+/// `st_dev` and `statvfs`'s `f_fsid`); `None` when it is not btrfs.
+pub fn fsid(fd: BorrowedFd<'_>) -> Option<[u8; 16]> {
     // SAFETY: BTRFS_IOC_FS_INFO writes one `btrfs_ioctl_fs_info_args` (1024 bytes, checked).
     let getter = unsafe { Getter::<IOC_FS_INFO, FsInfo>::new() };
     // SAFETY: see above.

@@ -10,10 +10,8 @@
 //! everything, which is always correct. Bytes read and skipped are counted ([`ContentStats`]) so
 //! tests and progress can tell the two apart.
 //!
-//! Extended attributes (every kind): regular files and directories are opened and asked with
-//! `flistxattr`/`fgetxattr`; symlinks and device nodes cannot be opened without following or
-//! opening the device, so they are asked through their parent directory's fd as
-//! `/proc/self/fd/<dirfd>/<name>` with the `l*` calls (a short path whatever the depth).
+//! Extended attributes (every kind): read through [`crate::props`], regular files and
+//! directories by fd, other kinds by their parent directory's fd and name.
 //!
 //! Inode flags (chattr, files and directories): read with `FS_IOC_GETFLAGS` on both versions,
 //! masked to [`crate::stat::FLAGS_MASK`].
@@ -26,19 +24,17 @@ use crate::error::{Error, Result, Side};
 use crate::fiemap;
 use crate::inventory::{Inventory, ObjId};
 use crate::ops::{ContentDelta, InodeFlags, MetaDiff, Opened, Update, XattrDiff};
+use crate::props::{self, At};
 use crate::stat::{inode_flags, statx_at, Kind, Meta};
 use crate::walk::{fstatx, open_rel, Roots};
 use crate::Options;
-use rustix::fd::{AsRawFd, OwnedFd};
+use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, OFlags};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-/// XFS keeps POSIX ACLs as `trusted.SGI_ACL_FILE`/`trusted.SGI_ACL_DEFAULT` and shows them to
-/// privileged readers beside `system.posix_acl_*`. They are the same ACL under another name:
-/// sending both would set it twice, and onto any other file system as a stray xattr.
-pub const XFS_ACL_ALIASES: [&[u8]; 2] = [b"trusted.SGI_ACL_FILE", b"trusted.SGI_ACL_DEFAULT"];
+pub use crate::props::{proc_path, XFS_ACL_ALIASES};
 
 /// Read block size.
 pub const BLOCK: usize = 1 << 20;
@@ -242,13 +238,6 @@ pub enum Handle {
     At { dir: OwnedFd, name: Vec<u8> },
 }
 
-/// `/proc/self/fd/<dirfd>/<name>`: a short path to an entry however deep it is.
-pub fn proc_path(dir: &OwnedFd, name: &[u8]) -> Vec<u8> {
-    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-    p.extend_from_slice(name);
-    p
-}
-
 impl Handle {
     /// Open `path` (relative to `side`'s root) of the given kind, one component at a time.
     pub fn open(roots: &Roots, side: Side, path: &[u8], kind: Kind) -> Result<Handle> {
@@ -285,96 +274,28 @@ impl Handle {
         }
     }
 
+    /// How [`crate::props`] asks this object.
+    fn at(&self) -> At<'_> {
+        match self {
+            Handle::Fd(fd) => At::Fd(fd.as_fd()),
+            Handle::At { dir, name } => At::Entry(dir.as_fd(), name),
+        }
+    }
+
     /// Names of the object's extended attributes, in byte order, without the names that only
     /// alias another (see [`XFS_ACL_ALIASES`]).
     pub fn xattr_names(&self, side: Side, path: &[u8]) -> Result<Vec<Vec<u8>>> {
-        use rustix::io::Errno;
-        let err = |e| Error::io(side, path, "listxattr", e);
-        let mut list = Vec::new();
-        // The list can grow between the size query and the read: retry on ERANGE.
-        for _ in 0..8 {
-            let size = match self {
-                Handle::Fd(fd) => rustix::fs::flistxattr_query(fd),
-                Handle::At { dir, name } => rustix::fs::llistxattr_query(proc_path(dir, name)),
-            };
-            let size = match size {
-                Ok(n) => n,
-                Err(Errno::NOTSUP) => return Ok(Vec::new()),
-                Err(e) => return Err(err(e)),
-            };
-            list = vec![0u8; size];
-            let got = match self {
-                Handle::Fd(fd) => rustix::fs::flistxattr(fd, &mut list[..]),
-                Handle::At { dir, name } => {
-                    rustix::fs::llistxattr(proc_path(dir, name), &mut list[..])
-                }
-            };
-            match got {
-                Ok(n) => {
-                    list.truncate(n);
-                    break;
-                }
-                Err(Errno::RANGE) => continue,
-                Err(e) => return Err(err(e)),
-            }
-        }
-        let mut names: Vec<Vec<u8>> = list
-            .split(|&b| b == 0)
-            .filter(|n| !n.is_empty() && !XFS_ACL_ALIASES.contains(n))
-            .map(<[u8]>::to_vec)
-            .collect();
-        names.sort();
-        Ok(names)
+        props::xattr_names(self.at(), side, path)
     }
 
     /// Value of one extended attribute; `None` if it vanished since it was listed.
     pub fn xattr(&self, side: Side, path: &[u8], xname: &[u8]) -> Result<Option<Vec<u8>>> {
-        use rustix::io::Errno;
-        let err = |e| Error::io(side, path, "getxattr", e);
-        for _ in 0..8 {
-            let size = match self {
-                Handle::Fd(fd) => rustix::fs::fgetxattr_query(fd, xname),
-                Handle::At { dir, name } => {
-                    rustix::fs::lgetxattr_query(proc_path(dir, name), xname)
-                }
-            };
-            let size = match size {
-                Ok(n) => n,
-                Err(Errno::NODATA) => return Ok(None),
-                Err(e) => return Err(err(e)),
-            };
-            let mut v = vec![0u8; size];
-            let got = match self {
-                Handle::Fd(fd) => rustix::fs::fgetxattr(fd, xname, &mut v[..]),
-                Handle::At { dir, name } => {
-                    rustix::fs::lgetxattr(proc_path(dir, name), xname, &mut v[..])
-                }
-            };
-            match got {
-                Ok(n) => {
-                    v.truncate(n);
-                    return Ok(Some(v));
-                }
-                Err(Errno::RANGE) => continue,
-                Err(Errno::NODATA) => return Ok(None),
-                Err(e) => return Err(err(e)),
-            }
-        }
-        Err(Error::Inconsistent(format!(
-            "{side} {}: xattr keeps changing size while read",
-            crate::error::Shown(path)
-        )))
+        props::xattr(self.at(), side, path, xname)
     }
 
     /// Every extended attribute with its value.
     pub fn xattrs(&self, side: Side, path: &[u8]) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
-        let mut out = BTreeMap::new();
-        for n in self.xattr_names(side, path)? {
-            if let Some(v) = self.xattr(side, path, &n)? {
-                out.insert(n, v);
-            }
-        }
-        Ok(out)
+        props::xattrs(self.at(), side, path)
     }
 
     /// Inode flags masked to [`crate::stat::FLAGS_MASK`]; None for kinds that have none to ask

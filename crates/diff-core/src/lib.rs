@@ -23,6 +23,7 @@ pub mod links;
 pub mod model;
 pub mod ops;
 pub mod plan;
+pub mod props;
 pub mod stat;
 pub mod walk;
 
@@ -110,6 +111,36 @@ pub struct Summary {
     pub walk: walk::WalkStats,
     /// Whether btrfs told the walk which objects changed.
     pub index: IndexUse,
+    /// How the walked objects matched up (an incremental plan from disk only).
+    pub matching: Matching,
+}
+
+/// How the objects the walk recorded matched up between the two trees. With inode identity,
+/// two trees that are not snapshots of one file system (two copies) match almost nothing: every
+/// object is deleted and created again, which is what a sender wants to warn about.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Matching {
+    /// Recorded objects found in both trees (the root not counted).
+    pub in_both: u64,
+    /// Objects only in the origin (deleted).
+    pub origin_only: u64,
+    /// Objects only in the target (created).
+    pub target_only: u64,
+}
+
+impl Matching {
+    fn of(inv: &Inventory) -> Matching {
+        let mut m = Matching::default();
+        for o in inv.objects.iter().skip(1) {
+            match (o.in_origin, o.in_target) {
+                (true, true) => m.in_both += 1,
+                (true, false) => m.origin_only += 1,
+                (false, true) => m.target_only += 1,
+                (false, false) => {}
+            }
+        }
+        m
+    }
 }
 
 /// Walk `origin_root` and `target_root` and feed the plan to `consumer`.
@@ -144,11 +175,13 @@ pub fn plan<C: Consumer + ?Sized>(
     if options.full {
         inv.objects[ROOT].diff = Some(MetaDiff::all());
     }
+    let matching = Matching::of(&inv);
     let mut details = content::DiskDetails::new(&roots, options);
     let mut summary = drive(&inv, consumer, &mut details, options.full)?;
     summary.content = details.stats();
     summary.walk = walk_stats;
     summary.index = index_use;
+    summary.matching = matching;
     Ok(summary)
 }
 

@@ -46,6 +46,9 @@ pub struct LinkCollector {
     o2t: BTreeMap<u64, u64>,
     t2o: BTreeMap<u64, u64>,
     reserved: BTreeSet<Vec<u8>>,
+    /// Target objects (by inode) whose xattrs or inode flags differ from their origin's
+    /// although stat shows no change (path identity).
+    props: BTreeSet<u64>,
 }
 
 fn idx(side: Side) -> usize {
@@ -63,7 +66,9 @@ fn idx(side: Side) -> usize {
 /// the origin's last change, just after the origin snapshot was taken, leaves ctime as it was:
 /// objects changed that close to the origin snapshot are compared in full instead.
 /// Path identity: ctime is meaningless across file systems, so size, mtime, mode and owner must
-/// match (xattrs are then not compared).
+/// match; what stat cannot show (xattrs, inode flags) the walker compares for every matched
+/// object and reports with [`LinkCollector::props_differ`]. Either way, an object found changed
+/// has its xattrs compared when its update is planned.
 pub fn compare(
     o: &Meta,
     t: &Meta,
@@ -96,7 +101,7 @@ pub fn compare(
         size: o.size != t.size,
         content: o.kind == Kind::File,
         // Any kind can carry xattrs (security labels on symlinks and device nodes too).
-        xattrs: identity == Identity::Inode,
+        xattrs: true,
         // Not visible in stat; read when the update is planned (see `content`).
         flags: false,
     })
@@ -113,6 +118,7 @@ impl LinkCollector {
             o2t: BTreeMap::new(),
             t2o: BTreeMap::new(),
             reserved: BTreeSet::new(),
+            props: BTreeSet::new(),
         }
     }
 
@@ -176,6 +182,19 @@ impl LinkCollector {
         self.o2t.get(&o) == Some(&t)
     }
 
+    /// Path identity: target object `t_ino` differs from its origin in xattrs or inode flags,
+    /// which stat does not show: it is updated even if [`compare`] finds nothing.
+    pub fn props_differ(&mut self, t_ino: u64) {
+        self.props.insert(t_ino);
+    }
+
+    /// [`compare`], plus what [`LinkCollector::props_differ`] reported for target `t`.
+    fn diff(&self, o: &Meta, t: &Meta) -> Option<MetaDiff> {
+        compare(o, t, self.identity, self.horizon).or_else(|| {
+            self.props.contains(&t.ino).then_some(MetaDiff { xattrs: true, ..MetaDiff::default() })
+        })
+    }
+
     /// A root name that exists in either snapshot and may collide with the orphan directory.
     pub fn reserve_root_name(&mut self, name: &[u8]) {
         self.reserved.insert(name.to_vec());
@@ -204,7 +223,7 @@ impl LinkCollector {
     pub fn finish(self) -> Result<Inventory> {
         let mut objects =
             vec![Object::root(Some(self.roots[0].clone()), Some(self.roots[1].clone()))];
-        objects[0].diff = compare(&self.roots[0], &self.roots[1], self.identity, self.horizon);
+        objects[0].diff = self.diff(&self.roots[0], &self.roots[1]);
         // Inode -> object, per side.
         let mut ids: [BTreeMap<u64, ObjId>; 2] = [BTreeMap::new(), BTreeMap::new()];
         ids[0].insert(self.roots[0].ino, ROOT);
@@ -247,7 +266,7 @@ impl LinkCollector {
             };
             let any = orec.or(trec).ok_or_else(|| Error::Internal("empty pair".into()))?;
             let diff = match (orec, trec) {
-                (Some(a), Some(b)) => compare(&a.meta, &b.meta, self.identity, self.horizon),
+                (Some(a), Some(b)) => self.diff(&a.meta, &b.meta),
                 (None, Some(_)) => Some(MetaDiff::all()),
                 _ => None,
             };

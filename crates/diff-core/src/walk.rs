@@ -35,6 +35,7 @@ use crate::inventory::Inventory;
 use crate::links::{compare, Identity, LinkCollector};
 use crate::model::join;
 use crate::plan::ORPHAN_DIR;
+use crate::props::{self, At};
 use crate::stat::{statx_at, Kind, Meta, Timestamp};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{openat, AtFlags, Mode, OFlags, RawDir, CWD};
@@ -369,6 +370,9 @@ pub struct WalkStats {
     /// Entries present under the same name in both snapshots that the index proved unchanged:
     /// neither stated nor, for directories, entered.
     pub entries_skipped: u64,
+    /// Names present in both listings of a directory pair that were the same object in both
+    /// (skipped ones included): with inode identity, a measure of what the trees share.
+    pub same_objects: u64,
 }
 
 fn si(side: Side) -> usize {
@@ -400,6 +404,8 @@ pub fn walk(
         index: index.filter(|_| identity == Identity::Inode),
         stats: WalkStats::default(),
     };
+    let (o_root, t_root) = (At::Fd(roots.fd(Side::Origin)?), At::Fd(roots.fd(Side::Target)?));
+    w.props_differ(o_root, b"", t_root, b"", Kind::Dir, roots.target_meta.ino)?;
     let root = |m: &Meta| PendingDir { path: Vec::new(), meta: m.clone() };
     w.walk_pair(root(roots.origin_meta()?), root(&roots.target_meta), true)?;
     loop {
@@ -423,6 +429,25 @@ impl Walker<'_> {
             return Err(Error::Stopped);
         }
         Ok(())
+    }
+
+    /// Path identity: whether two objects that stat shows equal differ in what it does not show
+    /// (xattrs, inode flags: see [`crate::props`]); if so the collector is told. Inode identity
+    /// needs no such look, since any such change moves ctime.
+    fn props_differ(
+        &mut self,
+        o: At<'_>,
+        opath: &[u8],
+        t: At<'_>,
+        tpath: &[u8],
+        kind: Kind,
+        t_ino: u64,
+    ) -> Result<bool> {
+        if self.identity != Identity::Path || !props::differ(o, opath, t, tpath, kind)? {
+            return Ok(false);
+        }
+        self.c.props_differ(t_ino);
+        Ok(true)
     }
 
     /// A one-sided directory: pair it with its other half if that is waiting, else wait.
@@ -506,7 +531,12 @@ impl Walker<'_> {
                 Some((on, om, tn, tm)) => {
                     os.push(&on, om.ino)?;
                     ts.push(&tn, tm.ino)?;
-                    let changed = compare(&om, &tm, self.identity, self.c.horizon()).is_some();
+                    let changed = compare(&om, &tm, self.identity, self.c.horizon()).is_some()
+                        || self.identity == Identity::Path && {
+                            let (opath, tpath) = (os.path.clone(), ts.path.clone());
+                            let (o, t) = (At::Fd(os.top_fd()?), At::Fd(ts.top_fd()?));
+                            self.props_differ(o, &opath, t, &tpath, Kind::Dir, tm.ino)?
+                        };
                     frames.push(PairFrame {
                         o_meta: om,
                         t_meta: tm,
@@ -605,6 +635,7 @@ impl Walker<'_> {
                     let (oe, te) = (&ol[i], &tl[j]);
                     if oe.ino == te.ino && self.index.is_some_and(|x| x.unchanged(oe.ino)) {
                         self.stats.entries_skipped += 1;
+                        self.stats.same_objects += 1;
                         i += 1;
                         j += 1;
                         continue;
@@ -641,13 +672,23 @@ impl Walker<'_> {
                     if same && self.identity == Identity::Path && multi {
                         same = self.c.pair(om.ino, tm.ino);
                     }
+                    self.stats.same_objects += u64::from(same);
                     if !same {
                         self.register(frames)?;
                         self.one_sided(Side::Origin, ofd, &opath, o_ino, name, &om)?;
                         self.one_sided(Side::Target, tfd, &tpath, t_ino, name, &tm)?;
                     } else if om.kind == Kind::Dir {
                         subdirs.push((name.clone(), om, te.name.clone(), tm));
-                    } else if multi || compare(&om, &tm, self.identity, self.c.horizon()).is_some()
+                    } else if compare(&om, &tm, self.identity, self.c.horizon()).is_some()
+                        || self.props_differ(
+                            At::Entry(ofd, name),
+                            &join(&opath, name),
+                            At::Entry(tfd, name),
+                            &join(&tpath, name),
+                            om.kind,
+                            tm.ino,
+                        )?
+                        || multi
                     {
                         self.register(frames)?;
                         let (a, b) = match (lts, om.kind) {

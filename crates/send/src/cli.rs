@@ -34,7 +34,8 @@ send a file that changes while it is read.
 Exit status:
   0  the stream was written completely (or, with -n, estimated)
   1  reading the snapshots failed (or an internal error)
-  2  the command line is wrong, or stdout is a terminal
+  2  the command line is wrong, stdout is a terminal, or ORIGIN cannot be an origin of TARGET
+     (newer than TARGET: see --allow-reverse; on another file system: see --path-match)
   3  writing the stream failed (disk full, or the receiver went away: broken pipe)
   4  TARGET changed while it was being sent; send from a read-only snapshot";
 
@@ -98,11 +99,24 @@ pub struct Cli {
 
     /// Match objects of ORIGIN and TARGET by path, for two trees that are not snapshots of one
     /// file system (copies, other machines). Without it objects are matched by inode number,
-    /// which only means something between snapshots of one file system. With it there is no
-    /// rename detection: a moved file is sent as a delete and a new file, and changes that
-    /// show only in ctime (xattrs, chattr flags) are not seen.
+    /// which only means something between snapshots of one file system (an ORIGIN on another
+    /// file system is refused without this flag). With it there is no rename detection: a moved
+    /// file is sent as a delete and a new file; and since ctime means nothing across trees, the
+    /// xattrs and chattr flags of every matched object are read and compared.
     #[arg(long = "path-match")]
     pub path_match: bool,
+
+    /// Send even though ORIGIN is newer than TARGET (two read-only btrfs snapshots of one file
+    /// system, ORIGIN created later): the stream turns the newer snapshot back into the older
+    /// one, which is refused without this flag.
+    #[arg(long = "allow-reverse", requires = "from")]
+    pub allow_reverse: bool,
+
+    /// Match by inode number even though ORIGIN and TARGET are on different file systems, which
+    /// is refused without this flag: only for block-level copies of one file system mounted
+    /// apart (e.g. LVM snapshots); other trees need --path-match.
+    #[arg(long = "allow-other-fs", requires = "from", conflicts_with = "path_match")]
+    pub allow_other_fs: bool,
 
     /// Compare every entry of both snapshots. By default, for two read-only btrfs snapshots of
     /// one subvolume (and as root, which btrfs's tree search needs), anysend asks btrfs which
@@ -148,6 +162,8 @@ pub struct Config {
     pub progress: bool,
     pub warnings: bool,
     pub path_match: bool,
+    pub allow_reverse: bool,
+    pub allow_other_fs: bool,
     pub full_walk: bool,
     pub verbose: bool,
     pub label: Option<String>,
@@ -209,6 +225,8 @@ impl Cli {
             progress,
             warnings: !self.quiet,
             path_match: self.path_match,
+            allow_reverse: self.allow_reverse,
+            allow_other_fs: self.allow_other_fs,
             full_walk: self.full_walk,
             verbose: self.verbose,
             label: self.label,

@@ -23,19 +23,22 @@
 //!
 //! All v5 UUIDs use one fixed anysend namespace (below), so ids are reproducible by anyone.
 //!
+//! File system and lineage ([`FsKey`], [`Subvol`]): what `crate::origin` needs to tell whether
+//! ORIGIN can be an origin of TARGET at all.
+//!
 //! Read-only: on btrfs the subvolume's read-only flag (from the same ioctl), elsewhere the
 //! mount's `ST_RDONLY`. A tree that is not read-only can change under the walk; the sender warns.
 
 use anyhow::{Context, Result};
 use anysend_diff_core::Timestamp;
 use anysend_stream::Id;
-use rustix::fd::OwnedFd;
+use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, StatVfsMountFlags, StatxFlags, CWD};
 use std::path::Path;
 use uuid::Uuid;
 
 use anysend_diff_core::btrfs::{
-    subvol_info as btrfs_subvol_info, SUBVOL_RDONLY as BTRFS_SUBVOL_RDONLY,
+    fsid as btrfs_fsid, subvol_info as btrfs_subvol_info, SUBVOL_RDONLY as BTRFS_SUBVOL_RDONLY,
     SUBVOL_ROOT_INO as BTRFS_SUBVOL_ROOT_INO,
 };
 
@@ -78,6 +81,39 @@ pub struct TreeInfo {
     pub how: &'static str,
     /// When the snapshot was taken, where the file system records it (btrfs `otime`).
     pub taken: Option<Timestamp>,
+    /// Which file system the tree is on: inode numbers mean one object only within one.
+    pub fs: FsKey,
+    /// On btrfs, the subvolume holding the tree (the tree's root or an ancestor of it).
+    pub subvol: Option<Subvol>,
+}
+
+/// Which file system a tree is on, for telling whether two trees share inode numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsKey {
+    /// A btrfs file system's UUID: every subvolume and snapshot of it has its own `st_dev` and
+    /// `f_fsid`, so neither can say that two snapshots are of one file system.
+    Btrfs([u8; 16]),
+    /// `statvfs`'s `f_fsid` (ext4 derives it from the file system UUID, so a block-level copy
+    /// such as an LVM snapshot counts as the same file system, as its inode numbers do); where
+    /// it is zero (tmpfs on older kernels), the device number, with the high bit set so the two
+    /// never collide.
+    Other(u64),
+}
+
+/// What btrfs records about the subvolume holding a tree: its place in the snapshot lineage
+/// and when it was made.
+#[derive(Clone, Copy, Debug)]
+pub struct Subvol {
+    pub treeid: u64,
+    pub uuid: [u8; 16],
+    /// The UUID of the subvolume it is a snapshot of (zero when none).
+    pub parent_uuid: [u8; 16],
+    /// The transaction that created it: snapshots of one file system are ordered by it.
+    pub otransid: u64,
+    /// When it was created.
+    pub otime: Timestamp,
+    /// Whether it is read-only (its content is frozen as of `otransid`).
+    pub read_only: bool,
 }
 
 fn open_root(path: &Path) -> Result<OwnedFd> {
@@ -103,13 +139,36 @@ pub fn identify(path: &Path, label: Option<&str>) -> Result<TreeInfo> {
     let vfs =
         rustix::fs::fstatvfs(&fd).with_context(|| format!("cannot statvfs {}", path.display()))?;
     let mount_ro = vfs.f_flag.contains(StatVfsMountFlags::RDONLY);
-    let mut info = match btrfs_subvol_info(&fd).filter(|i| i.uuid != [0; 16]) {
+    let sv = btrfs_subvol_info(&fd).filter(|i| i.uuid != [0; 16]);
+    let fs = match (sv.is_some(), btrfs_fsid(fd.as_fd())) {
+        (true, Some(id)) => FsKey::Btrfs(id),
+        _ if vfs.f_fsid != 0 => FsKey::Other(vfs.f_fsid),
+        _ => FsKey::Other(
+            (1 << 63) | (u64::from(st.stx_dev_major) << 32) | u64::from(st.stx_dev_minor),
+        ),
+    };
+    let subvol = sv.map(|sv| Subvol {
+        treeid: sv.treeid,
+        uuid: sv.uuid,
+        parent_uuid: sv.parent_uuid,
+        otransid: sv.otransid,
+        otime: Timestamp { sec: sv.otime[0] as i64, nsec: sv.otime[1] as u32 },
+        read_only: sv.flags & BTRFS_SUBVOL_RDONLY != 0,
+    });
+    let mut info = match sv {
         Some(sv) => {
             let read_only = mount_ro || sv.flags & BTRFS_SUBVOL_RDONLY != 0;
             if st.stx_ino == BTRFS_SUBVOL_ROOT_INO {
                 let taken = Timestamp { sec: sv.otime[0] as i64, nsec: sv.otime[1] as u32 };
                 let taken = (sv.otime != [0, 0]).then_some(taken);
-                TreeInfo { id: Id(sv.uuid), read_only, how: "btrfs subvolume UUID", taken }
+                TreeInfo {
+                    id: Id(sv.uuid),
+                    read_only,
+                    how: "btrfs subvolume UUID",
+                    taken,
+                    fs,
+                    subvol,
+                }
             } else {
                 let id = v5(&[b"btrfs-dir", &sv.uuid, &st.stx_ino.to_le_bytes()]);
                 TreeInfo {
@@ -117,6 +176,8 @@ pub fn identify(path: &Path, label: Option<&str>) -> Result<TreeInfo> {
                     read_only,
                     how: "btrfs subvolume UUID and directory inode",
                     taken: None,
+                    fs,
+                    subvol,
                 }
             }
         }
@@ -136,6 +197,8 @@ pub fn identify(path: &Path, label: Option<&str>) -> Result<TreeInfo> {
                 read_only: mount_ro,
                 how: "file system id, root inode and birth time",
                 taken: None,
+                fs,
+                subvol: None,
             }
         }
     };

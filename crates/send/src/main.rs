@@ -6,6 +6,7 @@
 mod cli;
 mod emit;
 mod ids;
+mod origin;
 mod progress;
 mod run;
 mod sink;

@@ -71,6 +71,18 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
             cfg.target.display()
         );
     }
+    if let (Some(o), Some(path)) = (&origin, &cfg.origin) {
+        crate::origin::check(
+            crate::origin::Side { path, info: o },
+            crate::origin::Side { path: &cfg.target, info: &target },
+            crate::origin::Overrides {
+                path_match: cfg.path_match,
+                allow_reverse: cfg.allow_reverse,
+                allow_other_fs: cfg.allow_other_fs,
+            },
+        )
+        .map_err(anyhow::Error::new)?;
+    }
     if let Some(o) = &origin {
         if o.id == target.id {
             return Err(anyhow!(
@@ -144,6 +156,11 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
         }
     }
     let (counts, plan) = sent?;
+    if let (Some(o), true, false) = (&origin, cfg.warnings, cfg.path_match) {
+        if let Some(w) = crate::origin::few_in_common(o, &target, &plan) {
+            eprintln!("anysend: warning: {w}");
+        }
+    }
     Ok(Outcome { counts, stream_id: sid, origin_id, target_id: target.id, plan })
 }
 
