@@ -171,7 +171,14 @@ fn restore_root(root: BorrowedFd<'_>, m: &RootMeta) -> io::Result<()> {
 fn undo_all(root: &OwnedFd, j: &Loaded, dest: &Path) -> Result<usize, RecvError> {
     let dup = ops::dup(root).map_err(|e| RecvError::dest(dest, "dup")(e.into()))?;
     let mut res = Resolver::new(dup);
-    let hold = holding::open_existing(root.as_fd(), &j.begin.holding);
+    let hold = holding::open_existing(root.as_fd(), &j.begin.holding).map_err(|source| {
+        RecvError::Abort {
+            dest: dest.to_path_buf(),
+            index: j.begin.first_record,
+            step: "opening the holding directory".into(),
+            source,
+        }
+    })?;
     let mut n = 0;
     for e in j.entries.iter().rev() {
         for u in e.undo.iter().rev() {
@@ -247,7 +254,13 @@ fn undo_one(
             done(ops::rename_noreplace(td.as_fd(), tn, fd.as_fd(), fname))
         }
         Undo::Restore { hold: h, path } => {
-            let Some(hd) = hold else { return Ok(false) };
+            // Made before the first record: without it, what it held is lost.
+            let Some(hd) = hold else {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "the holding directory is missing",
+                ));
+            };
             let Some((hdir, hname)) = gone_is_none(holding::held_dir(hd, h))? else {
                 return Ok(false);
             };

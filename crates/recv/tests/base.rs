@@ -383,3 +383,36 @@ fn a_full_state_directory_is_named_as_such() {
     assert!(hint.contains("state directory") && hint.contains("full"), "{hint}");
     assert!(!hint.contains("DEST is full"), "{hint}");
 }
+
+/// `--abort` must reach every object the receive held: with its holding directory replaced by
+/// a symbolic link, the abort fails loudly and DEST stays marked as interrupted (it used to
+/// report success with the held file lost).
+#[test]
+fn an_abort_that_cannot_reach_the_holding_directory_fails() {
+    let (t, cfg) = full1_received();
+    // d/f goes into the holding directory; then record 1 fails: DEST is partly updated.
+    let bad =
+        stream(Some(1), 2, &[Record::Unlink { path: p("d/f") }, Record::Rmdir { path: p("nope") }]);
+    recv(&cfg, &bad).0.unwrap_err();
+    assert!(!cfg.dest.join("d/f").exists());
+    let holding: Vec<_> = std::fs::read_dir(&cfg.dest)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".anyrecv"))
+        .collect();
+    assert_eq!(holding.len(), 1, "{holding:?}");
+    let elsewhere = t.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::rename(&holding[0], t.path().join("held")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &holding[0]).unwrap();
+
+    let e = anyrecv::rollback::abort(&cfg).unwrap_err();
+    assert!(matches!(e, RecvError::Abort { .. }), "{e}");
+    let text = std::fs::read_to_string(&state_files(&cfg.state_dir)[0]).unwrap();
+    assert!(text.contains("partial_"), "{text}");
+    // Put back, the abort completes and d/f is back.
+    std::fs::remove_file(&holding[0]).unwrap();
+    std::fs::rename(t.path().join("held"), &holding[0]).unwrap();
+    anyrecv::rollback::abort(&cfg).unwrap();
+    assert_eq!(std::fs::read(cfg.dest.join("d/f")).unwrap(), b"one");
+}

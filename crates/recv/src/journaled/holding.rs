@@ -140,9 +140,14 @@ pub fn held_dir<'r>(hold: BorrowedFd<'_>, rel: &'r [u8]) -> io::Result<(OwnedFd,
     Ok((fd, OsStr::from_bytes(name)))
 }
 
-/// Opens the holding directory `name` of `root` if it is there.
-pub fn open_existing(root: BorrowedFd<'_>, name: &[u8]) -> Option<OwnedFd> {
-    fs::openat(root, OsStr::from_bytes(name), DIR_FLAGS, Mode::empty()).ok()
+/// The holding directory `name`, if it exists. Anything else there (a symbolic link, a file)
+/// or a failure to open it is an error: an abort must not skip what it holds.
+pub fn open_existing(root: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<OwnedFd>> {
+    match fs::openat(root, OsStr::from_bytes(name), DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Removes the holding directory `name` and everything in it, keeping root's times.
