@@ -148,6 +148,14 @@ fn fresh<R: Read>(
 ) -> Result<Summary, RecvError> {
     let (canonical, header) = (&run.canonical, &run.header);
     let root = if exists { Some(dest::open_dir(canonical)?) } else { None };
+    let locked = |root: &rustix::fd::OwnedFd| {
+        state::lock_dir(root.as_fd(), canonical).map_err(RecvError::dest(canonical, "locking"))
+    };
+    // Before the empty check: another receive into this directory by another path waits.
+    let dir_lock = match &root {
+        Some(r) => Some(locked(r)??),
+        None => None,
+    };
     let info = dest::info(canonical, root.as_ref(), &run.state_path)?;
     let shown = state::show(canonical);
     let verdict = state::check_base(header, &shown, &info, old_state.as_ref(), cfg.force)?;
@@ -158,6 +166,11 @@ fn fresh<R: Read>(
     let root = match root {
         Some(fd) => fd,
         None => dest::create_dir(canonical)?,
+    };
+    // Held until the receive returns.
+    let _dir_lock = match dir_lock {
+        Some(l) => l,
+        None => locked(&root)??,
     };
     if let Some(l) = &loaded {
         // --force over an interrupted receive: its journal and holding directory go.

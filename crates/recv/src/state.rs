@@ -578,6 +578,31 @@ pub fn lock(state_path: &Path, dest_name: &str) -> Result<Result<Lock, Refusal>,
     }
 }
 
+/// A lock on DEST's directory itself, held with [`Lock`]: one directory reached by two paths
+/// (a bind mount, another name of it) has two state files and two of those locks, and two
+/// receives into it would each pass the empty check and undo the other's work.
+pub struct DirLock {
+    _dir: rustix::fd::OwnedFd,
+}
+
+/// Takes the lock of DEST's directory `dir` (open), without waiting.
+pub fn lock_dir(
+    dir: rustix::fd::BorrowedFd<'_>,
+    dest: &Path,
+) -> Result<Result<DirLock, Refusal>, io::Error> {
+    use rustix::fs::{FlockOperation, Mode, OFlags};
+    // An open file description of its own: the lock is not the caller's descriptor's.
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let own = rustix::fs::openat(dir, ".", flags, Mode::empty())?;
+    match rustix::fs::flock(&own, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Ok(DirLock { _dir: own })),
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            Ok(Err(Refusal::Busy { dest: show(dest), lock: dest.to_path_buf() }))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A DEST path as shown in messages.
 pub fn show(p: &Path) -> String {
     Shown(p.as_os_str().as_bytes()).to_string()

@@ -416,3 +416,29 @@ fn an_abort_that_cannot_reach_the_holding_directory_fails() {
     anyrecv::rollback::abort(&cfg).unwrap();
     assert_eq!(std::fs::read(cfg.dest.join("d/f")).unwrap(), b"one");
 }
+
+/// One directory reached by two paths (a bind mount) has two state files, but one receive at a
+/// time: the lock is on the directory itself.
+#[test]
+fn a_directory_reached_by_two_paths_takes_one_receive_at_a_time() {
+    let Some(_p) = anysend_testbed::require_privileged("a bind mount of DEST's parent") else {
+        return;
+    };
+    let t = scratch();
+    let (e1, e1b) = (t.path().join("e1"), t.path().join("e1b"));
+    std::fs::create_dir_all(e1.join("cc3")).unwrap();
+    std::fs::create_dir(&e1b).unwrap();
+    let _m = anysend_testbed::loopfs::Mount::new(e1.to_str().unwrap(), &e1b, None, Some("bind"))
+        .unwrap();
+    // A receive into e1/cc3 is under way (it holds the lock of the directory).
+    let dir = std::fs::File::open(e1.join("cc3")).unwrap();
+    let held =
+        anyrecv::state::lock_dir(std::os::fd::AsFd::as_fd(&dir), &e1.join("cc3")).unwrap().unwrap();
+    let cfg = config(&e1b.join("cc3"), &t.path().join("state"));
+    let e = recv(&cfg, &full1()).0.unwrap_err();
+    assert!(matches!(e, RecvError::Refused(Refusal::Busy { .. })), "{e}");
+    assert_eq!(std::fs::read_dir(e1.join("cc3")).unwrap().count(), 0);
+    drop(held);
+    recv(&cfg, &full1()).0.unwrap();
+    assert_eq!(std::fs::read(e1.join("cc3/d/f")).unwrap(), b"one");
+}
