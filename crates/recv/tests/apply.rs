@@ -358,3 +358,37 @@ fn a_flag_the_file_system_cannot_hold_is_warned_once() {
         assert!(got.contains(rustix::fs::IFlags::IMMUTABLE), "{f}: {got:?}");
     }
 }
+
+/// A source whose root directory is immutable: its flag, the last record, is set on DEST
+/// after the holding directory is gone (it used to refuse that removal: exit 5, and a resume
+/// failed the same way), and nothing of the receive is left inside DEST.
+#[test]
+fn an_immutable_root_is_received() {
+    let Some(_p) = anysend_testbed::require_privileged("chattr +i on an ext4 DEST") else {
+        return;
+    };
+    let fs = DestFs::new(DestKind::Ext4);
+    let state = tempfile::tempdir().unwrap();
+    let dest = fs.path().join("recv");
+    let full = stream(
+        None,
+        1,
+        &[
+            Record::Mkdir { path: b"d".to_vec() },
+            Record::Create { path: b"d/f".to_vec() },
+            Record::Write { path: b"d/f".to_vec(), offset: 0, data: b"kept".as_slice().into() },
+            Record::SetFlags { path: Vec::new(), flags: 0x10 },
+        ],
+    );
+    let (r, _) = recv(&config(&dest, state.path()), &full);
+    r.unwrap_or_else(|e| panic!("{e}"));
+    let root = std::fs::File::open(&dest).unwrap();
+    let flags = rustix::fs::ioctl_getflags(&root).unwrap();
+    assert!(flags.contains(rustix::fs::IFlags::IMMUTABLE), "{flags:?}");
+    let mut names: Vec<_> =
+        std::fs::read_dir(&dest).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["d"]);
+    assert_eq!(std::fs::read(dest.join("d/f")).unwrap(), b"kept");
+    rustix::fs::ioctl_setflags(&root, flags - rustix::fs::IFlags::IMMUTABLE).unwrap();
+}

@@ -65,7 +65,7 @@ use std::path::Path;
 
 use anysend_stream::{Class, Record};
 use rustix::fd::BorrowedFd;
-use rustix::fs::{self as fs, AtFlags, OFlags};
+use rustix::fs::{self as fs, AtFlags, IFlags, OFlags};
 use rustix::io::Errno;
 
 use crate::apply::{Applier, Done, How};
@@ -114,6 +114,12 @@ struct Session {
     kept_ahead: HashSet<u64>,
     /// The new file being written in the holding directory (full receives).
     pending: Option<Pending>,
+    /// The end record's index, once it was read.
+    end: Option<u64>,
+    /// DEST's own inode flags to set once the holding directory is gone: immutable or
+    /// append-only on DEST refuse its removal, so they are lifted for it (and the journal says
+    /// so first, for a resume after a kill in between).
+    root_flags: Option<u32>,
 }
 
 /// A new file of a full receive, held until its data is complete.
@@ -176,6 +182,14 @@ impl Journaled {
         let last_new = held.flat_map(|e| &e.undo).rev().find_map(|u| match u {
             Undo::New { path, hold } => Some(Pending { path: path.clone(), hold: hold.clone() }),
             _ => None,
+        });
+        // A kill after DEST's flags were lifted to remove the holding directory: the end
+        // record's entry says which to set again.
+        s.root_flags = loaded.last_record().and_then(|e| {
+            e.undo.iter().find_map(|u| match u {
+                Undo::Flags { path, flags } if path.is_empty() => Some(*flags),
+                _ => None,
+            })
         });
         if let Some(pend) = last_new.filter(|p| s.holding.holds(&p.hold)) {
             let file = s
@@ -302,6 +316,7 @@ impl Journaled {
                 .append(&Entry::new(index, Vec::new()))
                 .map_err(journal_err("writing the journal"))?;
         }
+        s.end = Some(index);
         Ok(())
     }
 
@@ -315,7 +330,8 @@ impl Journaled {
             return fs::syncfs(self.applier.root()).map_err(syncfs_err);
         };
         let name = s.holding_name.clone();
-        drop(s);
+        let root_flags = lift_root_flags(s, self.applier.root())
+            .map_err(RecvError::dest(dest, "lifting DEST's immutable or append-only flag"))?;
         let root = ops::dup(self.applier.root());
         let flush = std::thread::spawn(move || fs::syncfs(root?));
         let removed = holding::remove(self.applier.root(), &name);
@@ -324,6 +340,10 @@ impl Journaled {
             Err(_) => Err(Errno::IO),
         };
         removed.map_err(RecvError::dest(dest, "removing the holding directory"))?;
+        if let Some(flags) = root_flags {
+            fs::ioctl_setflags(self.applier.root(), IFlags::from_bits_retain(flags))
+                .map_err(|e| RecvError::dest(dest, "setting DEST's flags again")(e.into()))?;
+        }
         flushed.and_then(|()| fs::syncfs(self.applier.root())).map_err(syncfs_err)
     }
 
@@ -370,6 +390,8 @@ impl Session {
             looked_upto: None,
             kept_ahead: HashSet::new(),
             pending: None,
+            end: None,
+            root_flags: None,
         }
     }
 
@@ -539,6 +561,30 @@ fn structural_undo(index: u64, rec: &Record) -> Option<Undo> {
         Rename { from, to } => Undo::Rename { from: from.clone(), to: to.clone() },
         _ => return None,
     })
+}
+
+/// Before the holding directory is removed: an immutable or append-only DEST refuses it, so
+/// those flags are lifted, after the journal's entry of the end record says what they were (a
+/// resume after a kill sets them again; an abort, undoing that entry first, too). Returns the
+/// flags to set again after the removal.
+fn lift_root_flags(mut s: Session, root: BorrowedFd<'_>) -> std::io::Result<Option<u32>> {
+    let locking = IFlags::IMMUTABLE | IFlags::APPEND;
+    let flags = match (s.root_flags, fs::ioctl_getflags(root)) {
+        (Some(f), _) => f,
+        (None, Ok(f)) if f.intersects(locking) => f.bits(),
+        _ => return Ok(None),
+    };
+    if s.root_flags.is_none() {
+        let end = s.end.unwrap_or_default();
+        let undo = vec![Undo::Flags { path: Vec::new(), flags }];
+        s.journal.append(&Entry::new(end, undo))?;
+        s.journal.sync()?;
+    }
+    let current = fs::ioctl_getflags(root)?;
+    if current.intersects(locking) {
+        fs::ioctl_setflags(root, current - locking)?;
+    }
+    Ok(Some(flags))
 }
 
 /// A failure to write or sync the journal (in the state directory), for `map_err`.
