@@ -285,6 +285,7 @@ mod tests {
             mtime: ts(100),
             ctime: ts(ctime),
             btime: None,
+            dev: 0,
         }
     }
 
