@@ -116,15 +116,15 @@ impl Glob {
                     i += 1;
                 }
                 b'*' if p.get(i + 1) == Some(&b'*') => {
-                    if p.get(i + 2) == Some(&b'/') {
-                        toks.push(Tok::Dirs);
-                        i += 3;
-                    } else {
-                        toks.push(Tok::Any);
-                        i += 2;
-                    }
+                    // `***` is `**`.
                     while p.get(i) == Some(&b'*') {
                         i += 1;
+                    }
+                    if p.get(i) == Some(&b'/') {
+                        toks.push(Tok::Dirs);
+                        i += 1;
+                    } else {
+                        toks.push(Tok::Any);
                     }
                 }
                 b'*' => {
@@ -264,6 +264,10 @@ mod tests {
         assert!(m("a/**/z", "a/z"));
         assert!(m("a/**/z", "a/b/c/z"));
         assert!(m("**.o", "x/y.o"));
+        assert!(m("**/*.tmp", "a/d.tmp"));
+        assert!(m("**/*.tmp", "d.tmp"));
+        assert!(!m("**/*.tmp", "a/d.tmp/x"));
+        assert!(m("***/x", "a/x"));
     }
 
     #[test]
