@@ -66,8 +66,9 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
     if cfg.warnings && !target.read_only {
         eprintln!(
             "anysend: warning: TARGET {} is not read-only, so it may change while it is walked \
-             (a file that changes while it is read fails the send); send a read-only snapshot \
-             (e.g. btrfs subvolume snapshot -r) to be safe",
+             (a file that changes while it is read, or a directory that changes while it is \
+             walked, fails the send); send a read-only snapshot (e.g. btrfs subvolume \
+             snapshot -r) to be safe",
             cfg.target.display()
         );
     }
