@@ -109,7 +109,8 @@ struct Planner<'r, 'c, C: ?Sized> {
     consumer: &'c mut C,
     buf: Vec<u8>,
     /// Objects with several names of which some were met and some not yet, by inode number.
-    linked: HashMap<u64, Linked>,
+    /// Keyed by device too: with `cross_mounts` the tree spans several file systems.
+    linked: HashMap<(u64, u64), Linked>,
     /// Directories their owner cannot search (no `u+x`), in post-order: their Updates wait for
     /// the end, since a receiver not running as root could not reach a name below them once
     /// their mode is set (a later `link` to a file in there, a waiting Update).
@@ -188,12 +189,19 @@ impl<C: Consumer + ?Sized> Planner<'_, '_, C> {
         let meta =
             statx_at(ds.top_fd()?, e.name.as_slice(), Side::Target, &path, AtFlags::empty())?;
         self.summary.walk.entries_statted += 1;
-        let dev = self.roots.target_meta.dev;
-        if self.options.scope.is_boundary(dev, &meta) {
+        let tree_dev = self.roots.target_meta.dev;
+        if self.options.scope.is_boundary(tree_dev, &meta) {
             return self.boundary(ds, &e.name, path, meta).map(|()| None);
         }
-        let meta =
-            adopt(&self.options.scope, dev, self.watch.on(), Side::Target, &path, meta, e.ino)?;
+        let meta = adopt(
+            &self.options.scope,
+            tree_dev,
+            self.watch.on(),
+            Side::Target,
+            &path,
+            meta,
+            e.ino,
+        )?;
         if meta.kind == Kind::Dir {
             self.op(|c| c.mkdir(&path, &path))?;
             self.summary.namespace_ops += 1;
@@ -204,13 +212,13 @@ impl<C: Consumer + ?Sized> Planner<'_, '_, C> {
             }
             return self.level(ds, meta).map(Some);
         }
-        if meta.nlink > 1 && self.linked.contains_key(&meta.ino) {
+        if meta.nlink > 1 && self.linked.contains_key(&(meta.dev, meta.ino)) {
             self.later_name(ds, &e.name, path, meta)?;
             return Ok(None);
         }
         self.create(ds, &e.name, &path, &meta)?;
         let h = self.open_entry(ds, &e.name, &path, &meta)?;
-        let (ino, nlink, kind) = (meta.ino, meta.nlink, meta.kind);
+        let (dev, ino, nlink, kind) = (meta.dev, meta.ino, meta.nlink, meta.kind);
         let first = (nlink > 1).then(|| path.clone());
         let mut u = self.filled(path, meta, h)?;
         let locked = u.flags.is_some_and(|f| f.target & FLAGS_LOCKING != 0);
@@ -224,7 +232,7 @@ impl<C: Consumer + ?Sized> Planner<'_, '_, C> {
         if let Some(first) = first {
             self.seq += 1;
             let l = Linked { kind, first, seen: 1, nlink, seq: self.seq, waiting };
-            self.linked.insert(ino, l);
+            self.linked.insert((dev, ino), l);
         }
         Ok(None)
     }
@@ -263,7 +271,7 @@ impl<C: Consumer + ?Sized> Planner<'_, '_, C> {
         path: Vec<u8>,
         meta: Meta,
     ) -> Result<()> {
-        let Some(l) = self.linked.get_mut(&meta.ino) else {
+        let Some(l) = self.linked.get_mut(&(meta.dev, meta.ino)) else {
             return Err(Error::Internal("later name of an object never met".into()));
         };
         if l.kind != meta.kind {
@@ -275,7 +283,7 @@ impl<C: Consumer + ?Sized> Planner<'_, '_, C> {
         self.op(|c| c.link(&path, &first))?;
         self.summary.namespace_ops += 1;
         if last {
-            if let Some(l) = self.linked.remove(&meta.ino) {
+            if let Some(l) = self.linked.remove(&(meta.dev, meta.ino)) {
                 if l.waiting.is_some() {
                     let h = self.open_entry(ds, name, &path, &meta)?;
                     let u = self.filled(path, meta, h)?;
