@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use anysend_testbed::cmd::capture;
 use anysend_testbed::fsops::{mkdir, write_file};
+use anysend_testbed::loopfs::BtrfsFs;
 use anysend_testbed::privilege::require_privileged;
 
 /// Files per swapped directory: enough that a walk takes many swaps long.
@@ -57,16 +58,8 @@ fn consistent(replica: &Path, run: usize) -> Result<(), String> {
     Ok(())
 }
 
-#[test]
-fn directories_swapped_during_a_send_give_exit_4_or_a_consistent_stream() {
-    let Some(_p) = require_privileged(
-        "e2e_live::directories_swapped_during_a_send_give_exit_4_or_a_consistent_stream",
-    ) else {
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    mkdir(&src).unwrap();
+/// `src/top`, and `src/a` and `src/b` with FILES files each (x... in a, y... in b).
+fn populate(src: &Path) {
     mkdir(src.join("a")).unwrap();
     mkdir(src.join("b")).unwrap();
     write_file(src.join("top"), b"top\n").unwrap();
@@ -74,10 +67,21 @@ fn directories_swapped_during_a_send_give_exit_4_or_a_consistent_stream() {
         write_file(src.join(format!("a/x{i:05}")), b"x").unwrap();
         write_file(src.join(format!("b/y{i:05}")), b"y").unwrap();
     }
+}
 
+/// `runs` sends of `src` (incremental from `origin` when given: the origin snapshot and its
+/// full stream) while a thread swaps `src/a` and `src/b`. Each send must exit 4 naming the path
+/// (and leave no stream) or exit 0 with a stream that receives into a consistent state.
+/// Returns how many were refused and how many swaps were made.
+fn race(
+    tmp: &Path,
+    src: &Path,
+    origin: Option<(&Path, &Path)>,
+    runs: usize,
+) -> Result<(usize, u64), String> {
     let stop = Arc::new(AtomicBool::new(false));
     let swapper = {
-        let (stop, src) = (stop.clone(), src.clone());
+        let (stop, src) = (stop.clone(), src.to_path_buf());
         std::thread::spawn(move || {
             let (a, b, t) = (src.join("a"), src.join("b"), src.join("t"));
             let mut swaps = 0u64;
@@ -90,15 +94,16 @@ fn directories_swapped_during_a_send_give_exit_4_or_a_consistent_stream() {
             swaps
         })
     };
-
-    let state = support::state_dir_for(tmp.path());
+    let state = support::state_dir_for(tmp);
     let mut refused = 0;
     let mut failure = None;
-    for run in 0..RUNS {
-        let stream = tmp.path().join(format!("stream{run}"));
-        let out = capture(
-            Command::new(support::bin("anysend")).arg("-q").arg("-f").arg(&stream).arg(&src),
-        );
+    for run in 0..runs {
+        let stream = tmp.join(format!("stream{run}"));
+        let mut cmd = Command::new(support::bin("anysend"));
+        if let Some((o, _)) = origin {
+            cmd.arg("--from").arg(o);
+        }
+        let out = capture(cmd.arg("-q").arg("-f").arg(&stream).arg(src));
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         match out.status.code() {
             Some(4) => {
@@ -113,8 +118,13 @@ fn directories_swapped_during_a_send_give_exit_4_or_a_consistent_stream() {
                 refused += 1;
             }
             Some(0) => {
-                let replica = tmp.path().join(format!("replica{run}"));
-                let checked = support::recv_from_file(&stream, &replica, &state)
+                let replica = tmp.join(format!("replica{run}"));
+                let base = match origin {
+                    Some((_, full)) => support::recv_from_file(full, &replica, &state),
+                    None => Ok(()),
+                };
+                let checked = base
+                    .and_then(|()| support::recv_from_file(&stream, &replica, &state))
                     .and_then(|()| consistent(&replica, run));
                 let _ = std::fs::remove_dir_all(&replica);
                 if let Err(e) = checked {
@@ -132,8 +142,48 @@ fn directories_swapped_during_a_send_give_exit_4_or_a_consistent_stream() {
     stop.store(true, Ordering::Relaxed);
     let swaps = swapper.join().unwrap();
     let _ = std::fs::remove_dir_all(&state);
-    if let Some(f) = failure {
-        panic!("{f}");
+    match failure {
+        Some(f) => Err(f),
+        None => Ok((refused, swaps)),
     }
-    eprintln!("e2e_live: {refused} of {RUNS} sends refused (exit 4) over {swaps} swaps");
+}
+
+#[test]
+fn directories_swapped_during_a_send_give_exit_4_or_a_consistent_stream() {
+    let Some(_p) = require_privileged(
+        "e2e_live::directories_swapped_during_a_send_give_exit_4_or_a_consistent_stream",
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    mkdir(&src).unwrap();
+    populate(&src);
+    let (refused, swaps) = race(tmp.path(), &src, None, RUNS).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("e2e_live: {refused} of {RUNS} full sends refused (exit 4) over {swaps} swaps");
+}
+
+/// The same race for an incremental: ORIGIN a read-only snapshot, TARGET the live subvolume
+/// it was taken of (so objects are matched by inode number, and the general walker runs).
+#[test]
+fn directories_swapped_during_an_incremental_give_exit_4_or_a_consistent_stream() {
+    let Some(_p) = require_privileged(
+        "e2e_live::directories_swapped_during_an_incremental_give_exit_4_or_a_consistent_stream",
+    ) else {
+        return;
+    };
+    let fs = BtrfsFs::new(256 << 20);
+    let vol = fs.create_subvolume("vol");
+    populate(&vol);
+    let s1 = fs.snapshot_ro(&vol, "s1");
+    write_file(vol.join("top"), b"changed\n").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("s1.full");
+    support::send_to_file(None, &s1, &full).unwrap();
+    let runs = RUNS / 2;
+    let (refused, swaps) =
+        race(tmp.path(), &vol, Some((&s1, &full)), runs).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "e2e_live: {refused} of {runs} incremental sends refused (exit 4) over {swaps} swaps"
+    );
 }
