@@ -351,7 +351,9 @@ impl<'r> DiskDetails<'r> {
     ) -> Result<Handle> {
         let h = Handle::open(self.roots, side, path, kind)?;
         let m = h.stat(side, path)?;
-        if Some(m.ino) != ino || m.kind != kind {
+        // A boundary directory's identity is a stand-in, not its inode number.
+        let same = ino.is_some_and(|i| i == m.ino || crate::stat::is_boundary_ino(i));
+        if !same || m.kind != kind {
             return Err(not_walked(side, path));
         }
         Ok(h)
@@ -449,10 +451,7 @@ impl<'r> DiskDetails<'r> {
 
 /// "Not the walked object" for `path` on `side`.
 pub(crate) fn not_walked(side: Side, path: &[u8]) -> Error {
-    Error::Inconsistent(format!(
-        "{side} {:?} is not the object that was walked",
-        String::from_utf8_lossy(path)
-    ))
+    Error::changed(side, path, "it is not the object that was walked")
 }
 
 #[cfg(test)]

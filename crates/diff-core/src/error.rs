@@ -58,6 +58,17 @@ pub enum Error {
     /// parent was never seen): the input is not a stable snapshot, or the inventory is malformed.
     #[error("inconsistent input: {0}")]
     Inconsistent(String),
+    /// A tree that is not a read-only snapshot changed while it was walked or read (a directory
+    /// listed while entries moved, a name now naming another object, an object gone): a plan
+    /// made from it could mix two states of its namespace, so none is made.
+    #[error("{} changed while it was read: {} ({what})", side_upper(*side), show(path))]
+    Changed {
+        side: Side,
+        /// Path relative to that side's root.
+        path: Vec<u8>,
+        /// What was seen to move.
+        what: String,
+    },
     /// The consumer returned an error; planning stopped.
     #[error("consumer failed: {0}")]
     Consumer(#[source] BoxError),
@@ -69,6 +80,13 @@ pub enum Error {
     Internal(String),
 }
 
+fn side_upper(side: Side) -> &'static str {
+    match side {
+        Side::Origin => "ORIGIN",
+        Side::Target => "TARGET",
+    }
+}
+
 fn show(p: &[u8]) -> String {
     Shown(p).to_string()
 }
@@ -76,6 +94,30 @@ fn show(p: &[u8]) -> String {
 impl Error {
     pub(crate) fn io(side: Side, path: &[u8], what: &'static str, e: rustix::io::Errno) -> Self {
         Error::Io { side, path: path.to_vec(), what, source: e.into() }
+    }
+
+    pub(crate) fn changed(side: Side, path: &[u8], what: impl Into<String>) -> Self {
+        Error::Changed { side, path: path.to_vec(), what: what.into() }
+    }
+
+    /// For a tree that may change under the walk (`live`): an object that vanished between
+    /// being listed and being opened (ENOENT, ENOTDIR, ESTALE) is the tree changing, not a
+    /// failure to read it. A read-only snapshot's errors stay what they are.
+    pub(crate) fn drift(self, live: bool) -> Self {
+        use rustix::io::Errno;
+        match self {
+            Error::Io { side, path, source, what }
+                if live
+                    && source.raw_os_error().is_some_and(|n| {
+                        [Errno::NOENT, Errno::NOTDIR, Errno::STALE]
+                            .iter()
+                            .any(|e| e.raw_os_error() == n)
+                    }) =>
+            {
+                Error::Changed { side, path, what: format!("{what}: {source}") }
+            }
+            e => e,
+        }
     }
 }
 

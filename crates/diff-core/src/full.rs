@@ -22,6 +22,11 @@
 //!   (before the root's), so that a receiver not running as root can still reach the names
 //!   below it that a later `link` or a waiting Update names.
 //!
+//! * a directory on another device (a mount point, a nested btrfs subvolume): `mkdir` and its
+//!   Update at once, not entered (see [`crate::scope`]); an excluded name is not visited at all.
+//! * a tree that may change (`options.live`): every listing is checked, and all of them once
+//!   more before the end (see [`crate::live`]).
+//!
 //! Memory so follows the depth of the tree (each open level keeps its listing of names still to
 //! visit) and the number of partly linked files, not the number of entries. Names are visited in
 //! byte order, so one snapshot always gives the same sequence: `anysend --resume` plans again and
@@ -30,10 +35,13 @@
 
 use crate::content::{not_walked, DiskDetails, Handle};
 use crate::error::{BoxError, Error, Result, Side};
+use crate::live::Watch;
 use crate::model::join;
 use crate::ops::{Consumer, ContentDelta, MetaDiff, Opened, Update};
 use crate::stat::{statx_at, Kind, Meta, FLAGS_LOCKING};
-use crate::walk::{fstatx, list, readlink, DEnt, DirStack, Roots, DIRENT_BUF};
+use crate::walk::{
+    adopt, fstatx, list_dir, readlink, verify_listed, DEnt, DirStack, Roots, DIRENT_BUF,
+};
 use crate::{Options, Summary};
 use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::fs::{openat, AtFlags, Mode, OFlags};
@@ -44,7 +52,8 @@ use std::sync::Arc;
 /// Walk `target_root` and feed `consumer` a full stream's plan: every object created and given
 /// its metadata, as [`crate::plan`] would plan it against an empty origin with
 /// [`Options::full`], in walk order instead (see the module documentation). Of `options`, only
-/// `skip_xattrs` matters here: there is nothing to compare and nothing to identify.
+/// `skip_xattrs`, `scope` and `live` matter here: there is nothing to compare and nothing to
+/// identify.
 pub fn plan_full<C: Consumer + ?Sized>(
     target_root: &Path,
     options: &Options,
@@ -54,6 +63,8 @@ pub fn plan_full<C: Consumer + ?Sized>(
     let mut p = Planner {
         details: DiskDetails::new(&roots, options),
         roots: &roots,
+        options,
+        watch: Watch::new(options.live),
         consumer,
         buf: Vec::with_capacity(DIRENT_BUF),
         linked: HashMap::new(),
@@ -61,7 +72,7 @@ pub fn plan_full<C: Consumer + ?Sized>(
         seq: 0,
         summary: Summary::default(),
     };
-    p.run()?;
+    p.run().map_err(|e| e.drift(options.live))?;
     let mut summary = p.summary;
     summary.inventory_objects = summary.updates;
     summary.content = p.details.stats();
@@ -92,11 +103,14 @@ struct Level {
 
 struct Planner<'r, 'c, C: ?Sized> {
     roots: &'r Roots,
+    options: &'r Options,
+    watch: Watch,
     details: DiskDetails<'r>,
     consumer: &'c mut C,
     buf: Vec<u8>,
     /// Objects with several names of which some were met and some not yet, by inode number.
-    linked: HashMap<u64, Linked>,
+    /// Keyed by device too: with `cross_mounts` the tree spans several file systems.
+    linked: HashMap<(u64, u64), Linked>,
     /// Directories their owner cannot search (no `u+x`), in post-order: their Updates wait for
     /// the end, since a receiver not running as root could not reach a name below them once
     /// their mode is set (a later `link` to a file in there, a waiting Update).
@@ -151,6 +165,8 @@ impl<C: Consumer + ?Sized> Planner<'_, '_, C> {
                 ds.pop();
             }
         }
+        // Every listing must still hold before the stream may end.
+        verify_listed(self.roots, &self.watch, &mut self.buf)?;
         self.consumer.end().map_err(Error::Consumer)
     }
 
@@ -160,7 +176,9 @@ impl<C: Consumer + ?Sized> Planner<'_, '_, C> {
             return Err(Error::Stopped);
         }
         let path = ds.path.clone();
-        let entries = list(ds.top_fd()?, &mut self.buf, Side::Target, &path)?;
+        let (scope, w) = (&self.options.scope, &mut self.watch);
+        let entries =
+            list_dir(ds.top_fd()?, &mut self.buf, Side::Target, &path, meta.ino, scope, w)?;
         self.summary.walk.dirs_listed += 1;
         Ok(Level { meta, rest: entries.into_iter() })
     }
@@ -171,6 +189,19 @@ impl<C: Consumer + ?Sized> Planner<'_, '_, C> {
         let meta =
             statx_at(ds.top_fd()?, e.name.as_slice(), Side::Target, &path, AtFlags::empty())?;
         self.summary.walk.entries_statted += 1;
+        let tree_dev = self.roots.target_meta.dev;
+        if self.options.scope.is_boundary(tree_dev, &meta) {
+            return self.boundary(ds, &e.name, path, meta).map(|()| None);
+        }
+        let meta = adopt(
+            &self.options.scope,
+            tree_dev,
+            self.watch.on(),
+            Side::Target,
+            &path,
+            meta,
+            e.ino,
+        )?;
         if meta.kind == Kind::Dir {
             self.op(|c| c.mkdir(&path, &path))?;
             self.summary.namespace_ops += 1;
@@ -181,13 +212,13 @@ impl<C: Consumer + ?Sized> Planner<'_, '_, C> {
             }
             return self.level(ds, meta).map(Some);
         }
-        if meta.nlink > 1 && self.linked.contains_key(&meta.ino) {
+        if meta.nlink > 1 && self.linked.contains_key(&(meta.dev, meta.ino)) {
             self.later_name(ds, &e.name, path, meta)?;
             return Ok(None);
         }
         self.create(ds, &e.name, &path, &meta)?;
         let h = self.open_entry(ds, &e.name, &path, &meta)?;
-        let (ino, nlink, kind) = (meta.ino, meta.nlink, meta.kind);
+        let (dev, ino, nlink, kind) = (meta.dev, meta.ino, meta.nlink, meta.kind);
         let first = (nlink > 1).then(|| path.clone());
         let mut u = self.filled(path, meta, h)?;
         let locked = u.flags.is_some_and(|f| f.target & FLAGS_LOCKING != 0);
@@ -201,9 +232,34 @@ impl<C: Consumer + ?Sized> Planner<'_, '_, C> {
         if let Some(first) = first {
             self.seq += 1;
             let l = Linked { kind, first, seen: 1, nlink, seq: self.seq, waiting };
-            self.linked.insert(ino, l);
+            self.linked.insert((dev, ino), l);
         }
         Ok(None)
+    }
+
+    /// A directory on another device: created, given its metadata (its own, as `ls -ld` shows
+    /// it), and not entered.
+    fn boundary(
+        &mut self,
+        ds: &mut DirStack,
+        name: &[u8],
+        path: Vec<u8>,
+        meta: Meta,
+    ) -> Result<()> {
+        self.op(|c| c.mkdir(&path, &path))?;
+        self.summary.namespace_ops += 1;
+        let fd = openat(
+            ds.top_fd()?,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(Side::Target, &path, "openat", e))?;
+        let now = fstatx(&fd, Side::Target, &path)?;
+        if now.ino != meta.ino || now.kind != Kind::Dir {
+            return Err(not_walked(Side::Target, &path));
+        }
+        self.update(path, meta, Some(Arc::new(Handle::Fd(fd))))
     }
 
     /// A later name of a multiply-linked object: a link to its first name; at its last name, the
@@ -215,7 +271,7 @@ impl<C: Consumer + ?Sized> Planner<'_, '_, C> {
         path: Vec<u8>,
         meta: Meta,
     ) -> Result<()> {
-        let Some(l) = self.linked.get_mut(&meta.ino) else {
+        let Some(l) = self.linked.get_mut(&(meta.dev, meta.ino)) else {
             return Err(Error::Internal("later name of an object never met".into()));
         };
         if l.kind != meta.kind {
@@ -227,7 +283,7 @@ impl<C: Consumer + ?Sized> Planner<'_, '_, C> {
         self.op(|c| c.link(&path, &first))?;
         self.summary.namespace_ops += 1;
         if last {
-            if let Some(l) = self.linked.remove(&meta.ino) {
+            if let Some(l) = self.linked.remove(&(meta.dev, meta.ino)) {
                 if l.waiting.is_some() {
                     let h = self.open_entry(ds, name, &path, &meta)?;
                     let u = self.filled(path, meta, h)?;

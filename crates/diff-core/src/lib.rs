@@ -20,10 +20,12 @@ pub mod fiemap;
 pub mod full;
 pub mod inventory;
 pub mod links;
+mod live;
 pub mod model;
 pub mod ops;
 pub mod plan;
 pub mod props;
+pub mod scope;
 pub mod stat;
 pub mod walk;
 
@@ -36,6 +38,7 @@ pub use model::Model;
 pub use ops::{
     Consumer, ContentDelta, InodeFlags, MetaDiff, Op, Opened, Recorder, Update, XattrDiff,
 };
+pub use scope::{Glob, GlobError, Scope};
 pub use stat::{Kind, Meta, Timestamp, FLAGS_LOCKING, FLAGS_MASK};
 pub use walk::Roots;
 
@@ -71,6 +74,12 @@ pub struct Options {
     /// snapshot ([`btrfs::ChangeIndex`]); for checking the index, and for file systems whose
     /// metadata is not to be trusted.
     pub full_walk: bool,
+    /// Where the walk stops (mount points, nested subvolumes) and what it leaves out.
+    pub scope: Scope,
+    /// A tree may change while it is walked (it is not a read-only snapshot): every directory
+    /// listing is checked, and a namespace that moved is an [`Error::Changed`], never a plan
+    /// (see the `live` module). Off, the walk makes no extra system call.
+    pub live: bool,
 }
 
 /// Whether the walk used a [`btrfs::ChangeIndex`].
@@ -167,17 +176,24 @@ pub fn plan<C: Consumer + ?Sized>(
                 Err(why) => (None, IndexUse::Unusable(why.0)),
             }
         };
-    let (mut inv, walk_stats) =
-        walk::walk(&roots, options.identity, options.ctime_horizon, index.as_ref(), &mut || {
-            consumer.stop()
-        })?;
+    let (mut inv, walk_stats) = walk::walk(
+        &roots,
+        options.identity,
+        options.ctime_horizon,
+        index.as_ref(),
+        &options.scope,
+        options.live,
+        &mut || consumer.stop(),
+    )
+    .map_err(|e| e.drift(options.live))?;
     drop(index);
     if options.full {
         inv.objects[ROOT].diff = Some(MetaDiff::all());
     }
     let matching = Matching::of(&inv);
     let mut details = content::DiskDetails::new(&roots, options);
-    let mut summary = drive(&inv, consumer, &mut details, options.full)?;
+    let mut summary =
+        drive(&inv, consumer, &mut details, options.full).map_err(|e| e.drift(options.live))?;
     summary.content = details.stats();
     summary.walk = walk_stats;
     summary.index = index_use;

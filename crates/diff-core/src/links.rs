@@ -304,6 +304,7 @@ mod tests {
             mtime: ts(100),
             ctime: ts(ctime),
             btime: None,
+            dev: 0,
         }
     }
 

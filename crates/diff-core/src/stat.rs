@@ -122,6 +122,27 @@ pub struct Meta {
     pub ctime: Timestamp,
     /// Birth time, when the file system reports it; tells a reused inode number apart.
     pub btime: Option<Timestamp>,
+    /// The device the object is on (`makedev` of statx's `stx_dev_*`): a directory whose device
+    /// is not its tree's is a mount point or a nested btrfs subvolume, a boundary of the walk.
+    pub dev: u64,
+}
+
+/// Bit 63 of an inode number marks the stand-in identity of a boundary directory (see
+/// [`boundary_ino`]); real inode numbers never set it.
+const BOUNDARY_TAG: u64 = 1 << 63;
+
+/// The identity a walk gives a directory it does not enter because it lies on another device (a
+/// mount point, a nested btrfs subvolume): the inode number its parent's listing names it by,
+/// tagged. Its own inode number belongs to another file system and may equal one of this tree's
+/// (every btrfs subvolume root is 256, like the snapshot's own root), which would make two
+/// objects one.
+pub fn boundary_ino(listed_ino: u64) -> u64 {
+    listed_ino | BOUNDARY_TAG
+}
+
+/// Whether `ino` is a stand-in made by [`boundary_ino`] rather than an inode number.
+pub fn is_boundary_ino(ino: u64) -> bool {
+    ino & BOUNDARY_TAG != 0
 }
 
 impl Meta {
@@ -178,5 +199,6 @@ pub(crate) fn statx_at<Fd: AsFd, P: rustix::path::Arg>(
         mtime: ts(st.stx_mtime),
         ctime: ts(st.stx_ctime),
         btime: has(StatxFlags::BTIME).then(|| ts(st.stx_btime)),
+        dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
     })
 }

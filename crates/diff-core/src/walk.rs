@@ -26,6 +26,12 @@
 //!   and a directory so proven is not entered: the walk then costs the directories above the
 //!   changes, not the tree.
 //!
+//! * Boundaries and exclusions ([`Scope`]): a directory on another device is recorded (under a
+//!   stand-in identity, [`boundary_ino`]) but not entered; an excluded name is dropped from its
+//!   directory's listing, on each side by that side's path.
+//! * A tree that may change (`live`) has every listing checked ([`Watch`]): before and after it,
+//!   and once more at the end of the walk.
+//!
 //! `d_type` decides nothing on its own: every entry that is compared or recorded is `statx`ed
 //! (needed anyway for the quick check), which also covers `DT_UNKNOWN`.
 
@@ -33,10 +39,12 @@ use crate::btrfs::ChangeIndex;
 use crate::error::{Error, Result, Side};
 use crate::inventory::Inventory;
 use crate::links::{compare, Identity, LinkCollector};
+use crate::live::{listing_hash, Watch};
 use crate::model::join;
 use crate::plan::ORPHAN_DIR;
 use crate::props::{self, At};
-use crate::stat::{statx_at, Kind, Meta, Timestamp};
+use crate::scope::Scope;
+use crate::stat::{boundary_ino, is_boundary_ino, statx_at, Kind, Meta, Timestamp};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{openat, AtFlags, Mode, OFlags, RawDir, CWD};
 use std::collections::{BTreeMap, VecDeque};
@@ -196,10 +204,7 @@ impl DirStack {
         let fd = open_rel(roots, side, path, OFlags::RDONLY | OFlags::DIRECTORY)?;
         let meta = fstatx(&fd, side, path)?;
         if meta.ino != ino || meta.kind != Kind::Dir {
-            return Err(Error::Inconsistent(format!(
-                "{side} {:?} changed during the walk",
-                String::from_utf8_lossy(path)
-            )));
+            return Err(Error::changed(side, path, "another object is there now"));
         }
         Ok(DirStack {
             side,
@@ -242,11 +247,8 @@ impl DirStack {
         let fd = cur.ok_or_else(|| Error::Internal("nothing reopened".into()))?;
         let meta = fstatx(&fd, self.side, &self.path[..self.frames[k].path_len])?;
         if meta.ino != self.frames[k].ino {
-            return Err(Error::Inconsistent(format!(
-                "{} {:?} changed during the walk",
-                self.side,
-                String::from_utf8_lossy(&self.path[..self.frames[k].path_len])
-            )));
+            let path = &self.path[..self.frames[k].path_len];
+            return Err(Error::changed(self.side, path, "another object is there now"));
         }
         self.frames[k].fd = Some(fd);
         self.limit();
@@ -321,6 +323,75 @@ pub(crate) fn list(
     Ok(out)
 }
 
+/// The entries of directory `fd` (at `path`, meant to be inode `ino`) as [`list`] gives them,
+/// less those `scope` excludes; with `watch` on, checked before and after the listing and
+/// remembered for the final check.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn list_dir(
+    fd: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    side: Side,
+    path: &[u8],
+    ino: u64,
+    scope: &Scope,
+    watch: &mut Watch,
+) -> Result<Vec<DEnt>> {
+    let before = if watch.on() { Some(fstatx(fd, side, path)?) } else { None };
+    if let Some(b) = &before {
+        Watch::check_dir(side, path, ino, b)?;
+    }
+    let mut entries = list(fd, buf, side, path)?;
+    if let Some(b) = &before {
+        let after = fstatx(fd, side, path)?;
+        let hash = || listing_hash(entries.iter().map(|e| (e.name.as_slice(), e.ino)));
+        watch.listed(side, path, b, &after, hash)?;
+    }
+    if scope.filters() {
+        entries.retain(|e| !scope.excluded(&join(path, &e.name)));
+    }
+    Ok(entries)
+}
+
+/// The final check of a live walk: every directory `watch` saw listed is looked at again.
+pub(crate) fn verify_listed(roots: &Roots, watch: &Watch, buf: &mut Vec<u8>) -> Result<()> {
+    if !watch.on() {
+        return Ok(());
+    }
+    watch.verify(|side, path, relist| {
+        let fd = open_rel(roots, side, path, OFlags::RDONLY | OFlags::DIRECTORY)?;
+        let meta = fstatx(&fd, side, path)?;
+        let hash = if relist {
+            let l = list(fd.as_fd(), buf, side, path)?;
+            Some(listing_hash(l.iter().map(|e| (e.name.as_slice(), e.ino))))
+        } else {
+            None
+        };
+        Ok((meta, hash))
+    })
+}
+
+/// The metadata a walk keeps of an entry listed with inode number `listed`: a directory on
+/// another device than `tree_dev` gets its stand-in identity (it will not be entered). For a
+/// `live` tree the entry must be the object the listing named.
+pub(crate) fn adopt(
+    scope: &Scope,
+    tree_dev: u64,
+    live: bool,
+    side: Side,
+    path: &[u8],
+    meta: Meta,
+    listed: u64,
+) -> Result<Meta> {
+    if scope.is_boundary(tree_dev, &meta) {
+        return Ok(Meta { ino: boundary_ino(listed), ..meta });
+    }
+    // A mount point's listing names the directory under it: only same-device entries compare.
+    if live && meta.ino != listed && meta.dev == tree_dev {
+        return Err(Error::changed(side, path, "it is not the object its directory listed"));
+    }
+    Ok(meta)
+}
+
 pub(crate) fn readlink(
     fd: BorrowedFd<'_>,
     name: &[u8],
@@ -349,6 +420,10 @@ struct PairFrame {
 
 struct Walker<'a> {
     roots: &'a Roots,
+    scope: &'a Scope,
+    watch: Watch,
+    /// Device of each root; [0] origin, [1] target.
+    devs: [u64; 2],
     identity: Identity,
     c: LinkCollector,
     buf: Vec<u8>,
@@ -385,15 +460,23 @@ fn si(side: Side) -> usize {
 /// Walk both snapshots and build the planner's inventory. `stop` is polled once per directory.
 /// With an `index`, common entries it proves unchanged are skipped (see [`crate::btrfs`]); it is
 /// only consulted for inode identity, where a number means one object in both snapshots.
+/// `scope` says where the walk stops and what it leaves out; `live` that a tree may change
+/// under it, so every listing is checked (see [`crate::live`]).
+#[allow(clippy::too_many_arguments)]
 pub fn walk(
     roots: &Roots,
     identity: Identity,
     horizon: Option<Timestamp>,
     index: Option<&ChangeIndex>,
+    scope: &Scope,
+    live: bool,
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<(Inventory, WalkStats)> {
     let mut w = Walker {
         roots,
+        scope,
+        watch: Watch::new(live),
+        devs: [roots.origin_meta()?.dev, roots.target_meta.dev],
         identity,
         c: LinkCollector::new(identity, roots.origin_meta()?.clone(), roots.target_meta.clone())
             .with_ctime_horizon(horizon),
@@ -419,11 +502,16 @@ pub fn walk(
             break;
         }
     }
+    verify_listed(roots, &w.watch, &mut w.buf)?;
     let stats = w.stats.clone();
     Ok((w.c.finish()?, stats))
 }
 
 impl Walker<'_> {
+    fn adopt(&self, side: Side, path: &[u8], meta: Meta, listed: u64) -> Result<Meta> {
+        adopt(self.scope, self.devs[si(side)], self.watch.on(), side, path, meta, listed)
+    }
+
     fn check_stop(&mut self) -> Result<()> {
         if (self.stop)() {
             return Err(Error::Stopped);
@@ -507,7 +595,7 @@ impl Walker<'_> {
         let lt =
             if meta.kind == Kind::Symlink { Some(readlink(dir, name, side, &path)?) } else { None };
         self.c.record(side, parent_ino, name, meta, lt.as_deref());
-        if meta.kind == Kind::Dir {
+        if meta.kind == Kind::Dir && !is_boundary_ino(meta.ino) {
             self.add_pending(side, PendingDir { path, meta: meta.clone() });
         }
         Ok(())
@@ -584,8 +672,9 @@ impl Walker<'_> {
         let tpath = ts.path.clone();
         let ofd = os.top_fd()?;
         let tfd = ts.top_fd()?;
-        let ol = list(ofd, &mut self.buf, Side::Origin, &opath)?;
-        let tl = list(tfd, &mut self.buf, Side::Target, &tpath)?;
+        let (scope, w) = (self.scope, &mut self.watch);
+        let ol = list_dir(ofd, &mut self.buf, Side::Origin, &opath, o_ino, scope, w)?;
+        let tl = list_dir(tfd, &mut self.buf, Side::Target, &tpath, t_ino, scope, w)?;
         self.stats.dirs_listed += 2;
         if is_root {
             for e in ol.iter().chain(tl.iter()) {
@@ -606,13 +695,9 @@ impl Walker<'_> {
                 std::cmp::Ordering::Less => {
                     let e = &ol[i];
                     self.stats.entries_statted += 1;
-                    let m = statx_at(
-                        ofd,
-                        &e.name,
-                        Side::Origin,
-                        &join(&opath, &e.name),
-                        AtFlags::empty(),
-                    )?;
+                    let p = join(&opath, &e.name);
+                    let m = statx_at(ofd, &e.name, Side::Origin, &p, AtFlags::empty())?;
+                    let m = self.adopt(Side::Origin, &p, m, e.ino)?;
                     self.register(frames)?;
                     self.one_sided(Side::Origin, ofd, &opath, o_ino, &e.name, &m)?;
                     i += 1;
@@ -620,13 +705,9 @@ impl Walker<'_> {
                 std::cmp::Ordering::Greater => {
                     let e = &tl[j];
                     self.stats.entries_statted += 1;
-                    let m = statx_at(
-                        tfd,
-                        &e.name,
-                        Side::Target,
-                        &join(&tpath, &e.name),
-                        AtFlags::empty(),
-                    )?;
+                    let p = join(&tpath, &e.name);
+                    let m = statx_at(tfd, &e.name, Side::Target, &p, AtFlags::empty())?;
+                    let m = self.adopt(Side::Target, &p, m, e.ino)?;
                     self.register(frames)?;
                     self.one_sided(Side::Target, tfd, &tpath, t_ino, &e.name, &m)?;
                     j += 1;
@@ -642,15 +723,20 @@ impl Walker<'_> {
                     }
                     self.stats.entries_statted += 2;
                     let name = &oe.name;
-                    let om =
-                        statx_at(ofd, name, Side::Origin, &join(&opath, name), AtFlags::empty())?;
-                    let tm =
-                        statx_at(tfd, name, Side::Target, &join(&tpath, name), AtFlags::empty())?;
-                    if om.ino != oe.ino || tm.ino != te.ino {
-                        return Err(Error::Inconsistent(format!(
-                            "{:?} changed during the walk",
-                            String::from_utf8_lossy(name)
-                        )));
+                    let (op, tp) = (join(&opath, name), join(&tpath, name));
+                    let om = statx_at(ofd, name, Side::Origin, &op, AtFlags::empty())?;
+                    let tm = statx_at(tfd, name, Side::Target, &tp, AtFlags::empty())?;
+                    let om = self.adopt(Side::Origin, &op, om, oe.ino)?;
+                    let tm = self.adopt(Side::Target, &tp, tm, te.ino)?;
+                    let (ob, tb) = (is_boundary_ino(om.ino), is_boundary_ino(tm.ino));
+                    // Each name must be the object its listing named (a mount point's listing
+                    // names the directory under it, so only same-device entries compare).
+                    let listed = "it is not the object its directory listed";
+                    if !ob && om.ino != oe.ino && om.dev == self.devs[0] {
+                        return Err(Error::changed(Side::Origin, &op, listed));
+                    }
+                    if !tb && tm.ino != te.ino && tm.dev == self.devs[1] {
+                        return Err(Error::changed(Side::Target, &tp, listed));
                     }
                     let mut lts = None;
                     let mut same = om.kind == tm.kind
@@ -677,7 +763,7 @@ impl Walker<'_> {
                         self.register(frames)?;
                         self.one_sided(Side::Origin, ofd, &opath, o_ino, name, &om)?;
                         self.one_sided(Side::Target, tfd, &tpath, t_ino, name, &tm)?;
-                    } else if om.kind == Kind::Dir {
+                    } else if om.kind == Kind::Dir && !ob && !tb {
                         subdirs.push((name.clone(), om, te.name.clone(), tm));
                     } else if compare(&om, &tm, self.identity, self.c.horizon()).is_some()
                         || self.props_differ(
@@ -722,11 +808,14 @@ impl Walker<'_> {
         self.check_stop()?;
         let mut ds = DirStack::open(self.roots, side, &d.path, d.meta.ino)?;
         let fd = ds.top_fd()?;
-        let entries = list(fd, &mut self.buf, side, &d.path)?;
+        let (scope, w) = (self.scope, &mut self.watch);
+        let entries = list_dir(fd, &mut self.buf, side, &d.path, d.meta.ino, scope, w)?;
         self.stats.dirs_listed += 1;
         self.stats.entries_statted += entries.len() as u64;
         for e in &entries {
-            let m = statx_at(fd, &e.name, side, &join(&d.path, &e.name), AtFlags::empty())?;
+            let p = join(&d.path, &e.name);
+            let m = statx_at(fd, &e.name, side, &p, AtFlags::empty())?;
+            let m = self.adopt(side, &p, m, e.ino)?;
             self.one_sided(side, fd, &d.path, d.meta.ino, &e.name, &m)?;
         }
         Ok(())

@@ -28,8 +28,15 @@ Examples:
     anysend --path-match --from-label v1 --label v2 --from /srv/v1 /srv/v2 > v2.stream
 
 Snapshots: TARGET and ORIGIN should be read-only snapshots (btrfs subvolume snapshot -r, LVM or
-ZFS snapshots mounted read-only). anysend warns when TARGET is writable, and fails rather than
-send a file that changes while it is read.
+ZFS snapshots mounted read-only). anysend warns when TARGET is writable, and fails (exit 4)
+rather than send a file that changes while it is read, or a tree whose directories change while
+they are walked.
+
+Boundaries: like `rsync -x` and `btrfs send`, anysend stays on TARGET's file system: a mount
+point or a nested btrfs subvolume inside TARGET is sent as an empty directory (its own owner,
+mode and times) and its contents are neither walked nor sent. --cross-mounts enters them.
+  Send a whole system, less what is not worth keeping:
+    anysend -f root.stream --exclude 'var/cache/**' --exclude '**/*.tmp' /mnt/snaps/root
 
 Exit status:
   0  the stream was written completely (or, with -n, estimated)
@@ -125,6 +132,20 @@ pub struct Cli {
     #[arg(long = "full-walk")]
     pub full_walk: bool,
 
+    /// Also walk and send what lies on other file systems inside TARGET (mount points, nested
+    /// btrfs subvolumes), which by default are sent as empty directories. With --from it needs
+    /// --path-match: inode numbers of different file systems say nothing about identity.
+    #[arg(long = "cross-mounts")]
+    pub cross_mounts: bool,
+
+    /// Leave out the objects whose path relative to TARGET (and, with --from, relative to
+    /// ORIGIN) matches PATTERN: neither walked nor sent, nor removed from the receiver. `*`
+    /// matches within one path component, `?` one character, `[a-z]` a set, `**` any run
+    /// including `/` (`**/x` is x at any depth); patterns are anchored at TARGET
+    /// (`cache` is only the top-level cache). Repeatable. The stream is marked filtered.
+    #[arg(long = "exclude", value_name = "PATTERN")]
+    pub exclude: Vec<std::ffi::OsString>,
+
     /// Use an id derived from LABEL for TARGET instead of one derived from the snapshot.
     #[arg(long, value_name = "LABEL")]
     pub label: Option<String>,
@@ -169,6 +190,8 @@ pub struct Config {
     pub label: Option<String>,
     pub from_label: Option<String>,
     pub resume: Option<anysend_stream::ResumeToken>,
+    pub cross_mounts: bool,
+    pub exclude: Vec<anysend_diff_core::Glob>,
 }
 
 /// A request refused before anything was read (exit status 2).
@@ -214,6 +237,19 @@ impl Cli {
                 )
             })?),
         };
+        if self.cross_mounts && self.from.is_some() && !self.path_match {
+            return Err(UsageError(
+                "--cross-mounts with --from needs --path-match: objects of different file \
+                 systems cannot be matched by inode number"
+                    .into(),
+            ));
+        }
+        let exclude = self
+            .exclude
+            .iter()
+            .map(|p| anysend_diff_core::Glob::new(p.as_encoded_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| UsageError(format!("--exclude: {e}")))?;
         let progress = !self.quiet && (self.progress || std::io::stderr().is_terminal());
         Ok(Config {
             target: self.target,
@@ -232,6 +268,8 @@ impl Cli {
             label: self.label,
             from_label: self.from_label,
             resume,
+            cross_mounts: self.cross_mounts,
+            exclude,
         })
     }
 }

@@ -56,7 +56,14 @@ fn main() -> ExitCode {
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.chain().any(|c| c.is::<source::SourceChanged>()) {
+    let drifted = |c: &(dyn std::error::Error + 'static)| {
+        c.is::<source::SourceChanged>()
+            || matches!(
+                c.downcast_ref::<anysend_diff_core::Error>(),
+                Some(anysend_diff_core::Error::Changed { .. })
+            )
+    };
+    if e.chain().any(drifted) {
         EXIT_CHANGED
     } else if e.chain().any(|c| c.is::<sink::OutputError>()) || is_broken_pipe(e) {
         EXIT_OUTPUT

@@ -13,7 +13,7 @@ use crate::progress::{human, Progress};
 use crate::sink::{Counts, Sink};
 use crate::source::Source;
 use anyhow::{anyhow, Context, Result};
-use anysend_diff_core::{Identity, Options, Timestamp};
+use anysend_diff_core::{Identity, Options, Scope, Timestamp};
 use anysend_stream::{Id, StreamHeader, WriterOptions};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -66,8 +66,9 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
     if cfg.warnings && !target.read_only {
         eprintln!(
             "anysend: warning: TARGET {} is not read-only, so it may change while it is walked \
-             (a file that changes while it is read fails the send); send a read-only snapshot \
-             (e.g. btrfs subvolume snapshot -r) to be safe",
+             (a file that changes while it is read, or a directory that changes while it is \
+             walked, fails the send); send a read-only snapshot (e.g. btrfs subvolume \
+             snapshot -r) to be safe",
             cfg.target.display()
         );
     }
@@ -96,6 +97,7 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
     let sid = stream_id(origin_id, target.id);
     let (sec, nsec) = now();
     let mut header = StreamHeader::new(sid, origin_id, target.id, sec, nsec);
+    header.filtered = !cfg.exclude.is_empty();
     if let Some(t) = &cfg.resume {
         let show =
             |o: Option<Id>| o.map_or_else(|| "none (a full stream)".to_string(), |i| i.to_string());
@@ -119,6 +121,9 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
         identity: if cfg.path_match { Identity::Path } else { Identity::Inode },
         ctime_horizon: origin.as_ref().and_then(|o| o.taken).map(ctime_horizon),
         full_walk: cfg.full_walk,
+        scope: Scope { cross_mounts: cfg.cross_mounts, exclude: cfg.exclude.clone() },
+        // A tree that is not a read-only snapshot gets its namespace checked as it is walked.
+        live: !target.read_only || origin.as_ref().is_some_and(|o| !o.read_only),
         ..Options::default()
     };
 

@@ -61,7 +61,9 @@ impl Source {
     pub fn object(&self, side: Side, path: &[u8], kind: Kind, ino: Option<u64>) -> Result<Handle> {
         let h = Handle::open(&self.roots, side, path, kind)?;
         let m = h.stat(side, path)?;
-        if m.kind != kind || ino.is_some_and(|i| i != m.ino) {
+        // A boundary directory's identity is a stand-in, not its inode number.
+        let other = |i: u64| i != m.ino && !anysend_diff_core::stat::is_boundary_ino(i);
+        if m.kind != kind || ino.is_some_and(other) {
             return Err(SourceChanged {
                 path: path.to_vec(),
                 what: "another object is there now".into(),

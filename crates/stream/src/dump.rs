@@ -78,11 +78,12 @@ pub fn shown_tail(path: &[u8], max: usize) -> String {
     format!("...{tail}")
 }
 
-/// The `--dump` line of the stream header.
+/// The `--dump` line of the stream header; ` filtered` at its end when header flag FILTERED is
+/// set (and nothing otherwise, so the line of an unfiltered stream is what it always was).
 pub fn header_line(h: &StreamHeader) -> String {
     let origin = h.origin.map_or_else(|| "none".to_string(), |o| o.to_string());
     format!(
-        "header version={}.{} stream={} origin={} target={} created={}.{:09} first_record={} data_offset={} sender=\"{}\"",
+        "header version={}.{} stream={} origin={} target={} created={}.{:09} first_record={} data_offset={} sender=\"{}\"{}",
         h.version_major,
         h.version_minor,
         h.stream_id,
@@ -92,7 +93,8 @@ pub fn header_line(h: &StreamHeader) -> String {
         h.created_nsec,
         h.resume.first_record,
         h.resume.data_offset,
-        Escaped(&h.sender_version)
+        Escaped(&h.sender_version),
+        if h.filtered { " filtered" } else { "" }
     )
 }
 

@@ -66,8 +66,11 @@ pub const FLAGS_KNOWN: u16 = FLAG_COMPRESSED | FLAG_SKIPPABLE;
 
 /// Header flag: the stream is incremental and the origin id is meaningful.
 pub const HEADER_FLAG_INCREMENTAL: u32 = 1 << 0;
+/// Header flag (1.1): the sender left objects out on request (`anysend --exclude`), so the
+/// stream turns the receiver into TARGET less those objects, not into TARGET itself.
+pub const HEADER_FLAG_FILTERED: u32 = 1 << 1;
 /// Header flags defined in this version; any other bit makes the header unreadable.
-pub const HEADER_FLAGS_KNOWN: u32 = HEADER_FLAG_INCREMENTAL;
+pub const HEADER_FLAGS_KNOWN: u32 = HEADER_FLAG_INCREMENTAL | HEADER_FLAG_FILTERED;
 
 /// Required feature bits this reader understands (none are defined in 1.0).
 pub const REQUIRED_FEATURES_KNOWN: u64 = 0;

@@ -79,6 +79,9 @@ pub struct StreamHeader {
     pub resume: ResumePoint,
     /// Free text naming the program that wrote the stream, e.g. `anysend 0.1.0`.
     pub sender_version: Vec<u8>,
+    /// The sender left objects of the snapshots out on request (header flag FILTERED): the
+    /// receiver ends up with TARGET less them, which it must not take for TARGET itself.
+    pub filtered: bool,
 }
 
 impl StreamHeader {
@@ -102,6 +105,7 @@ impl StreamHeader {
             created_nsec,
             resume: ResumePoint::default(),
             sender_version: format!("anysend {}", env!("CARGO_PKG_VERSION")).into_bytes(),
+            filtered: false,
         }
     }
 
@@ -126,7 +130,10 @@ impl StreamHeader {
         b[64..80].copy_from_slice(&self.target.0);
         LE::write_i64(&mut b[80..88], self.created_sec);
         LE::write_u32(&mut b[88..92], self.created_nsec);
-        let flags = if self.origin.is_some() { HEADER_FLAG_INCREMENTAL } else { 0 };
+        let mut flags = if self.origin.is_some() { HEADER_FLAG_INCREMENTAL } else { 0 };
+        if self.filtered {
+            flags |= HEADER_FLAG_FILTERED;
+        }
         LE::write_u32(&mut b[92..96], flags);
         LE::write_u64(&mut b[96..104], self.resume.first_record);
         LE::write_u64(&mut b[104..112], self.resume.data_offset);
@@ -202,6 +209,7 @@ impl StreamHeader {
                 data_offset: LE::read_u64(&b[104..112]),
             },
             sender_version: b[114..114 + sv_len].to_vec(),
+            filtered: flags & HEADER_FLAG_FILTERED != 0,
         };
         Ok((header, len, stored))
     }

@@ -197,3 +197,21 @@ fn sample_stream() -> Vec<u8> {
     w.write(&Record::Chmod { path: b"d".to_vec(), mode: 0o755 }).expect("write");
     w.finish().expect("finish")
 }
+
+#[test]
+fn filtered_header_flag_round_trips_and_is_shown() {
+    let plain = header();
+    let mut filtered = header();
+    filtered.filtered = true;
+    let a = plain.encode().expect("encode");
+    let b = filtered.encode().expect("encode");
+    // Only bit 1 of the header flags (and so the CRC) differs.
+    assert_eq!(a[92..96], 1u32.to_le_bytes());
+    assert_eq!(b[92..96], 3u32.to_le_bytes());
+    assert_eq!(a[..92], b[..92]);
+    assert_eq!(a[96..a.len() - 4], b[96..b.len() - 4]);
+    let back = StreamReader::new(&b[..]).map(|r| r.header().clone());
+    assert_eq!(back.expect("read header"), filtered);
+    assert!(crate::dump::header_line(&filtered).ends_with("\" filtered"));
+    assert!(!crate::dump::header_line(&plain).contains("filtered"));
+}

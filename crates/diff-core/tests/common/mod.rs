@@ -274,6 +274,7 @@ impl MemTree {
             mtime: t,
             ctime: t,
             btime: Some(Timestamp { sec: n.gen as i64, nsec: 0 }),
+            dev: 0,
         }
     }
 
