@@ -603,9 +603,13 @@ impl Applier {
         let name = OsStr::from_bytes(name);
         let (is_root, euid) = (self.is_root, self.euid);
         let obj = self.object(p)?;
+        // The kernel drops a file's capabilities by itself when its owner or its data changes
+        // (as it drops setuid): the stream's removal may find it gone already.
+        let dropped_by_kernel = name.as_bytes() == b"security.capability";
         match lend_write(|| obj.remove_xattr(name), is_root, euid, obj) {
             Err(Problem::Os { source, .. })
-                if again && source.raw_os_error() == Some(Errno::NODATA.raw_os_error()) =>
+                if (again || dropped_by_kernel)
+                    && source.raw_os_error() == Some(Errno::NODATA.raw_os_error()) =>
             {
                 Ok(())
             }

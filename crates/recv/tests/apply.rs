@@ -392,3 +392,43 @@ fn an_immutable_root_is_received() {
     assert_eq!(std::fs::read(dest.join("d/f")).unwrap(), b"kept");
     rustix::fs::ioctl_setflags(&root, flags - rustix::fs::IFlags::IMMUTABLE).unwrap();
 }
+
+/// A file with a capability whose owner changes: the kernel drops the capability at the chown,
+/// so the stream's removal of it finds nothing, and the receive completes (it used to fail
+/// with ENODATA and leave DEST interrupted).
+#[test]
+fn a_capability_the_kernel_dropped_at_a_chown_is_not_an_error() {
+    let Some(_p) = anysend_testbed::require_privileged("security.capability needs root") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let dest = t.path().join("recv");
+    // VFS_CAP_REVISION_2, cap_net_raw permitted and effective.
+    let cap = vec![1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let full = stream(
+        None,
+        1,
+        &[
+            Record::Create { path: b"f".to_vec() },
+            Record::Write { path: b"f".to_vec(), offset: 0, data: b"#!x".as_slice().into() },
+            Record::SetXattr {
+                path: b"f".to_vec(),
+                name: b"security.capability".to_vec(),
+                value: cap,
+            },
+        ],
+    );
+    recv(&config(&dest, state.path()), &full).0.unwrap_or_else(|e| panic!("{e}"));
+    let inc = stream(
+        Some(1),
+        2,
+        &[
+            Record::Chown { path: b"f".to_vec(), uid: 1000, gid: 100 },
+            Record::RemoveXattr { path: b"f".to_vec(), name: b"security.capability".to_vec() },
+        ],
+    );
+    recv(&config(&dest, state.path()), &inc).0.unwrap_or_else(|e| panic!("{e}"));
+    let mut buf = [0u8; 64];
+    assert!(rustix::fs::getxattr(&dest.join("f"), "security.capability", &mut buf[..]).is_err());
+}
