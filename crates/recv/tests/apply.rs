@@ -432,3 +432,69 @@ fn a_capability_the_kernel_dropped_at_a_chown_is_not_an_error() {
     let mut buf = [0u8; 64];
     assert!(rustix::fs::getxattr(&dest.join("f"), "security.capability", &mut buf[..]).is_err());
 }
+
+/// A directory with a default ACL (`setfacl -d -m u:1000:rwx d`): objects an incremental makes
+/// in it are the target's, made elsewhere and moved in, without an inherited access ACL; they
+/// must not get one on the receiver either (they did: a full send was right, an incremental
+/// leaked the default onto them).
+#[test]
+fn a_default_acl_does_not_leak_onto_objects_an_incremental_makes() {
+    let Some(_p) = anysend_testbed::require_privileged("ACLs on ext4") else {
+        return;
+    };
+    let fs = DestFs::new(DestKind::Ext4);
+    let state = tempfile::tempdir().unwrap();
+    let dest = fs.path().join("recv");
+    // user::rwx, user:1000:rwx, group::r-x, mask::rwx, other::r-x
+    let mut default_acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (1u16, 7u16, u32::MAX),
+        (2, 7, 1000),
+        (4, 5, u32::MAX),
+        (0x10, 7, u32::MAX),
+        (0x20, 5, u32::MAX),
+    ] {
+        default_acl.extend_from_slice(&tag.to_le_bytes());
+        default_acl.extend_from_slice(&perm.to_le_bytes());
+        default_acl.extend_from_slice(&id.to_le_bytes());
+    }
+    let full = stream(
+        None,
+        1,
+        &[
+            Record::Mkdir { path: b"d".to_vec() },
+            Record::SetXattr {
+                path: b"d".to_vec(),
+                name: b"system.posix_acl_default".to_vec(),
+                value: default_acl,
+            },
+            Record::Chmod { path: b"d".to_vec(), mode: 0o755 },
+        ],
+    );
+    recv(&config(&dest, state.path()), &full).0.unwrap_or_else(|e| panic!("{e}"));
+    let inc = stream(
+        Some(1),
+        2,
+        &[
+            Record::Create { path: b"d/f".to_vec() },
+            Record::Write { path: b"d/f".to_vec(), offset: 0, data: b"x\n".as_slice().into() },
+            Record::Chmod { path: b"d/f".to_vec(), mode: 0o644 },
+            Record::Mknod { path: b"d/p".to_vec(), node: NodeType::Fifo, major: 0, minor: 0 },
+            Record::Chmod { path: b"d/p".to_vec(), mode: 0o644 },
+            Record::Mkdir { path: b"d/sub".to_vec() },
+            Record::Chmod { path: b"d/sub".to_vec(), mode: 0o755 },
+        ],
+    );
+    recv(&config(&dest, state.path()), &inc).0.unwrap_or_else(|e| panic!("{e}"));
+    let mut buf = [0u8; 256];
+    for (p, name) in [
+        ("d/f", "system.posix_acl_access"),
+        ("d/p", "system.posix_acl_access"),
+        ("d/sub", "system.posix_acl_access"),
+        ("d/sub", "system.posix_acl_default"),
+    ] {
+        let got = rustix::fs::lgetxattr(&dest.join(p), name, &mut buf[..]);
+        assert!(got.is_err(), "{p} has {name}");
+    }
+    assert!(rustix::fs::getxattr(&dest.join("d"), "system.posix_acl_default", &mut buf[..]).is_ok());
+}

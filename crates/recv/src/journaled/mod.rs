@@ -286,6 +286,9 @@ impl Journaled {
             how.create_in = Some(s.holding.place(&held));
         }
         let done = applier.apply(index, rec, &how, warn)?;
+        if s.undo {
+            strip_inherited_acls(applier, rec);
+        }
         match (done, rec) {
             (Done::Created(ino), _) if s.undo => {
                 s.created.insert(ino);
@@ -585,6 +588,28 @@ fn lift_root_flags(mut s: Session, root: BorrowedFd<'_>) -> std::io::Result<Opti
         fs::ioctl_setflags(root, current - locking)?;
     }
     Ok(Some(flags))
+}
+
+/// An object an incremental makes inside a directory with a default ACL inherits an access
+/// ACL (a directory also the default one) that the target's object need not have: it got there
+/// by other means (made elsewhere and moved in, say). The stream sets the ACLs the target's
+/// object has after making it, so whatever was inherited goes first (best effort: most
+/// directories have no default ACL, and a file system without ACLs refuses the removal).
+fn strip_inherited_acls(applier: &mut Applier, rec: &Record) {
+    let (path, dir) = match rec {
+        Record::Create { path } | Record::Mknod { path, .. } => (path, false),
+        Record::Mkdir { path } => (path, true),
+        _ => return,
+    };
+    let names: &[&str] = match dir {
+        true => &["system.posix_acl_access", "system.posix_acl_default"],
+        false => &["system.posix_acl_access"],
+    };
+    for name in names {
+        if let Ok(obj) = applier.object(path) {
+            let _ = obj.remove_xattr(OsStr::new(name));
+        }
+    }
 }
 
 /// A failure to write or sync the journal (in the state directory), for `map_err`.
