@@ -430,7 +430,7 @@ fn a_capability_the_kernel_dropped_at_a_chown_is_not_an_error() {
     );
     recv(&config(&dest, state.path()), &inc).0.unwrap_or_else(|e| panic!("{e}"));
     let mut buf = [0u8; 64];
-    assert!(rustix::fs::getxattr(&dest.join("f"), "security.capability", &mut buf[..]).is_err());
+    assert!(rustix::fs::getxattr(dest.join("f"), "security.capability", &mut buf[..]).is_err());
 }
 
 /// A directory with a default ACL (`setfacl -d -m u:1000:rwx d`): objects an incremental makes
@@ -493,8 +493,8 @@ fn a_default_acl_does_not_leak_onto_objects_an_incremental_makes() {
         ("d/sub", "system.posix_acl_access"),
         ("d/sub", "system.posix_acl_default"),
     ] {
-        let got = rustix::fs::lgetxattr(&dest.join(p), name, &mut buf[..]);
+        let got = rustix::fs::lgetxattr(dest.join(p), name, &mut buf[..]);
         assert!(got.is_err(), "{p} has {name}");
     }
-    assert!(rustix::fs::getxattr(&dest.join("d"), "system.posix_acl_default", &mut buf[..]).is_ok());
+    assert!(rustix::fs::getxattr(dest.join("d"), "system.posix_acl_default", &mut buf[..]).is_ok());
 }
