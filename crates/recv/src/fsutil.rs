@@ -9,7 +9,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 
-use rustix::fd::{AsFd, BorrowedFd};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{
     self as fs, AtFlags, FileType, IFlags, Mode, OFlags, SeekFrom, Timespec, Timestamps,
 };
@@ -301,16 +301,19 @@ pub fn dir_is_empty(dir: BorrowedFd<'_>, name: &OsStr) -> Result<bool, Errno> {
     Ok(names(fd.as_fd(), 1)?.is_empty())
 }
 
-/// Lifts immutable and append-only from `name` in `dir`, if it has them.
-fn unlock(dir: BorrowedFd<'_>, name: &OsStr) {
+/// Lifts immutable and append-only from `name` in `dir`, if it has them; returns the object,
+/// open, and the flags it had.
+fn unlock(dir: BorrowedFd<'_>, name: &OsStr) -> Option<(OwnedFd, IFlags)> {
     if let Ok(ForFlags::Fd(fd)) = Object::At(dir, name).for_flags() {
         if let Ok(f) = fs::ioctl_getflags(&fd) {
             let locking = IFlags::IMMUTABLE | IFlags::APPEND;
             if f.intersects(locking) {
                 let _ = fs::ioctl_setflags(&fd, f - locking);
+                return Some((fd, f));
             }
         }
     }
+    None
 }
 
 /// Removes `name` in `dir`, a directory with everything beneath it or any other object, never
@@ -340,12 +343,20 @@ pub fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     Ok(unlink_unlocking(dir, name, AtFlags::REMOVEDIR)?)
 }
 
-/// `unlinkat`, again after lifting immutable/append-only from `name` when they refuse it.
+/// `unlinkat`, again after lifting immutable/append-only from `name` when they refuse it. The
+/// flags are the inode's, not the name's: a file that keeps other names (hard links elsewhere
+/// in DEST) gets them back once this name is gone.
 fn unlink_unlocking(dir: BorrowedFd<'_>, name: &OsStr, flags: AtFlags) -> Result<(), Errno> {
     match fs::unlinkat(dir, name, flags) {
         Err(Errno::PERM) => {
-            unlock(dir, name);
-            fs::unlinkat(dir, name, flags)
+            let lifted = unlock(dir, name);
+            fs::unlinkat(dir, name, flags)?;
+            if let Some((fd, had)) = lifted {
+                if fs::fstat(&fd).is_ok_and(|st| st.st_nlink > 0) {
+                    let _ = fs::ioctl_setflags(&fd, had);
+                }
+            }
+            Ok(())
         }
         r => r,
     }

@@ -498,3 +498,42 @@ fn a_default_acl_does_not_leak_onto_objects_an_incremental_makes() {
     }
     assert!(rustix::fs::getxattr(dest.join("d"), "system.posix_acl_default", &mut buf[..]).is_ok());
 }
+
+/// `rm -r d; chattr +i g` where `g` was a hard link of `d/f`: the held `d/f` is the same
+/// inode as `g`, and removing the holding directory must not take `g`'s flag with it (DEST's
+/// `g` ended with flags 0).
+#[test]
+fn flags_of_a_file_whose_other_name_was_removed_are_kept() {
+    let Some(_p) = anysend_testbed::require_privileged("chattr +i on an ext4 DEST") else {
+        return;
+    };
+    let fs = DestFs::new(DestKind::Ext4);
+    let state = tempfile::tempdir().unwrap();
+    let dest = fs.path().join("recv");
+    let full = stream(
+        None,
+        1,
+        &[
+            Record::Mkdir { path: b"d".to_vec() },
+            Record::Create { path: b"d/f".to_vec() },
+            Record::Write { path: b"d/f".to_vec(), offset: 0, data: b"both".as_slice().into() },
+            Record::Link { path: b"g".to_vec(), existing: b"d/f".to_vec() },
+        ],
+    );
+    recv(&config(&dest, state.path()), &full).0.unwrap_or_else(|e| panic!("{e}"));
+    let inc = stream(
+        Some(1),
+        2,
+        &[
+            Record::Unlink { path: b"d/f".to_vec() },
+            Record::Rmdir { path: b"d".to_vec() },
+            Record::SetFlags { path: b"g".to_vec(), flags: 0x10 },
+        ],
+    );
+    recv(&config(&dest, state.path()), &inc).0.unwrap_or_else(|e| panic!("{e}"));
+    let g = std::fs::File::open(dest.join("g")).unwrap();
+    let flags = rustix::fs::ioctl_getflags(&g).unwrap();
+    assert!(flags.contains(rustix::fs::IFlags::IMMUTABLE), "{flags:?}");
+    assert_eq!(std::fs::read(dest.join("g")).unwrap(), b"both");
+    rustix::fs::ioctl_setflags(&g, flags - rustix::fs::IFlags::IMMUTABLE).unwrap();
+}
