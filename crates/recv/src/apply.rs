@@ -526,6 +526,15 @@ impl Applier {
         let index = self.index;
         let f = self.data_file(p)?;
         let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+        // A hole that reaches the end of the file covers the rest of its last block: the file
+        // system frees only whole blocks, so the punch goes to the block's end (past the size,
+        // which KEEP_SIZE keeps), or that block stays allocated where the target has a hole.
+        let st = fs::fstat(f).map_err(Problem::os("fstat"))?;
+        let (size, block) = (st.st_size as u64, (st.st_blksize as u64).max(1));
+        let len = match end >= size {
+            true => end.max(size).div_ceil(block) * block - offset,
+            false => len,
+        };
         match fs::fallocate(f, flags, offset, len) {
             Ok(()) => Ok(()),
             Err(Errno::OPNOTSUPP) => {

@@ -537,3 +537,37 @@ fn flags_of_a_file_whose_other_name_was_removed_are_kept() {
     assert_eq!(std::fs::read(dest.join("g")).unwrap(), b"both");
     rustix::fs::ioctl_setflags(&g, flags - rustix::fs::IFlags::IMMUTABLE).unwrap();
 }
+
+/// A hole from the start to past the end of a 4,111-byte file (a punch of 0+7907): the file's
+/// last, partial block is a hole too, as in the target (it stayed allocated).
+#[test]
+fn a_hole_to_an_unaligned_end_of_file_frees_the_last_block() {
+    let Some(_p) = anysend_testbed::require_privileged("an ext4 DEST") else {
+        return;
+    };
+    for kind in DestKind::ALL {
+        hole_to_an_unaligned_end(kind);
+    }
+}
+
+fn hole_to_an_unaligned_end(kind: DestKind) {
+    let fs = DestFs::new(kind);
+    let state = tempfile::tempdir().unwrap();
+    let dest = fs.path().join("recv");
+    let full = stream(
+        None,
+        1,
+        &[
+            Record::Create { path: b"f".to_vec() },
+            Record::Write { path: b"f".to_vec(), offset: 0, data: vec![b'x'; 4111].into() },
+        ],
+    );
+    recv(&config(&dest, state.path()), &full).0.unwrap_or_else(|e| panic!("{e}"));
+    let inc = stream(Some(1), 2, &[Record::Hole { path: b"f".to_vec(), offset: 0, len: 7907 }]);
+    recv(&config(&dest, state.path()), &inc).0.unwrap_or_else(|e| panic!("{e}"));
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(dest.join("f")).unwrap();
+    assert_eq!(md.len(), 4111);
+    assert_eq!(md.blocks(), 0, "{}: the last partial block is still allocated", kind.name());
+    assert_eq!(std::fs::read(dest.join("f")).unwrap(), vec![0u8; 4111]);
+}
