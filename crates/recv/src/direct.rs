@@ -258,7 +258,10 @@ fn records<R: Read>(
     let mut queued = 0usize;
     let owners = rustix::process::geteuid().is_root();
     let mut expected = Expectations::new(book.settled(), owners);
-    let mut changes = names::Changes::default();
+    let mut changes = match verdict {
+        Verdict::Incremental if !book.continues() => names::Changes::default(),
+        _ => names::Changes::not_collected(),
+    };
     let full = run.header.origin.is_none();
     loop {
         let Input { reader, peek } = &mut run.input;

@@ -16,7 +16,7 @@
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -56,6 +56,12 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// Changes not collected at all: the log is to be written anew from DEST anyway (a full
+    /// or a continued receive), so a full stream's names are not held twice.
+    pub fn not_collected() -> Changes {
+        Changes { ops: Vec::new(), count: 0, overflowed: true }
+    }
+
     /// Notes what the applied record `rec` did to DEST's names.
     pub fn note(&mut self, rec: &Record) {
         if self.overflowed || !rec.is_structural() {
@@ -215,20 +221,32 @@ pub fn record(
         f.sync_data()?;
         return Ok(f.metadata()?.len());
     }
-    let mut ops = Vec::new();
-    walk(root, &mut |path, _, _| {
-        ops.push(ADD);
-        put(&mut ops, path);
-        Ok(())
-    })?;
+    // Written as DEST is walked, never held whole (a tree of millions of names would make
+    // this the receive's largest allocation): the frame's length and CRC are filled in after.
     let dir = file.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    let mut out = MAGIC.to_vec();
-    out.extend_from_slice(&frame(&ops));
-    tmp.as_file().write_all(&out)?;
+    let mut out = io::BufWriter::with_capacity(1 << 16, tmp.as_file());
+    out.write_all(MAGIC)?;
+    out.write_all(&[0; 8])?;
+    let (mut len, mut crc) = (0u64, crc32fast::Hasher::new());
+    let mut op = Vec::new();
+    walk(root, &mut |path, _, _| {
+        op.clear();
+        op.push(ADD);
+        put(&mut op, path);
+        crc.update(&op);
+        len += op.len() as u64;
+        out.write_all(&op)
+    })?;
+    let len32 = u32::try_from(len).map_err(|_| io::Error::other("names log over 4 GiB"))?;
+    out.seek(io::SeekFrom::Start(MAGIC.len() as u64))?;
+    out.write_all(&len32.to_le_bytes())?;
+    out.write_all(&crc.finalize().to_le_bytes())?;
+    out.flush()?;
+    drop(out);
     tmp.as_file().sync_data()?;
     tmp.persist(file).map_err(|e| e.error)?;
-    Ok(out.len() as u64)
+    Ok(MAGIC.len() as u64 + 8 + len)
 }
 
 /// Whether the log exists, is the `known_len` bytes long that the state recorded (so no torn
