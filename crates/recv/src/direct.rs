@@ -61,11 +61,21 @@ pub fn receive<R: Read>(
         state::lock(&state_path, &shown).map_err(RecvError::state(&state_path, "locking"))??;
     let old_state = state::load(&state_path).map_err(RecvError::state(&state_path, "reading"))?;
     let jpath = journal::journal_file(&state_path);
-    let mut loaded =
-        journal::load(&jpath).map_err(RecvError::state(&jpath, "reading the journal"))?;
     let partial = old_state.as_ref().and_then(|s| s.partial.clone());
-    if partial.is_none() && loaded.is_some() {
-        // Left by a receive that completed (killed between saving the state and removing it).
+    let mut loaded = match journal::load(&jpath) {
+        // No receive under way: whatever is there was left by one that completed (killed
+        // between saving the state and removing the journal) or one killed while it made its
+        // journal, before it began; it is not read.
+        Err(_) if partial.is_none() => None,
+        r => r.map_err(RecvError::state(&jpath, "reading the journal"))?,
+    };
+    if partial.is_none() {
+        // One killed after making its holding directory, before it began: nothing in it.
+        if let (Some(l), true) = (&loaded, exists) {
+            if let Ok(root) = dest::open_dir(&canonical) {
+                let _ = holding::remove(root.as_fd(), &l.begin.holding);
+            }
+        }
         let _ = fs::remove_file(&jpath);
         loaded = None;
     }

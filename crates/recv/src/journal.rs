@@ -492,17 +492,23 @@ pub struct Journal {
 impl Journal {
     /// Creates a new journal holding only `begin`, durably (file and directory synced).
     pub fn create(path: &Path, begin: &Begin) -> io::Result<Journal> {
+        // Written beside it and renamed into place: a kill leaves no journal or a whole one,
+        // never one without its first entry.
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".new");
+        let tmp = PathBuf::from(tmp);
         let mut file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o644)
             .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
-            .open(path)?;
+            .open(&tmp)?;
         let mut bytes = MAGIC.to_vec();
         frame(&mut bytes, |out| encode_begin(begin, out));
         file.write_all(&bytes)?;
         file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
         if let Some(dir) = path.parent() {
             File::open(dir)?.sync_all()?;
         }

@@ -442,3 +442,15 @@ fn a_directory_reached_by_two_paths_takes_one_receive_at_a_time() {
     recv(&cfg, &full1()).0.unwrap();
     assert_eq!(std::fs::read(e1.join("cc3/d/f")).unwrap(), b"one");
 }
+
+/// A receive killed while it made its journal leaves a torn journal and no receive under way:
+/// the next receive sets it aside instead of failing on it ("not an anyrecv journal").
+#[test]
+fn a_torn_journal_of_a_receive_that_never_began_is_set_aside() {
+    let (_t, cfg) = full1_received();
+    let mut journal = state_files(&cfg.state_dir)[0].as_os_str().to_owned();
+    journal.push(".journal");
+    std::fs::write(&journal, b"ANYR").unwrap();
+    recv(&cfg, &incr(1, 2, "two")).0.unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.dest.join("two").exists());
+}
