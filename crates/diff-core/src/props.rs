@@ -1,8 +1,8 @@
 //! What `stat` cannot show of an object: its extended attributes and inode flags, read by fd or
 //! by directory entry, and whether two objects differ in them.
 //!
-//! Two readers need them: the update details ([`crate::content`]), for objects already known to
-//! have changed, and the walk under path identity ([`crate::walk`]), where nothing else can
+//! Two readers need them: the update details (`content.rs`), for objects already known to
+//! have changed, and the walk under path identity (`walk.rs`), where nothing else can
 //! tell that they changed: a `setfattr` or `chattr` moves ctime only, and ctime means nothing
 //! between two trees that are not snapshots of one file system, so every object matched by
 //! path is asked ([`differ`]).

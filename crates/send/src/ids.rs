@@ -23,7 +23,7 @@
 //!
 //! All v5 UUIDs use one fixed anysend namespace (below), so ids are reproducible by anyone.
 //!
-//! File system and lineage ([`FsKey`], [`Subvol`]): what `crate::origin` needs to tell whether
+//! File system and lineage ([`FsKey`], [`Subvol`]): what `origin.rs` needs to tell whether
 //! ORIGIN can be an origin of TARGET at all.
 //!
 //! Read-only: on btrfs the subvolume's read-only flag (from the same ioctl), elsewhere the
