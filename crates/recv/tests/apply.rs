@@ -264,35 +264,43 @@ fn incremental_changes_in_place() {
     assert!(!dest.join("swap-tmp").exists());
 }
 
+/// Receives a full stream of `full`, then (unless empty) an incremental of `inc` onto it, into
+/// `<root>/recv`; each must succeed. Returns DEST and the state directory that recorded them.
+fn received(
+    root: &Path,
+    full: &[Record],
+    inc: &[Record],
+) -> (std::path::PathBuf, tempfile::TempDir) {
+    let state = tempfile::tempdir().unwrap();
+    let dest = root.join("recv");
+    recv(&config(&dest, state.path()), &stream(None, 1, full)).0.unwrap_or_else(|e| panic!("{e}"));
+    if !inc.is_empty() {
+        let r = recv(&config(&dest, state.path()), &stream(Some(1), 2, inc)).0;
+        r.unwrap_or_else(|e| panic!("{e}"));
+    }
+    (dest, state)
+}
+
 /// Overlapping copy_from_origin records of one file read the origin's bytes, never what an
 /// earlier copy wrote.
 #[test]
 fn copy_from_origin_copies_origin_bytes_even_when_ranges_overlap() {
     let t = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let dest = t.path().join("recv");
-    let full = stream(
-        None,
-        1,
-        &[
-            Record::Create { path: b"copied".to_vec() },
-            Record::Write {
-                path: b"copied".to_vec(),
-                offset: 0,
-                data: b"0123456789ABCDEF".as_slice().into(),
-            },
-        ],
-    );
-    recv(&config(&dest, state.path()), &full).0.unwrap();
     let copy = |src_offset, dst_offset, len| Record::CopyFromOrigin {
         path: b"copied".to_vec(),
         src_offset,
         dst_offset,
         len,
     };
-    let incr = stream(Some(1), 2, &[copy(0, 4, 8), copy(12, 0, 4)]);
-    let (r, _) = recv(&config(&dest, state.path()), &incr);
-    r.unwrap_or_else(|e| panic!("{e}"));
+    let full = [
+        Record::Create { path: b"copied".to_vec() },
+        Record::Write {
+            path: b"copied".to_vec(),
+            offset: 0,
+            data: b"0123456789ABCDEF".as_slice().into(),
+        },
+    ];
+    let (dest, _state) = received(t.path(), &full, &[copy(0, 4, 8), copy(12, 0, 4)]);
     assert_eq!(std::fs::read(dest.join("copied")).unwrap(), b"CDEF01234567CDEF");
 }
 
@@ -368,20 +376,13 @@ fn an_immutable_root_is_received() {
         return;
     };
     let fs = DestFs::new(DestKind::Ext4);
-    let state = tempfile::tempdir().unwrap();
-    let dest = fs.path().join("recv");
-    let full = stream(
-        None,
-        1,
-        &[
-            Record::Mkdir { path: b"d".to_vec() },
-            Record::Create { path: b"d/f".to_vec() },
-            Record::Write { path: b"d/f".to_vec(), offset: 0, data: b"kept".as_slice().into() },
-            Record::SetFlags { path: Vec::new(), flags: 0x10 },
-        ],
-    );
-    let (r, _) = recv(&config(&dest, state.path()), &full);
-    r.unwrap_or_else(|e| panic!("{e}"));
+    let full = [
+        Record::Mkdir { path: b"d".to_vec() },
+        Record::Create { path: b"d/f".to_vec() },
+        Record::Write { path: b"d/f".to_vec(), offset: 0, data: b"kept".as_slice().into() },
+        Record::SetFlags { path: Vec::new(), flags: 0x10 },
+    ];
+    let (dest, _state) = received(fs.path(), &full, &[]);
     let root = std::fs::File::open(&dest).unwrap();
     let flags = rustix::fs::ioctl_getflags(&root).unwrap();
     assert!(flags.contains(rustix::fs::IFlags::IMMUTABLE), "{flags:?}");
@@ -443,8 +444,6 @@ fn a_default_acl_does_not_leak_onto_objects_an_incremental_makes() {
         return;
     };
     let fs = DestFs::new(DestKind::Ext4);
-    let state = tempfile::tempdir().unwrap();
-    let dest = fs.path().join("recv");
     // user::rwx, user:1000:rwx, group::r-x, mask::rwx, other::r-x
     let mut default_acl = 2u32.to_le_bytes().to_vec();
     for (tag, perm, id) in [
@@ -458,34 +457,25 @@ fn a_default_acl_does_not_leak_onto_objects_an_incremental_makes() {
         default_acl.extend_from_slice(&perm.to_le_bytes());
         default_acl.extend_from_slice(&id.to_le_bytes());
     }
-    let full = stream(
-        None,
-        1,
-        &[
-            Record::Mkdir { path: b"d".to_vec() },
-            Record::SetXattr {
-                path: b"d".to_vec(),
-                name: b"system.posix_acl_default".to_vec(),
-                value: default_acl,
-            },
-            Record::Chmod { path: b"d".to_vec(), mode: 0o755 },
-        ],
-    );
-    recv(&config(&dest, state.path()), &full).0.unwrap_or_else(|e| panic!("{e}"));
-    let inc = stream(
-        Some(1),
-        2,
-        &[
-            Record::Create { path: b"d/f".to_vec() },
-            Record::Write { path: b"d/f".to_vec(), offset: 0, data: b"x\n".as_slice().into() },
-            Record::Chmod { path: b"d/f".to_vec(), mode: 0o644 },
-            Record::Mknod { path: b"d/p".to_vec(), node: NodeType::Fifo, major: 0, minor: 0 },
-            Record::Chmod { path: b"d/p".to_vec(), mode: 0o644 },
-            Record::Mkdir { path: b"d/sub".to_vec() },
-            Record::Chmod { path: b"d/sub".to_vec(), mode: 0o755 },
-        ],
-    );
-    recv(&config(&dest, state.path()), &inc).0.unwrap_or_else(|e| panic!("{e}"));
+    let full = [
+        Record::Mkdir { path: b"d".to_vec() },
+        Record::SetXattr {
+            path: b"d".to_vec(),
+            name: b"system.posix_acl_default".to_vec(),
+            value: default_acl,
+        },
+        Record::Chmod { path: b"d".to_vec(), mode: 0o755 },
+    ];
+    let inc = [
+        Record::Create { path: b"d/f".to_vec() },
+        Record::Write { path: b"d/f".to_vec(), offset: 0, data: b"x\n".as_slice().into() },
+        Record::Chmod { path: b"d/f".to_vec(), mode: 0o644 },
+        Record::Mknod { path: b"d/p".to_vec(), node: NodeType::Fifo, major: 0, minor: 0 },
+        Record::Chmod { path: b"d/p".to_vec(), mode: 0o644 },
+        Record::Mkdir { path: b"d/sub".to_vec() },
+        Record::Chmod { path: b"d/sub".to_vec(), mode: 0o755 },
+    ];
+    let (dest, _state) = received(fs.path(), &full, &inc);
     let mut buf = [0u8; 256];
     for (p, name) in [
         ("d/f", "system.posix_acl_access"),
@@ -508,29 +498,18 @@ fn flags_of_a_file_whose_other_name_was_removed_are_kept() {
         return;
     };
     let fs = DestFs::new(DestKind::Ext4);
-    let state = tempfile::tempdir().unwrap();
-    let dest = fs.path().join("recv");
-    let full = stream(
-        None,
-        1,
-        &[
-            Record::Mkdir { path: b"d".to_vec() },
-            Record::Create { path: b"d/f".to_vec() },
-            Record::Write { path: b"d/f".to_vec(), offset: 0, data: b"both".as_slice().into() },
-            Record::Link { path: b"g".to_vec(), existing: b"d/f".to_vec() },
-        ],
-    );
-    recv(&config(&dest, state.path()), &full).0.unwrap_or_else(|e| panic!("{e}"));
-    let inc = stream(
-        Some(1),
-        2,
-        &[
-            Record::Unlink { path: b"d/f".to_vec() },
-            Record::Rmdir { path: b"d".to_vec() },
-            Record::SetFlags { path: b"g".to_vec(), flags: 0x10 },
-        ],
-    );
-    recv(&config(&dest, state.path()), &inc).0.unwrap_or_else(|e| panic!("{e}"));
+    let full = [
+        Record::Mkdir { path: b"d".to_vec() },
+        Record::Create { path: b"d/f".to_vec() },
+        Record::Write { path: b"d/f".to_vec(), offset: 0, data: b"both".as_slice().into() },
+        Record::Link { path: b"g".to_vec(), existing: b"d/f".to_vec() },
+    ];
+    let inc = [
+        Record::Unlink { path: b"d/f".to_vec() },
+        Record::Rmdir { path: b"d".to_vec() },
+        Record::SetFlags { path: b"g".to_vec(), flags: 0x10 },
+    ];
+    let (dest, _state) = received(fs.path(), &full, &inc);
     let g = std::fs::File::open(dest.join("g")).unwrap();
     let flags = rustix::fs::ioctl_getflags(&g).unwrap();
     assert!(flags.contains(rustix::fs::IFlags::IMMUTABLE), "{flags:?}");
@@ -552,19 +531,12 @@ fn a_hole_to_an_unaligned_end_of_file_frees_the_last_block() {
 
 fn hole_to_an_unaligned_end(kind: DestKind) {
     let fs = DestFs::new(kind);
-    let state = tempfile::tempdir().unwrap();
-    let dest = fs.path().join("recv");
-    let full = stream(
-        None,
-        1,
-        &[
-            Record::Create { path: b"f".to_vec() },
-            Record::Write { path: b"f".to_vec(), offset: 0, data: vec![b'x'; 4111].into() },
-        ],
-    );
-    recv(&config(&dest, state.path()), &full).0.unwrap_or_else(|e| panic!("{e}"));
-    let inc = stream(Some(1), 2, &[Record::Hole { path: b"f".to_vec(), offset: 0, len: 7907 }]);
-    recv(&config(&dest, state.path()), &inc).0.unwrap_or_else(|e| panic!("{e}"));
+    let full = [
+        Record::Create { path: b"f".to_vec() },
+        Record::Write { path: b"f".to_vec(), offset: 0, data: vec![b'x'; 4111].into() },
+    ];
+    let inc = [Record::Hole { path: b"f".to_vec(), offset: 0, len: 7907 }];
+    let (dest, _state) = received(fs.path(), &full, &inc);
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(dest.join("f")).unwrap();
     assert_eq!(md.len(), 4111);
