@@ -221,6 +221,7 @@ impl Session {
         let mut made: HashSet<&[u8]> = HashSet::new();
         // Data records whose ranges this run keeps (none left to keep when they are applied).
         let mut handled = Vec::new();
+        let mut current: Option<(&[u8], std::fs::File, rustix::fs::Stat)> = None;
         for (index, rec) in ahead {
             if rec.moves_paths() || applier.check(index, rec).is_err() {
                 break;
@@ -244,17 +245,26 @@ impl Session {
             }
             // Opened for writing, as its records will (the same checks), and left for them:
             // several records of one file, and applying them, take one open. One it cannot open
-            // now is kept when its record is applied.
-            let (file, st) = match applier.opened_ahead(path) {
-                Some(opened) => opened,
-                None => match applier.open_regular(path) {
-                    Ok(opened) => opened,
-                    Err(_) => continue,
-                },
-            };
-            self.keep_ranges(&Change { path, file: &file, st: &st, start, end }, &mut log, &mut u)?;
-            applier.keep_opened(path, file, st);
+            // now is kept when its record is applied. The file of the last record is held here
+            // while records of the same file follow (scattered writes: most do).
+            if !matches!(&current, Some((p, _, _)) if *p == path) {
+                if let Some((p, file, st)) = current.take() {
+                    applier.keep_opened(p, file, st);
+                }
+                current = match applier.opened_ahead(path) {
+                    Some((file, st)) => Some((path, file, st)),
+                    None => match applier.open_regular(path) {
+                        Ok((file, st)) => Some((path, file, st)),
+                        Err(_) => continue,
+                    },
+                };
+            }
+            let Some((_, file, st)) = &current else { continue };
+            self.keep_ranges(&Change { path, file, st, start, end }, &mut log, &mut u)?;
             handled.push(index);
+        }
+        if let Some((p, file, st)) = current.take() {
+            applier.keep_opened(p, file, st);
         }
         self.kept_ahead.clear();
         if !u.is_empty() {

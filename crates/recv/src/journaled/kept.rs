@@ -40,6 +40,9 @@ struct Kept {
     /// Each kept piece by offset: its length and where its origin bytes are. Pieces never
     /// overlap: only bytes not kept yet are kept.
     pieces: Runs<Source>,
+    /// Where the kept piece that reaches furthest ends: a change past it has nothing kept (a
+    /// file changed front to back, the common case, is answered without a search).
+    end: u64,
 }
 
 /// Where the origin bytes of a kept piece are.
@@ -67,8 +70,20 @@ enum Piece {
 
 impl Kept {
     /// The parts of [a, b) not kept yet: O(log n + the pieces met), n the pieces kept.
+    #[cfg(test)]
     fn gaps(&self, a: u64, b: u64) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
+        self.gaps_into(a, b, &mut out);
+        out
+    }
+
+    /// [`Kept::gaps`] into `out` (cleared first): a buffer reused for every change.
+    fn gaps_into(&self, a: u64, b: u64, out: &mut Vec<(u64, u64)>) {
+        out.clear();
+        if a >= self.end {
+            out.push((a, b));
+            return;
+        }
         let mut pos = a;
         // From the piece that starts at or before `a`, which may reach into [a, b).
         for r in self.pieces.from(a) {
@@ -90,12 +105,12 @@ impl Kept {
         if pos < b {
             out.push((pos, b));
         }
-        out
     }
 
     /// Records the piece [off, off+len) as kept (the first bytes kept at an offset are the
     /// origin's: a second piece there is ignored).
     fn add(&mut self, off: u64, len: u64, src: Source) {
+        self.end = self.end.max(off + len);
         self.pieces.insert(Range { off, len, value: src });
     }
 }
@@ -166,6 +181,8 @@ pub struct Keeper {
     logs: Vec<Vec<u8>>,
     /// Origin bytes read ahead of small changes that walk forward through one file.
     window: Window,
+    /// The gaps of the change being kept (a buffer reused: keeping is done per record).
+    gaps: Vec<(u64, u64)>,
 }
 
 /// The number of keep log `name` in `logs` (a receive has one or two: a linear search).
@@ -236,6 +253,7 @@ impl Keeper {
             preserved: HashMap::new(),
             logs: Vec::new(),
             window: Window::default(),
+            gaps: Vec::new(),
         }
     }
 
@@ -276,46 +294,65 @@ impl Keeper {
     ) -> Result<bool, Problem> {
         let Change { path: p, file, st, start: a, end: b } = *c;
         let ino = st.st_ino;
+        let Keeper { files, inline_left, logs, window, gaps, .. } = self;
         let mut first = false;
-        if let std::collections::hash_map::Entry::Vacant(v) = self.files.entry(ino) {
-            let (atime, mtime) = fsutil::times(st);
-            u.push(Undo::KeepMeta {
-                path: p.to_vec(),
-                ino,
-                size: st.st_size as u64,
-                mode: st.st_mode & 0o7777,
-                uid: st.st_uid,
-                gid: st.st_gid,
-                atime,
-                mtime,
-                cap: fsutil::fget_cap(file),
-            });
-            v.insert(Kept { size: st.st_size as u64, ..Kept::default() });
-            first = true;
-            if st.st_size as u64 > READ_AHEAD_MATTERS {
-                // A few bytes here and there: read-ahead would read a hundred times more.
-                let _ = fs::fadvise(file, 0, None, fs::Advice::Random);
+        let k = match files.entry(ino) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let (atime, mtime) = fsutil::times(st);
+                u.push(Undo::KeepMeta {
+                    path: p.to_vec(),
+                    ino,
+                    size: st.st_size as u64,
+                    mode: st.st_mode & 0o7777,
+                    uid: st.st_uid,
+                    gid: st.st_gid,
+                    atime,
+                    mtime,
+                    cap: fsutil::fget_cap(file),
+                });
+                first = true;
+                if st.st_size as u64 > READ_AHEAD_MATTERS {
+                    // A few bytes here and there: read-ahead would read a hundred times more.
+                    let _ = fs::fadvise(file, 0, None, fs::Advice::Random);
+                }
+                v.insert(Kept { size: st.st_size as u64, ..Kept::default() })
             }
-        }
-        let k = &self.files[&ino];
+        };
         let (size, b) = (k.size, b.min(k.size));
         if a >= b {
             return Ok(first);
         }
-        let gaps = k.gaps(a, b);
+        k.gaps_into(a, b, gaps);
         let keeping = || Problem::io("keeping the origin bytes");
-        let mut pieces = Vec::new();
-        for (x, y) in gaps {
+        // Each piece becomes an undo step and is noted as kept (the bytes go into the undo step
+        // as read: no copy is held, `Source::Journal`).
+        let mut kept = |off: u64, len: u64, piece: Piece, logs: &mut Vec<Vec<u8>>| {
+            let path = p.to_vec();
+            let (step, src) = match piece {
+                Piece::Hole => {
+                    (Undo::Range { path, ino, off, len, hold: Vec::new(), at: 0 }, Source::Hole)
+                }
+                Piece::Log { name, at } => {
+                    let log = log_number(logs, &name);
+                    (Undo::Range { path, ino, off, len, hold: name, at }, Source::Log { log, at })
+                }
+                Piece::Bytes(data) => (Undo::Bytes { path, ino, off, data }, Source::Journal),
+            };
+            u.push(step);
+            k.add(off, len, src);
+        };
+        for &(x, y) in gaps.iter() {
             // Bytes the journal can take are read first: most show they hold no hole, and the
             // SEEK_HOLE of each range is saved.
-            let read = match y - x <= self.inline_left {
-                true => Some(self.window.read(file, ino, size, x, y).map_err(keeping())?),
+            let read = match y - x <= *inline_left {
+                true => Some(window.read(file, ino, size, x, y).map_err(keeping())?),
                 false => None,
             };
             let read = match read {
                 Some(bytes) if !fsutil::may_cover_hole(&bytes, x) => {
-                    self.inline_left -= y - x;
-                    pieces.push((x, y - x, Piece::Bytes(bytes)));
+                    *inline_left -= y - x;
+                    kept(x, y - x, Piece::Bytes(bytes), logs);
                     continue;
                 }
                 r => r,
@@ -325,42 +362,23 @@ impl Keeper {
             {
                 let len = end - off;
                 if !data {
-                    pieces.push((off, len, Piece::Hole));
+                    kept(off, len, Piece::Hole, logs);
                     continue;
                 }
-                if len <= self.inline_left {
+                if len <= *inline_left {
                     let bytes = match &read {
                         Some(b) => b[(off - x) as usize..(end - x) as usize].to_vec(),
                         None => fsutil::read_range(file, off, len).map_err(keeping())?,
                     };
-                    self.inline_left -= len;
-                    pieces.push((off, len, Piece::Bytes(bytes)));
+                    *inline_left -= len;
+                    kept(off, len, Piece::Bytes(bytes), logs);
                     continue;
                 }
                 let at = log.end;
                 fsutil::copy_range(file, off, log.file(holding)?, at, len).map_err(keeping())?;
-                pieces.push((off, len, Piece::Log { name: log.name.clone(), at: log.end }));
+                kept(off, len, Piece::Log { name: log.name.clone(), at }, logs);
                 log.end += len;
             }
-        }
-        let Some(k) = self.files.get_mut(&ino) else {
-            return Err(Problem::os("keeping the origin bytes")(Errno::NOENT));
-        };
-        for (off, len, piece) in pieces {
-            let path = p.to_vec();
-            // The bytes go into the undo step as read: no copy is held (`Source::Journal`).
-            let (step, src) = match piece {
-                Piece::Hole => {
-                    (Undo::Range { path, ino, off, len, hold: Vec::new(), at: 0 }, Source::Hole)
-                }
-                Piece::Log { name, at } => {
-                    let log = log_number(&mut self.logs, &name);
-                    (Undo::Range { path, ino, off, len, hold: name, at }, Source::Log { log, at })
-                }
-                Piece::Bytes(data) => (Undo::Bytes { path, ino, off, data }, Source::Journal),
-            };
-            u.push(step);
-            k.add(off, len, src);
         }
         Ok(first)
     }

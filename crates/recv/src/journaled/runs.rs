@@ -50,6 +50,15 @@ impl<V: Copy> Runs<V> {
     /// Adds a range that overlaps none of those held; a range at an offset already held is
     /// ignored (the first one holds).
     pub fn insert(&mut self, r: Range<V>) {
+        // Past the last range, into a last run with room: the common case (ranges mostly come
+        // in ascending order), without a search.
+        if let Some(mut last) = self.runs.last_entry() {
+            let run = last.get_mut();
+            if run.len() < RUN && run.last().is_some_and(|x| x.off < r.off) {
+                run.push(r);
+                return;
+            }
+        }
         // The run it belongs to: the last one starting at or before it, else the first.
         let key = match self.runs.range(..=r.off).next_back() {
             Some((&k, _)) => k,
@@ -63,16 +72,22 @@ impl<V: Copy> Runs<V> {
                 }
             },
         };
-        let Some(mut run) = self.runs.remove(&key) else { return };
+        let Some(run) = self.runs.get_mut(&key) else { return };
         let at = run.partition_point(|x| x.off < r.off);
         if run.get(at).is_some_and(|x| x.off == r.off) {
-            self.runs.insert(key, run);
             return;
         }
-        if run.len() < RUN {
-            // Runs are made with room for RUN: this never moves the run.
+        if run.len() < RUN && at > 0 {
+            // In place: the run keeps its first offset, and so its key. Runs are made with room
+            // for RUN: this never moves the run.
             run.insert(at, r);
-            self.runs.insert(run[0].off, run);
+            return;
+        }
+        let Some(mut run) = self.runs.remove(&key) else { return };
+        if run.len() < RUN {
+            // A new first range (only ever the first run's): the run gets a new key.
+            run.insert(at, r);
+            self.runs.insert(r.off, run);
             return;
         }
         // Full. Ranges mostly come in ascending order: one past the end starts a run of its
