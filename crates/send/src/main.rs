@@ -13,6 +13,7 @@ mod sink;
 mod source;
 
 use clap::Parser;
+use std::io::Write;
 use std::process::ExitCode;
 
 const EXIT_FAILED: u8 = 1;
@@ -39,10 +40,13 @@ fn main() -> ExitCode {
                 } else {
                     run::summary_text(&outcome)
                 };
-                print!("{text}");
+                // A reader that stopped reading (`| head`) is no failure: quiet, as with the
+                // listing below.
+                let _ = std::io::stdout().lock().write_all(text.as_bytes());
             }
             ExitCode::SUCCESS
         }
+        Err(e) if e.chain().any(|c| c.is::<sink::ListingClosed>()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = exit_code(&e);
             if code == EXIT_OUTPUT && is_broken_pipe(&e) {
@@ -65,7 +69,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     };
     if e.chain().any(drifted) {
         EXIT_CHANGED
-    } else if e.chain().any(|c| c.is::<sink::OutputError>()) || is_broken_pipe(e) {
+    } else if e.chain().any(|c| c.is::<sink::OutputError>() || c.is::<sink::CreateError>())
+        || is_broken_pipe(e)
+    {
         EXIT_OUTPUT
     } else if e.chain().any(|c| c.is::<cli::UsageError>()) {
         EXIT_USAGE

@@ -149,7 +149,8 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
         Output::Stdout => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
         Output::File(path) => Box::new(BufWriter::with_capacity(
             1 << 20,
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+            File::create(path)
+                .map_err(|source| crate::sink::CreateError { path: path.clone(), source })?,
         )),
     };
     let sent = send(out, &header, wopts, list, progress, source, data, cfg, &options);

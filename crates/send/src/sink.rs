@@ -33,6 +33,46 @@ impl std::error::Error for OutputError {
     }
 }
 
+/// The output file could not be made (`-f PATH`): an output error like [`OutputError`].
+#[derive(Debug)]
+pub struct CreateError {
+    pub path: std::path::PathBuf,
+    pub source: std::io::Error,
+}
+
+impl fmt::Display for CreateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot create {}", self.path.display())
+    }
+}
+
+impl std::error::Error for CreateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// The reader of the record listing (`-n -v` on standard output) stopped reading, as `head`
+/// does: not a failure of the send, which ends quietly.
+#[derive(Debug)]
+pub struct ListingClosed;
+
+impl fmt::Display for ListingClosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the listing's reader stopped reading")
+    }
+}
+
+impl std::error::Error for ListingClosed {}
+
+/// A failed write of the listing, with a closed pipe told apart.
+fn listing(e: std::io::Error) -> anyhow::Error {
+    match e.kind() {
+        std::io::ErrorKind::BrokenPipe => ListingClosed.into(),
+        _ => anyhow::Error::new(e).context("writing the record listing"),
+    }
+}
+
 /// Counts of what went into a stream.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -151,7 +191,8 @@ impl<W: Write> Sink<W> {
             self.counts.data_bytes += data.len() as u64;
         }
         if let Some(l) = &mut self.list {
-            writeln!(l, "{}", dump::record_line(at.index, at.offset, at.flags, rec))?;
+            writeln!(l, "{}", dump::record_line(at.index, at.offset, at.flags, rec))
+                .map_err(listing)?;
         }
         Ok(())
     }
@@ -180,8 +221,8 @@ impl<W: Write> Sink<W> {
         self.counts.records += 1;
         self.counts.stream_bytes = out.bytes;
         if let Some(l) = &mut self.list {
-            writeln!(l, "{}", dump::record_line(index, offset, 0, &end))?;
-            l.flush()?;
+            writeln!(l, "{}", dump::record_line(index, offset, 0, &end)).map_err(listing)?;
+            l.flush().map_err(listing)?;
         }
         if let Some(p) = &mut self.progress {
             p.finish(out.bytes, self.counts.records);
