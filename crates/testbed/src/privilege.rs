@@ -56,11 +56,20 @@ pub fn require_privileged(test_name: &str) -> Option<Privileged> {
 
 /// [`require_privileged`] with an explicit tool list (e.g. add `setfacl`).
 pub fn require_privileged_with(test_name: &str, tools: &[&str]) -> Option<Privileged> {
-    decide(test_name, &privilege_problems(tools), in_ci())
+    decide(test_name, &privilege_problems(tools), in_ci(), &mut |line| {
+        // Straight to the stderr handle: the test harness captures `eprintln!`
+        // of passing tests, and a skip must be seen.
+        let _ = writeln!(std::io::stderr(), "{line}");
+    })
 }
 
-/// The gate's decision, apart from probing the machine.
-fn decide(test_name: &str, problems: &[String], ci: bool) -> Option<Privileged> {
+/// The gate's decision, apart from probing the machine; a skip is told to `say`.
+fn decide(
+    test_name: &str,
+    problems: &[String],
+    ci: bool,
+    say: &mut dyn FnMut(&str),
+) -> Option<Privileged> {
     if problems.is_empty() {
         return Some(Privileged { _private: () });
     }
@@ -68,12 +77,7 @@ fn decide(test_name: &str, problems: &[String], ci: bool) -> Option<Privileged> 
     if ci {
         panic!("*** {test_name}: ANYSEND_CI=1 forbids skipping, but it needs root and loop devices ({reason}) ***");
     }
-    // Straight to the stderr handle: the test harness captures `eprintln!`
-    // of passing tests, and a skip must be seen.
-    let _ = writeln!(
-        std::io::stderr(),
-        "*** SKIPPED {test_name}: needs root and loop devices ({reason}) ***"
-    );
+    say(&format!("*** SKIPPED {test_name}: needs root and loop devices ({reason}) ***"));
     None
 }
 
@@ -81,21 +85,31 @@ fn decide(test_name: &str, problems: &[String], ci: bool) -> Option<Privileged> 
 mod tests {
     use super::*;
 
-    #[test]
-    fn no_problem_passes() {
-        assert!(decide("t", &[], true).is_some());
-        assert!(decide("t", &[], false).is_some());
+    /// What the gate says, kept (a unit test must not print a skip that did not happen).
+    fn quiet(test_name: &str, problems: &[String], ci: bool) -> (Option<Privileged>, Vec<String>) {
+        let mut said = Vec::new();
+        let gate = decide(test_name, problems, ci, &mut |l| said.push(l.to_string()));
+        (gate, said)
     }
 
     #[test]
-    fn a_problem_skips_locally() {
-        assert!(decide("t", &["not running as root".into()], false).is_none());
+    fn no_problem_passes() {
+        assert!(quiet("t", &[], true).0.is_some());
+        let (gate, said) = quiet("t", &[], false);
+        assert!(gate.is_some() && said.is_empty());
+    }
+
+    #[test]
+    fn a_problem_skips_locally_and_says_so() {
+        let (gate, said) = quiet("t", &["not running as root".into()], false);
+        assert!(gate.is_none());
+        assert_eq!(said, ["*** SKIPPED t: needs root and loop devices (not running as root) ***"]);
     }
 
     #[test]
     #[should_panic(expected = "ANYSEND_CI=1 forbids skipping")]
     fn a_problem_fails_in_ci() {
-        decide("t", &["not running as root".into()], true);
+        quiet("t", &["not running as root".into()], true);
     }
 
     #[test]
