@@ -28,7 +28,7 @@ use crate::drift::{self, Expectations};
 use crate::error::{Problem, RecordError, RecvError, Warning};
 use crate::fsutil;
 use crate::journal::{self, Begin, Loaded, RootMeta};
-use crate::journaled::{holding, Journaled};
+use crate::journaled::{self, holding, Journaled};
 use crate::lookahead::{Input, AHEAD_BYTES};
 use crate::names;
 use crate::state::{self, Refusal, State, Verdict};
@@ -74,6 +74,10 @@ pub fn receive<R: Read>(
         if let (Some(l), true) = (&loaded, exists) {
             if let Ok(root) = dest::open_dir(&canonical) {
                 let _ = holding::remove(root.as_fd(), &l.begin.holding);
+                // And DEST's own flags, if it lifted them.
+                if let Some(f) = journaled::root::original(l) {
+                    let _ = journaled::root::set(root.as_fd(), f);
+                }
             }
         }
         let _ = fs::remove_file(&jpath);
@@ -183,8 +187,12 @@ fn fresh<R: Read>(
         None => locked(&root)??,
     };
     if let Some(l) = &loaded {
-        // --force over an interrupted receive: its journal and holding directory go.
+        // --force over an interrupted receive: its journal and holding directory go, and DEST
+        // gets back the flags it lifted (this receive lifts them again, noting them first).
         let _ = holding::remove(root.as_fd(), &l.begin.holding);
+        if let Some(f) = journaled::root::original(l) {
+            let _ = journaled::root::set(root.as_fd(), f);
+        }
         let _ = fs::remove_file(&run.jpath);
     }
     let st = rustix::fs::fstat(&root).map_err(|e| RecvError::dest(canonical, "fstat")(e.into()))?;
