@@ -39,7 +39,9 @@ Interrupted receives:
   and for an incremental how to undo each step. Objects the stream removes are kept in a
   holding directory DEST/.anyrecv-<stream id> until the end record, and the bytes a change in
   place overwrites in the journal (or there); a full receive writes each new file there and
-  gives it its name when its data is complete. After a kill (of anyrecv, of the link, or of
+  gives it its name when its data is complete. An immutable or append-only DEST (chattr +i,
+  +a) has those flags lifted while the receive runs (the journal notes them first) and set
+  again at the end, to the stream's if it changes them. After a kill (of anyrecv, of the link, or of
   the power) DEST is marked as interrupted: only the same stream is accepted, either resumed
   (anysend --resume TOKEN, where TOKEN is what --resume-token prints) or sent again from its
   start (what DEST holds is skipped); anything else is refused unless --force. --abort rolls
