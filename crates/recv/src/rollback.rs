@@ -45,7 +45,7 @@ pub struct Aborted {
 pub fn abort(cfg: &Config) -> Result<Aborted, RecvError> {
     let shown = state::show(&cfg.dest);
     let dest = dest::canonical(&cfg.dest)?;
-    let state_file = state::state_file(&cfg.state_dir, &dest);
+    let state_file = dest::find_state(&cfg.state_dir, &dest)?.path;
     let _lock =
         state::lock(&state_file, &shown).map_err(RecvError::state(&state_file, "locking"))??;
     let dest_partial = state::load(&state_file)
