@@ -142,7 +142,7 @@ pub(crate) fn receive<R: Read>(
     if !reflink_supported(&parent) {
         return Err(Refusal::NoReflink { dest: shown }.into());
     }
-    let state_path = state::state_file(&cfg.state_dir, &canonical);
+    let state_path = dest::find_state(&cfg.state_dir, &canonical)?.path;
     state::create_dir(&cfg.state_dir).map_err(RecvError::state(&cfg.state_dir, "creating"))?;
     let lock =
         state::lock(&state_path, &shown).map_err(RecvError::state(&state_path, "locking"))??;
@@ -183,13 +183,12 @@ pub(crate) fn receive<R: Read>(
                 clone_tree(r.as_fd(), &staging)
                     .map_err(RecvError::dest(&staging, "cloning DEST"))?;
                 // The staging copy holds what DEST holds: it gets DEST's record.
-                let st =
-                    fs::stat(&staging).map_err(|e| RecvError::dest(&staging, "stat")(e.into()))?;
-                let mut s = dest_state
-                    .clone()
-                    .unwrap_or_else(|| State::new(&staging, (st.st_dev, st.st_ino)));
-                s.dest = State::new(&staging, (0, 0)).dest;
-                (s.dest_device, s.dest_inode) = (st.st_dev, st.st_ino);
+                let id = dest::open_dir(&staging).and_then(|d| {
+                    dest::identity(d.as_fd()).map_err(RecvError::dest(&staging, "fstat"))
+                })?;
+                let mut s = dest_state.clone().unwrap_or_else(|| State::new(&staging, &id));
+                s.dest = State::new(&staging, &id).dest;
+                s.set_identity(&id);
                 s.partial = None;
                 // The clone's objects were all made just now: what was changed in DEST before
                 // shows in their metadata (`drift.rs`), not in their ctimes any more.
@@ -252,13 +251,13 @@ fn switch(
 /// and whose directory is DEST now becomes DEST's state, and the old tree at the staging path
 /// goes.
 fn finish_switches(cfg: &Config, canonical: &Path, state_path: &Path) -> Result<(), RecvError> {
-    let dest_id = fs::stat(canonical).ok().map(|s| (s.st_dev, s.st_ino));
+    let dest_id = dest::open_dir(canonical).ok().and_then(|d| dest::identity(d.as_fd()).ok());
     for (p, st) in stagings(cfg)? {
-        match st {
-            Some(s) if s.partial.is_none() && Some((s.dest_device, s.dest_inode)) == dest_id => {
+        match (st, &dest_id) {
+            (Some(s), Some(id)) if s.partial.is_none() && s.describes(id) => {
                 // Switched: DEST is the received tree; the staging path holds the old one.
                 let mut d = s.clone();
-                d.dest = State::new(canonical, (0, 0)).dest;
+                d.dest = canonical.as_os_str().as_bytes().to_vec();
                 // Its names log goes with it (a log the state does not match is written anew
                 // by the next receive).
                 let from = names::names_file(&state::state_file(&cfg.state_dir, &p));

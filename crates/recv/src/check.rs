@@ -50,7 +50,7 @@ impl Report {
 pub fn check(cfg: &Config) -> Result<Report, RecvError> {
     let (canonical, exists) = dest::locate(&cfg.dest)?;
     let shown = state::show(&canonical);
-    let state_path = state::state_file(&cfg.state_dir, &canonical);
+    let state_path = dest::find_state(&cfg.state_dir, &canonical)?.path;
     if !exists {
         return Err(RecvError::dest(&canonical, "opening")(std::io::ErrorKind::NotFound.into()));
     }

@@ -28,7 +28,7 @@ use crate::drift::{self, Expectations};
 use crate::error::{Problem, RecordError, RecvError, Warning};
 use crate::fsutil;
 use crate::journal::{self, Begin, Loaded, RootMeta};
-use crate::journaled::{holding, Journaled};
+use crate::journaled::{self, holding, Journaled};
 use crate::lookahead::{Input, AHEAD_BYTES};
 use crate::names;
 use crate::state::{self, Refusal, State, Verdict};
@@ -56,7 +56,11 @@ pub fn receive<R: Read>(
     let header = input.reader.header().clone();
     let (canonical, exists) = dest::locate(&cfg.dest)?;
     let shown = state::show(&canonical);
-    let state_path = state::state_file(&cfg.state_dir, &canonical);
+    let found = dest::find_state(&cfg.state_dir, &canonical)?;
+    if let Some(was) = found.received_as {
+        warn(&Warning::StateByIdentity { state_file: found.path.clone(), received_as: was });
+    }
+    let state_path = found.path;
     state::create_dir(&cfg.state_dir)
         .map_err(RecvError::state(&cfg.state_dir, "creating the state directory"))?;
     let _lock =
@@ -76,6 +80,10 @@ pub fn receive<R: Read>(
         if let (Some(l), true) = (&loaded, exists) {
             if let Ok(root) = dest::open_dir(&canonical) {
                 let _ = holding::remove(root.as_fd(), &l.begin.holding);
+                // And DEST's own flags, if it lifted them.
+                if let Some(f) = journaled::root::original(l) {
+                    let _ = journaled::root::set(root.as_fd(), f);
+                }
             }
         }
         let _ = fs::remove_file(&jpath);
@@ -185,18 +193,24 @@ fn fresh<R: Read>(
         None => locked(&root)??,
     };
     if let Some(l) = &loaded {
-        // --force over an interrupted receive: its journal and holding directory go.
+        // --force over an interrupted receive: its journal and holding directory go, and DEST
+        // gets back the flags it lifted (this receive lifts them again, noting them first).
         let _ = holding::remove(root.as_fd(), &l.begin.holding);
+        if let Some(f) = journaled::root::original(l) {
+            let _ = journaled::root::set(root.as_fd(), f);
+        }
         let _ = fs::remove_file(&run.jpath);
     }
     let st = rustix::fs::fstat(&root).map_err(|e| RecvError::dest(canonical, "fstat")(e.into()))?;
-    let identity = (st.st_dev, st.st_ino);
+    let identity = dest::identity(root.as_fd()).map_err(RecvError::dest(canonical, "fstat"))?;
     // A full stream makes DEST anew: nothing of an earlier state still describes it.
     let new_state = match (&verdict, old_state.clone()) {
-        (Verdict::Full, _) | (_, None) => State::new(canonical, identity),
+        (Verdict::Full, _) | (_, None) => State::new(canonical, &identity),
         (_, Some(mut s)) => {
-            (s.dest_device, s.dest_inode) = identity;
-            s.dest = State::new(canonical, identity).dest;
+            // DEST's path now (it may have been received through another) and its identity
+            // (an older state gets its file system's UUID).
+            s.set_identity(&identity);
+            s.dest = State::new(canonical, &identity).dest;
             s
         }
     };
@@ -232,19 +246,18 @@ fn resume<R: Read>(
         }
         Err(e) => return Err(RecvError::dest(canonical, "stat")(e)),
     };
-    let st = rustix::fs::fstat(&root).map_err(|e| RecvError::dest(canonical, "fstat")(e.into()))?;
-    if (state.dest_device, state.dest_inode) != (st.st_dev, st.st_ino) {
-        if !cfg.force {
-            return Err(Refusal::Replaced {
-                dest: state::show(canonical),
-                state_file: run.state_path,
-                was: (state.dest_device, state.dest_inode),
-                now: (st.st_dev, st.st_ino),
-            }
-            .into());
+    let identity = dest::identity(root.as_fd()).map_err(RecvError::dest(canonical, "fstat"))?;
+    if !state.describes(&identity) && !cfg.force {
+        return Err(Refusal::Replaced {
+            dest: state::show(canonical),
+            state_file: run.state_path,
+            was: state.identity_text(),
+            now: identity.to_string(),
         }
-        (state.dest_device, state.dest_inode) = (st.st_dev, st.st_ino);
+        .into());
     }
+    // Its device number may have changed (a reboot), and an older state gets the UUID.
+    state.set_identity(&identity);
     let applier = Applier::new(root, cfg.policy);
     let target = Journaled::resume(applier, &run.jpath, &loaded, canonical)?;
     let verdict = if loaded.begin.origin.is_some() { Verdict::Incremental } else { Verdict::Full };

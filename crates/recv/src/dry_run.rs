@@ -30,7 +30,7 @@ pub fn dry_run<R: Read>(cfg: &Config, mut reader: StreamReader<R>) -> Result<Sum
         Ok(m) if m.is_dir() => {
             let (canonical, _) = dest::locate(&cfg.dest)?;
             let shown = state::show(&canonical);
-            let path = state::state_file(&cfg.state_dir, &canonical);
+            let path = dest::find_state(&cfg.state_dir, &canonical)?.path;
             let old = state::load(&path).map_err(RecvError::state(&path, "reading"))?;
             let root = dest::open_dir(&canonical)?;
             let info = dest::info(&canonical, Some(&root), &path)?;

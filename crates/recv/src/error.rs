@@ -264,6 +264,9 @@ pub enum Warning {
     HolesAsZeros { index: u64, path: Vec<u8> },
     /// `--force` overrode a refusal of the base check.
     Forced(String),
+    /// DEST's state was found by DEST's identity, not its path: DEST was last received through
+    /// another path (a bind mount, a mount point renamed or moved).
+    StateByIdentity { state_file: PathBuf, received_as: Vec<u8> },
 }
 
 impl std::fmt::Display for Warning {
@@ -296,6 +299,13 @@ impl std::fmt::Display for Warning {
                 Brief(path)
             ),
             Warning::Forced(what) => write!(f, "--force: applying although {what}"),
+            Warning::StateByIdentity { state_file, received_as } => write!(
+                f,
+                "DEST's state was found by its identity (file system UUID and inode): DEST was \
+                 last received as {} (state file {})",
+                crate::path::Shown(received_as),
+                state_file.display()
+            ),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! the undo information of a whole run of records not applied yet (origin byte ranges about to
 //! be overwritten, or the inverse operations of a run of creations, renames and removals), so
 //! that the run costs one sync instead of one per record; they do not move the records in
-//! flight.
+//! flight. An ahead entry whose only step is a `Flags` step of DEST itself is a *root note*:
+//! the flags DEST's root gets at the end, lifted meanwhile (`journaled::root`).
 //!
 //! Why this shape:
 //! - A `write()` survives SIGKILL (it is in the page cache), so after a kill the last entry tells

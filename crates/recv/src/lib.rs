@@ -20,7 +20,7 @@
 //! | `--abort`: the undo steps applied in reverse | [`rollback`] |
 //! | `--resume-token`, and what is known of an interrupted receive | [`resume`] |
 //! | DEST's state file and the base check | [`state`]; as a receive goes: [`bookkeeping`] |
-//! | finding, opening and making DEST | [`dest`] |
+//! | finding, opening and making DEST; its identity (file system UUID, inode) and its state file, by path or by identity | [`dest`], [`state`] |
 //! | whether DEST still holds the stream's origin where the stream changes it (`expect`) | [`drift`] |
 //! | `--check`: what was changed in DEST since its last receive | [`check`], with the names log [`names`] |
 //! | what a record may ask for (path rules, `--no-devices`, `--no-setuid`) | [`validate`], [`path`] |

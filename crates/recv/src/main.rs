@@ -39,7 +39,9 @@ Interrupted receives:
   and for an incremental how to undo each step. Objects the stream removes are kept in a
   holding directory DEST/.anyrecv-<stream id> until the end record, and the bytes a change in
   place overwrites in the journal (or there); a full receive writes each new file there and
-  gives it its name when its data is complete. After a kill (of anyrecv, of the link, or of
+  gives it its name when its data is complete. An immutable or append-only DEST (chattr +i,
+  +a) has those flags lifted while the receive runs (the journal notes them first) and set
+  again at the end, to the stream's if it changes them. After a kill (of anyrecv, of the link, or of
   the power) DEST is marked as interrupted: only the same stream is accepted, either resumed
   (anysend --resume TOKEN, where TOKEN is what --resume-token prints) or sent again from its
   start (what DEST holds is skipped); anything else is refused unless --force. --abort rolls
@@ -60,12 +62,16 @@ How a receive goes:
 State:
   What DEST last received is kept OUTSIDE DEST, so DEST stays equal to the snapshot: one
   file per DEST in the state directory, named <path>-<hash>.state after DEST's canonical
-  path, holding key=value lines (dest, dest_device, dest_inode, target, stream, origin,
-  stream_created, sender, completed, settled, names_len; partial_* while a receive is
-  under way or after one stopped), and DEST's names in <path>-<hash>.state.names. The state directory is --state-dir, else $ANYRECV_STATE_DIR, else
-  /var/lib/anyrecv for root, else ${XDG_STATE_HOME:-$HOME/.local/state}/anyrecv.
-  Copying or moving DEST elsewhere loses its state: pass --force once for the next
-  incremental receive.
+  path, holding key=value lines (dest, dest_fs, dest_device, dest_inode, target, stream,
+  origin, stream_created, sender, completed, settled, names_len; partial_* while a receive
+  is under way or after one stopped), and DEST's names in <path>-<hash>.state.names. The
+  state directory is --state-dir, else $ANYRECV_STATE_DIR, else /var/lib/anyrecv for root,
+  else ${XDG_STATE_HOME:-$HOME/.local/state}/anyrecv.
+  DEST is identified by its file system's UUID (dest_fs) and its inode, not its device
+  number, which can change at a reboot. Reached by another path than the one it was received
+  as (a bind mount, a mount point renamed or moved), DEST's state is found by that identity
+  (anyrecv says so), if the old path is gone or is the same directory. Copied elsewhere, DEST
+  has no state: pass --force once for the next incremental receive.
 
 Not root:
   Files stay owned by the receiving user (one warning per receive; --strict-owner makes it
@@ -321,6 +327,7 @@ fn check(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    note_identity(&cfg);
     let r = match anyrecv::check::check(&cfg) {
         Ok(r) => r,
         Err(e) => {
@@ -393,6 +400,7 @@ fn after_interruption(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    note_identity(&cfg);
     if args.resume_token {
         return match anyrecv::resume::resume_token(&cfg) {
             Ok(t) => {
@@ -428,6 +436,17 @@ fn after_interruption(args: &Args) -> ExitCode {
             eprintln!("anyrecv: {}", report::hint(&e, false));
             ExitCode::from(report::exit_code(&e))
         }
+    }
+}
+
+/// Says so when DEST's state is found by DEST's identity, not by its path (on standard error:
+/// standard output may be a token or JSON for a script).
+fn note_identity(cfg: &Config) {
+    let Ok(canonical) = anyrecv::dest::canonical(&cfg.dest) else { return };
+    let Ok(found) = anyrecv::dest::find_state(&cfg.state_dir, &canonical) else { return };
+    if let Some(was) = found.received_as {
+        let w = Warning::StateByIdentity { state_file: found.path, received_as: was };
+        eprintln!("anyrecv: note: {w}");
     }
 }
 

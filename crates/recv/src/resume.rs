@@ -47,7 +47,7 @@ impl Interrupted {
 /// The interrupted receive of `cfg.dest`, if there is one.
 pub fn interrupted(cfg: &Config) -> Result<Option<Interrupted>, RecvError> {
     let dest = dest::canonical(&cfg.dest)?;
-    let state_file = state::state_file(&cfg.state_dir, &dest);
+    let state_file = dest::find_state(&cfg.state_dir, &dest)?.path;
     let st = state::load(&state_file).map_err(RecvError::state(&state_file, "reading"))?;
     if st.as_ref().is_none_or(|s| s.partial.is_none()) {
         // An interrupted --atomic receive: its staging copy holds the journal.

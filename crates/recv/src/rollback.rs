@@ -21,7 +21,7 @@ use crate::dest;
 use crate::error::RecvError;
 use crate::fsutil;
 use crate::journal::{self, Loaded, RootMeta, Time, Undo};
-use crate::journaled::holding;
+use crate::journaled::{self, holding};
 use crate::names;
 use crate::ops::{self, ForFlags, Object};
 use crate::path::{self, Shown};
@@ -45,7 +45,7 @@ pub struct Aborted {
 pub fn abort(cfg: &Config) -> Result<Aborted, RecvError> {
     let shown = state::show(&cfg.dest);
     let dest = dest::canonical(&cfg.dest)?;
-    let state_file = state::state_file(&cfg.state_dir, &dest);
+    let state_file = dest::find_state(&cfg.state_dir, &dest)?.path;
     let _lock =
         state::lock(&state_file, &shown).map_err(RecvError::state(&state_file, "locking"))??;
     let dest_partial = state::load(&state_file)
@@ -102,7 +102,13 @@ pub fn abort(cfg: &Config) -> Result<Aborted, RecvError> {
         origin: b.origin,
     };
     let failed = |step| RecvError::dest(&dest, step);
+    // DEST's own immutable or append-only flags: lifted for the abort (they refuse the holding
+    // directory's removal and every entry put back in the root), and put back after
+    // everything else, as the receive had them.
+    let root_flags = journaled::root::original(j);
     if let Some(root) = root {
+        journaled::root::lift(root.as_fd())
+            .map_err(failed("lifting DEST's immutable or append-only flag"))?;
         if b.origin.is_none() {
             // A full receive: everything in DEST is its doing.
             fsutil::empty_dir(root.as_fd()).map_err(failed("emptying"))?;
@@ -112,6 +118,10 @@ pub fn abort(cfg: &Config) -> Result<Aborted, RecvError> {
                 out.removed_dest = true;
             } else {
                 restore_root(root.as_fd(), &b.root).map_err(failed("restoring"))?;
+                if let Some(f) = root_flags {
+                    journaled::root::set(root.as_fd(), f)
+                        .map_err(failed("restoring DEST's flags"))?;
+                }
                 rustix::fs::syncfs(&root).map_err(|e| failed("syncfs")(e.into()))?;
             }
         } else {
@@ -119,6 +129,9 @@ pub fn abort(cfg: &Config) -> Result<Aborted, RecvError> {
             holding::remove(root.as_fd(), &b.holding)
                 .map_err(failed("removing the holding directory"))?;
             restore_root(root.as_fd(), &b.root).map_err(failed("restoring"))?;
+            if let Some(f) = root_flags {
+                journaled::root::set(root.as_fd(), f).map_err(failed("restoring DEST's flags"))?;
+            }
             rustix::fs::syncfs(&root).map_err(|e| failed("syncfs")(e.into()))?;
         }
     } else {
@@ -182,6 +195,10 @@ fn undo_all(root: &OwnedFd, j: &Loaded, dest: &Path) -> Result<usize, RecvError>
     let mut n = 0;
     for e in j.entries.iter().rev() {
         for u in e.undo.iter().rev() {
+            if matches!(u, Undo::Flags { path, .. } if path::is_root(path)) {
+                // DEST's own flags come last, after the holding directory is gone (`abort`).
+                continue;
+            }
             match undo_one(&mut res, root.as_fd(), hold.as_ref().map(|h| h.as_fd()), u) {
                 Ok(true) => n += 1,
                 Ok(false) => {}

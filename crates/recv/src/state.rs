@@ -4,8 +4,23 @@
 //! `getfattr -R`, so no marker file or xattr may be put inside DEST. The state lives in a state
 //! directory instead (`config.rs` resolves it), one file per DEST, named from DEST's canonical
 //! path: `<readable tail>-<FNV-1a 64 of the path, hex>.state`. The file repeats the path and
-//! DEST's device and inode, so a hash collision or a DEST replaced by another directory is
-//! noticed rather than trusted.
+//! DEST's identity ([`Identity`]: its file system's UUID and its inode), so a hash collision or
+//! a DEST replaced by another directory is noticed rather than trusted.
+//!
+//! A DEST reached by another path than the one it was received as (a bind mount, a mount point
+//! renamed or moved) has no state file of its own: [`find`] then looks for the state file that
+//! describes DEST's identity, by reading the state directory's files (one per DEST, a few
+//! hundred bytes each: a scan costs less than an index that a kill or a hand could leave out of
+//! step with the files it points at, and is made only when the path finds nothing). Such a
+//! state is taken only if the path it names is gone or is that very directory now, so that a
+//! copy of the file system (same UUID) or an inode number used again does not inherit it. The
+//! state file keeps its name; the receive records DEST's new path in it.
+//!
+//! Identity is (file system UUID, inode), not (st_dev, inode): st_dev is a number the kernel
+//! hands out at mount time, and a disk can come back with another one after a reboot. State
+//! files written before the UUID was recorded (`dest_device` and `dest_inode` only) are still
+//! read: their device number is compared instead, and the UUID is added when the state is next
+//! written.
 //!
 //! The file is small `key=value` text (byte strings escaped as `anyrecv --dump` shows them) so a
 //! person can read it, and unknown keys are ignored so later versions can add some. It is
@@ -58,11 +73,35 @@ pub struct Partial {
     pub started: (i64, u32),
 }
 
+/// What identifies DEST's directory, whatever path reaches it: its file system and its inode
+/// number (`dest.rs` reads it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The file system, by what survives a reboot where there is one: `uuid:<hex>`
+    /// (FS_IOC_GETFSUUID), else `fsid:<hex>` (statfs), else `dev:<st_dev>`; followed by
+    /// `/subvol:<id>` on a file system with subvolumes (btrfs), whose inode numbers repeat in
+    /// each.
+    pub fs: String,
+    /// The device number now: what older state files recorded instead of `fs`, and what tells
+    /// whether two paths reach one directory now.
+    pub device: u64,
+    pub inode: u64,
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "file system {}, inode {}", self.fs, self.inode)
+    }
+}
+
 /// The state of one DEST.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
-    /// DEST's canonical path.
+    /// DEST's canonical path (the last one it was received through).
     pub dest: Vec<u8>,
+    /// DEST's file system ([`Identity::fs`]); `None` in a state written by an older anyrecv,
+    /// which recorded only the device number.
+    pub dest_fs: Option<String>,
     pub dest_device: u64,
     pub dest_inode: u64,
     pub last: Option<Received>,
@@ -81,8 +120,8 @@ pub enum DestKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestInfo {
     pub kind: DestKind,
-    /// Device and inode of DEST, when it exists.
-    pub identity: Option<(u64, u64)>,
+    /// DEST's identity, when it exists.
+    pub identity: Option<Identity>,
     /// The state file that applies to DEST, for messages.
     pub state_file: PathBuf,
 }
@@ -126,11 +165,11 @@ pub enum Refusal {
     )]
     Unfinished { dest: String, stream: Id, target: Id, next_record: u64 },
     #[error(
-        "{dest}: the state file {} describes device {}, inode {} but DEST is now device {}, \
-         inode {}: DEST was replaced after its last receive",
-        .state_file.display(), .was.0, .was.1, .now.0, .now.1
+        "{dest}: the state file {} describes {was} but DEST is now {now}: DEST was replaced \
+         after its last receive",
+        .state_file.display()
     )]
-    Replaced { dest: String, state_file: PathBuf, was: (u64, u64), now: (u64, u64) },
+    Replaced { dest: String, state_file: PathBuf, was: String, now: String },
     #[error(
         "{dest}: changed since its last receive where this stream would change it ({count} \
          {}): {changed}",
@@ -260,17 +299,17 @@ pub fn check_base(
             DestKind::NotEmpty(entry) => Err(Refusal::NotEmpty { dest: d(), entry: entry.clone() }),
         };
     };
-    let now = match (&dest.kind, dest.identity) {
+    let now = match (&dest.kind, &dest.identity) {
         (DestKind::Missing, _) | (_, None) => return Err(Refusal::Missing { dest: d(), origin }),
         (_, Some(id)) => id,
     };
     let refusal = match state {
         None => Some(Refusal::NoState { dest: d(), origin, state_file: dest.state_file.clone() }),
-        Some(s) if (s.dest_device, s.dest_inode) != now => Some(Refusal::Replaced {
+        Some(s) if !s.describes(now) => Some(Refusal::Replaced {
             dest: d(),
             state_file: dest.state_file.clone(),
-            was: (s.dest_device, s.dest_inode),
-            now,
+            was: s.identity_text(),
+            now: now.to_string(),
         }),
         Some(State { partial: Some(p), .. }) => Some(Refusal::Unfinished {
             dest: d(),
@@ -334,6 +373,9 @@ impl State {
         o.push_str("# do not edit (anyrecv --help, section STATE).\n");
         o.push_str(&format!("format={FORMAT}\n"));
         o.push_str(&format!("dest={}\n", Escaped(&self.dest)));
+        if let Some(fs) = &self.dest_fs {
+            o.push_str(&format!("dest_fs={fs}\n"));
+        }
         o.push_str(&format!("dest_device={}\n", self.dest_device));
         o.push_str(&format!("dest_inode={}\n", self.dest_inode));
         if let Some(l) = &self.last {
@@ -414,6 +456,7 @@ impl State {
         };
         Ok(State {
             dest: unescape(need("dest")?),
+            dest_fs: get("dest_fs").map(str::to_string),
             dest_device: num("dest_device")?,
             dest_inode: num("dest_inode")?,
             last,
@@ -422,14 +465,49 @@ impl State {
     }
 
     /// A state for `dest` with nothing received yet.
-    pub fn new(dest: &Path, identity: (u64, u64)) -> State {
-        State {
+    pub fn new(dest: &Path, identity: &Identity) -> State {
+        let mut s = State {
             dest: dest.as_os_str().as_bytes().to_vec(),
-            dest_device: identity.0,
-            dest_inode: identity.1,
+            dest_fs: None,
+            dest_device: 0,
+            dest_inode: 0,
             last: None,
             partial: None,
+        };
+        s.set_identity(identity);
+        s
+    }
+
+    /// Records `identity` as DEST's (an older state gets its file system's UUID here).
+    pub fn set_identity(&mut self, identity: &Identity) {
+        self.dest_fs = Some(identity.fs.clone());
+        self.dest_device = identity.device;
+        self.dest_inode = identity.inode;
+    }
+
+    /// Whether this state describes the directory `identity`: the same inode of the same file
+    /// system. A state of an older anyrecv names the file system by its device number.
+    pub fn describes(&self, identity: &Identity) -> bool {
+        self.dest_inode == identity.inode
+            && match &self.dest_fs {
+                Some(fs) => *fs == identity.fs,
+                None => self.dest_device == identity.device,
+            }
+    }
+
+    /// The identity the state records, for messages.
+    pub fn identity_text(&self) -> String {
+        match &self.dest_fs {
+            Some(fs) => format!("file system {fs}, inode {}", self.dest_inode),
+            None => format!("device {}, inode {}", self.dest_device, self.dest_inode),
         }
+    }
+
+    /// When it was last written to by a receive (to choose between two states of one DEST).
+    fn touched(&self) -> (i64, u32) {
+        let done = self.last.as_ref().map(|l| l.completed);
+        let begun = self.partial.as_ref().map(|p| p.started);
+        done.max(begun).unwrap_or_default()
     }
 
     /// Records that `header`'s stream is being applied, from record `next_record` on.
@@ -517,6 +595,61 @@ fn unescape(s: &str) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+/// Where DEST's state file is: the one of its canonical path `canonical`, or, when there is
+/// none and DEST exists (its `identity`), the one that describes the same directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub path: PathBuf,
+    /// Found by DEST's identity: the path DEST was last received as, which differs.
+    pub received_as: Option<Vec<u8>>,
+}
+
+/// Finds DEST's state file in `state_dir` (see the module doc). The state file of
+/// `canonical`'s path is the answer when it exists, or when nothing else describes DEST (a
+/// new one is made there).
+pub fn find(state_dir: &Path, canonical: &Path, identity: Option<&Identity>) -> Found {
+    let by_path = Found { path: state_file(state_dir, canonical), received_as: None };
+    let Some(id) = identity else { return by_path };
+    if fs::symlink_metadata(&by_path.path).is_ok() {
+        return by_path;
+    }
+    let Ok(entries) = fs::read_dir(state_dir) else { return by_path };
+    let mut best: Option<(State, PathBuf)> = None;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.as_bytes();
+        // Temporary files of `save` start with a dot.
+        if !name.ends_with(b".state") || name.starts_with(b".") {
+            continue;
+        }
+        let path = e.path();
+        let Ok(Some(st)) = load(&path) else { continue };
+        if !st.describes(id) || !still_there(&st.dest, id) {
+            continue;
+        }
+        if best.as_ref().is_none_or(|(b, _)| st.touched() > b.touched()) {
+            best = Some((st, path));
+        }
+    }
+    match best {
+        Some((st, path)) => Found {
+            received_as: (st.dest != canonical.as_os_str().as_bytes()).then_some(st.dest),
+            path,
+        },
+        None => by_path,
+    }
+}
+
+/// Whether the path a state names can still be DEST's: it is gone (DEST was moved or its mount
+/// point renamed), or it is the directory `identity` now (a bind mount, another name).
+fn still_there(recorded: &[u8], identity: &Identity) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match fs::metadata(Path::new(std::ffi::OsStr::from_bytes(recorded))) {
+        Ok(m) => (m.dev(), m.ino()) == (identity.device, identity.inode),
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
 }
 
 /// Reads a state file; `Ok(None)` when there is none.
@@ -616,13 +749,22 @@ mod tests {
         StreamHeader::new(Id([9; 16]), origin.map(|o| Id([o; 16])), Id([target; 16]), 5, 6)
     }
 
+    fn ident(fs: &str, device: u64, inode: u64) -> Identity {
+        Identity { fs: fs.to_string(), device, inode }
+    }
+
+    /// The DEST of these tests.
+    fn dest_id() -> Identity {
+        ident("uuid:00112233445566778899aabbccddeeff", 1, 2)
+    }
+
     fn info(kind: DestKind) -> DestInfo {
-        let identity = (kind != DestKind::Missing).then_some((1, 2));
+        let identity = (kind != DestKind::Missing).then(dest_id);
         DestInfo { kind, identity, state_file: PathBuf::from("/s/x.state") }
     }
 
     fn state_with_target(t: u8) -> State {
-        let mut s = State::new(Path::new("/d"), (1, 2));
+        let mut s = State::new(Path::new("/d"), &dest_id());
         s.complete(&header(None, t), None, None);
         s
     }
@@ -684,7 +826,7 @@ mod tests {
     #[test]
     fn text_round_trips_with_odd_paths() {
         let mut s =
-            State::new(Path::new(std::ffi::OsStr::from_bytes(b"/srv/a\nb\xff\\c=d")), (3, 4));
+            State::new(Path::new(std::ffi::OsStr::from_bytes(b"/srv/a\nb\xff\\c=d")), &dest_id());
         assert_eq!(State::parse(&s.to_text()), Ok(s.clone()));
         s.complete(&header(Some(1), 2), Some((1_764_115_200, 5)), Some(1234));
         assert_eq!(State::parse(&s.to_text()), Ok(s.clone()));
@@ -692,6 +834,93 @@ mod tests {
         assert_eq!(State::parse(&s.to_text()), Ok(s.clone()));
         assert!(State::parse("format=2\n").unwrap_err().contains("newer"));
         assert!(State::parse("format=1\ndest=/x\n").is_err());
+    }
+
+    /// The same inode of the same file system (by UUID) is the same DEST whatever its device
+    /// number now (a disk back after a reboot with another one); another inode or file system
+    /// is not.
+    #[test]
+    fn identity_is_the_file_system_and_the_inode_not_the_device_number() {
+        let h = header(Some(1), 2);
+        let s = state_with_target(1);
+        let mut d = info(DestKind::NotEmpty(b"x".to_vec()));
+        d.identity = Some(Identity { device: 77, ..dest_id() });
+        assert_eq!(check_base(&h, "d", &d, Some(&s), false), Ok(Verdict::Incremental));
+        d.identity = Some(Identity { inode: 3, ..dest_id() });
+        let e = check_base(&h, "d", &d, Some(&s), false).unwrap_err();
+        assert!(matches!(e, Refusal::Replaced { .. }), "{e}");
+        assert!(e.to_string().contains("inode 3") && e.to_string().contains("uuid:0011"), "{e}");
+        d.identity = Some(ident("uuid:ffff", 1, 2));
+        let e = check_base(&h, "d", &d, Some(&s), false).unwrap_err();
+        assert!(matches!(e, Refusal::Replaced { .. }), "{e}");
+    }
+
+    /// A state file written before the file system's UUID was recorded: read as before, its
+    /// device number compared, and the UUID added when it is written again.
+    #[test]
+    fn a_state_without_the_file_system_is_read_and_upgraded() {
+        let old = "# anyrecv state\nformat=1\ndest=/srv/r\ndest_device=2049\ndest_inode=12\n\
+                   target=01010101010101010101010101010101\n\
+                   stream=02020202020202020202020202020202\norigin=none\n\
+                   stream_created=5.000000006\nsender=anysend 0.1\ncompleted=7.000000008\n";
+        let mut s = State::parse(old).unwrap();
+        assert_eq!((s.dest_fs.as_deref(), s.dest_device, s.dest_inode), (None, 2049, 12));
+        assert_eq!(s.last.as_ref().map(|l| l.target), Some(Id([1; 16])));
+        assert!(s.describes(&ident("uuid:abcd", 2049, 12)));
+        assert!(!s.describes(&ident("uuid:abcd", 2050, 12)));
+        assert!(!s.describes(&ident("uuid:abcd", 2049, 13)));
+        assert!(s.identity_text().contains("device 2049"));
+        s.set_identity(&ident("uuid:abcd", 2049, 12));
+        let text = s.to_text();
+        assert!(text.contains("dest_fs=uuid:abcd\n"), "{text}");
+        let again = State::parse(&text).unwrap();
+        assert_eq!(again, s);
+        // Once upgraded, another device number no longer matters, another UUID does.
+        assert!(again.describes(&ident("uuid:abcd", 2050, 12)));
+        assert!(!again.describes(&ident("uuid:abce", 2049, 12)));
+    }
+
+    /// A DEST reached by another path than the one it was received as finds its state by its
+    /// identity, if that path is gone or is the same directory; not if it is another one.
+    #[test]
+    fn a_state_is_found_by_identity_when_the_path_has_none() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let sd = t.path().join("state");
+        create_dir(&sd).unwrap();
+        let dest = t.path().join("dest");
+        fs::create_dir(&dest).unwrap();
+        let m = fs::metadata(&dest).unwrap();
+        let id = ident("uuid:abcd", m.dev(), m.ino());
+        // Nothing recorded: the path's own file.
+        let f = find(&sd, &dest, Some(&id));
+        assert_eq!(f, Found { path: state_file(&sd, &dest), received_as: None });
+        // Recorded under a path that is gone (DEST moved there from).
+        let old = t.path().join("old");
+        let mut s = State::new(&old, &id);
+        s.complete(&header(None, 1), None, None);
+        save(&state_file(&sd, &old), &s).unwrap();
+        let f = find(&sd, &dest, Some(&id));
+        assert_eq!(f.path, state_file(&sd, &old));
+        assert_eq!(f.received_as.as_deref(), Some(old.as_os_str().as_bytes()));
+        // Without an identity (DEST missing), or for another directory: the path only.
+        assert_eq!(find(&sd, &dest, None).path, state_file(&sd, &dest));
+        let other = Identity { inode: id.inode + 1, ..id.clone() };
+        assert_eq!(find(&sd, &dest, Some(&other)).path, state_file(&sd, &dest));
+        // The recorded path is another directory now: not this DEST's state (a copy of the
+        // file system, or the inode number used again).
+        fs::create_dir(&old).unwrap();
+        assert_eq!(find(&sd, &dest, Some(&id)).path, state_file(&sd, &dest));
+        fs::remove_dir(&old).unwrap();
+        // The recorded path is this directory (another name of it): found.
+        std::os::unix::fs::symlink(&dest, &old).unwrap();
+        assert_eq!(find(&sd, &dest, Some(&id)).path, state_file(&sd, &old));
+        // A state file of DEST's own path wins.
+        save(&state_file(&sd, &dest), &State::new(&dest, &id)).unwrap();
+        assert_eq!(
+            find(&sd, &dest, Some(&id)),
+            Found { path: state_file(&sd, &dest), received_as: None }
+        );
     }
 
     #[test]

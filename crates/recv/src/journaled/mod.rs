@@ -44,6 +44,9 @@
 //!   were applied, and the batch's undo is in its entry or on disk already: the creations,
 //!   renames and removals of a structural run, or writes and metadata changes (their old values
 //!   taken before the batch). After a kill, the whole batch is replayed.
+//! - **DEST's own immutable or append-only flags** would refuse the holding directory and
+//!   every entry made or removed in DEST's root: they are lifted for the whole receive, after
+//!   the journal noted them, and set at the end to what the stream says ([`root`]).
 //! - **Replay**: the records in flight when a receive stopped may or may not have been applied;
 //!   they are applied again with "already done" accepted ([`How::again`]: mkdir of an existing
 //!   directory, create of an existing empty file, a rename whose `from` is gone and `to` exists,
@@ -54,6 +57,7 @@ mod ahead;
 pub mod holding;
 mod kept;
 mod paths;
+pub mod root;
 mod runs;
 
 use std::collections::HashSet;
@@ -65,7 +69,7 @@ use std::path::Path;
 
 use anysend_stream::{Class, Record};
 use rustix::fd::BorrowedFd;
-use rustix::fs::{self as fs, AtFlags, IFlags, OFlags};
+use rustix::fs::{self as fs, AtFlags, OFlags};
 use rustix::io::Errno;
 
 use crate::apply::{Applier, Done, How};
@@ -116,9 +120,9 @@ struct Session {
     pending: Option<Pending>,
     /// The end record's index, once it was read.
     end: Option<u64>,
-    /// DEST's own inode flags to set once the holding directory is gone: immutable or
-    /// append-only on DEST refuse its removal, so they are lifted for it (and the journal says
-    /// so first, for a resume after a kill in between).
+    /// DEST's own inode flags to set once the holding directory is gone, when DEST is immutable
+    /// or append-only: those are lifted for the whole receive, after the journal says so
+    /// ([`root`]).
     root_flags: Option<u32>,
 }
 
@@ -140,14 +144,19 @@ impl Journaled {
     /// Starts journaling a fresh receive: the journal `jpath` is made holding only `begin`, and
     /// the holding directory in DEST (`dest`, for messages).
     pub fn start(&mut self, jpath: &Path, begin: &Begin, dest: &Path) -> Result<(), RecvError> {
-        let journal = Journal::create(jpath, begin)
+        let mut journal = Journal::create(jpath, begin)
             .map_err(RecvError::state(jpath, "creating the journal"))?;
         let root = self.applier.root();
+        let mut root_flags = None;
+        root::hold(&mut journal, root, begin.first_record, &mut root_flags)
+            .map_err(RecvError::dest(dest, LIFTING))?;
         let holding = Holding::open(root, &begin.holding)
             .map_err(RecvError::dest(dest, "making the holding directory"))?;
         let kept = Keeper::new(fsutil::reflink_keeps_layout(root));
         let undo = begin.origin.is_some();
-        self.session = Some(Session::new(journal, holding, begin.holding.clone(), undo, kept));
+        let mut s = Session::new(journal, holding, begin.holding.clone(), undo, kept);
+        s.root_flags = root_flags;
+        self.session = Some(s);
         Ok(())
     }
 
@@ -162,15 +171,21 @@ impl Journaled {
         dest: &Path,
     ) -> Result<Journaled, RecvError> {
         let b = &loaded.begin;
-        let journal = Journal::reopen(jpath, loaded)
+        let mut journal = Journal::reopen(jpath, loaded)
             .map_err(RecvError::state(jpath, "opening the journal"))?;
         let root = applier.root();
+        // DEST's flags as the journal's last root note says (lifted again if a kill came before
+        // they were).
+        let mut root_flags = root::noted(loaded);
+        let in_flight = loaded.in_flight();
+        root::hold(&mut journal, root, *in_flight.start(), &mut root_flags)
+            .map_err(RecvError::dest(dest, LIFTING))?;
         let holding = Holding::open(root, &b.holding)
             .map_err(RecvError::dest(dest, "opening the holding directory"))?;
         let kept = Keeper::resumed(fsutil::reflink_keeps_layout(root), loaded);
         let undo = b.origin.is_some();
         let mut s = Session::new(journal, holding, b.holding.clone(), undo, kept);
-        let in_flight = loaded.in_flight();
+        s.root_flags = root_flags;
         s.replay_upto = Some(*in_flight.end());
         if loaded.last_record().is_some() {
             s.written = *in_flight.start()..*in_flight.end() + 1;
@@ -182,14 +197,6 @@ impl Journaled {
         let last_new = held.flat_map(|e| &e.undo).rev().find_map(|u| match u {
             Undo::New { path, hold } => Some(Pending { path: path.clone(), hold: hold.clone() }),
             _ => None,
-        });
-        // A kill after DEST's flags were lifted to remove the holding directory: the end
-        // record's entry says which to set again.
-        s.root_flags = loaded.last_record().and_then(|e| {
-            e.undo.iter().find_map(|u| match u {
-                Undo::Flags { path, flags } if path.is_empty() => Some(*flags),
-                _ => None,
-            })
         });
         if let Some(pend) = last_new.filter(|p| s.holding.holds(&p.hold)) {
             let file = s
@@ -285,7 +292,17 @@ impl Journaled {
         } else if !held.is_empty() {
             how.create_in = Some(s.holding.place(&held));
         }
+        // DEST's own flags stay lifted while the receive runs ([`root`]).
+        let root_set = root::set_by(rec);
+        if let Some(flags) = root_set {
+            root::before_set(&mut s.journal, applier.root(), index, flags, &mut s.root_flags)
+                .map_err(os(LIFTING))?;
+        }
         let done = applier.apply(index, rec, &how, warn)?;
+        if root_set.is_some() {
+            root::after_set(&mut s.journal, applier.root(), index, &mut s.root_flags)
+                .map_err(os(LIFTING))?;
+        }
         if s.undo {
             strip_inherited_acls(applier, rec);
         }
@@ -329,12 +346,16 @@ impl Journaled {
     pub fn complete(&mut self, dest: &Path) -> Result<(), RecvError> {
         self.applier.close_file();
         let syncfs_err = |e: Errno| RecvError::dest(dest, "syncfs")(e.into());
-        let Some(s) = self.session.take() else {
+        let Some(mut s) = self.session.take() else {
             return fs::syncfs(self.applier.root()).map_err(syncfs_err);
         };
         let name = s.holding_name.clone();
-        let root_flags = lift_root_flags(s, self.applier.root())
-            .map_err(RecvError::dest(dest, "lifting DEST's immutable or append-only flag"))?;
+        // Held since the start, unless something set them since (noted then, and lifted).
+        let end = s.end.unwrap_or_default();
+        let mut root_flags = s.root_flags;
+        root::hold(&mut s.journal, self.applier.root(), end, &mut root_flags)
+            .map_err(RecvError::dest(dest, LIFTING))?;
+        drop(s);
         let root = ops::dup(self.applier.root());
         let flush = std::thread::spawn(move || fs::syncfs(root?));
         let removed = holding::remove(self.applier.root(), &name);
@@ -344,8 +365,8 @@ impl Journaled {
         };
         removed.map_err(RecvError::dest(dest, "removing the holding directory"))?;
         if let Some(flags) = root_flags {
-            fs::ioctl_setflags(self.applier.root(), IFlags::from_bits_retain(flags))
-                .map_err(|e| RecvError::dest(dest, "setting DEST's flags again")(e.into()))?;
+            root::set(self.applier.root(), flags)
+                .map_err(RecvError::dest(dest, "setting DEST's flags again"))?;
         }
         flushed.and_then(|()| fs::syncfs(self.applier.root())).map_err(syncfs_err)
     }
@@ -370,8 +391,13 @@ impl Journaled {
     pub fn discard(&mut self) {
         let Some(s) = self.session.take() else { return };
         let (name, path) = (s.holding_name.clone(), s.journal.path().to_path_buf());
+        let root_flags = s.root_flags;
         drop(s);
         let _ = holding::remove(self.applier.root(), &name);
+        // Nothing was applied: DEST's root gets back the flags it had.
+        if let Some(flags) = root_flags {
+            let _ = root::set(self.applier.root(), flags);
+        }
         let _ = std::fs::remove_file(path);
     }
 }
@@ -566,30 +592,6 @@ fn structural_undo(index: u64, rec: &Record) -> Option<Undo> {
     })
 }
 
-/// Before the holding directory is removed: an immutable or append-only DEST refuses it, so
-/// those flags are lifted, after the journal's entry of the end record says what they were (a
-/// resume after a kill sets them again; an abort, undoing that entry first, too). Returns the
-/// flags to set again after the removal.
-fn lift_root_flags(mut s: Session, root: BorrowedFd<'_>) -> std::io::Result<Option<u32>> {
-    let locking = IFlags::IMMUTABLE | IFlags::APPEND;
-    let flags = match (s.root_flags, fs::ioctl_getflags(root)) {
-        (Some(f), _) => f,
-        (None, Ok(f)) if f.intersects(locking) => f.bits(),
-        _ => return Ok(None),
-    };
-    if s.root_flags.is_none() {
-        let end = s.end.unwrap_or_default();
-        let undo = vec![Undo::Flags { path: Vec::new(), flags }];
-        s.journal.append(&Entry::new(end, undo))?;
-        s.journal.sync()?;
-    }
-    let current = fs::ioctl_getflags(root)?;
-    if current.intersects(locking) {
-        fs::ioctl_setflags(root, current - locking)?;
-    }
-    Ok(Some(flags))
-}
-
 /// An object an incremental makes inside a directory with a default ACL inherits an access
 /// ACL (a directory also the default one) that the target's object need not have: it got there
 /// by other means (made elsewhere and moved in, say). The stream sets the ACLs the target's
@@ -611,6 +613,9 @@ fn strip_inherited_acls(applier: &mut Applier, rec: &Record) {
         }
     }
 }
+
+/// The step named when DEST's own immutable or append-only flags cannot be lifted.
+const LIFTING: &str = "lifting DEST's immutable or append-only flag";
 
 /// A failure to write or sync the journal (in the state directory), for `map_err`.
 pub(crate) fn journal_err(step: &'static str) -> impl FnOnce(std::io::Error) -> Problem {
