@@ -83,7 +83,7 @@ ANYSEND_OK=1
 if ! build_binaries; then
   ANYSEND_OK=0
   FAILURES=$((FAILURES + 1))
-  printf 'build\tanysend/anyrecv\tFAIL\tcargo build --release -p anysend -p anyrecv failed\n' >>"$VERIFY"
+  printf 'build\tanysend/anyrecv\tFAIL\tcargo build --release --bins failed\n' >>"$VERIFY"
 fi
 
 # ---- sizes ---------------------------------------------------------------------------------

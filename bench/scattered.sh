@@ -41,7 +41,7 @@ TIMINGS="$WORK/timings.tsv"
 : >"$TIMINGS"
 FAILURES=0
 COMMIT=$(cd "$REPO_DIR" && git rev-parse --short HEAD 2>/dev/null)$(cd "$REPO_DIR" && git diff --quiet HEAD -- crates 2>/dev/null || echo "+dirty")
-build_binaries || die "cargo build --release -p anysend -p anyrecv failed"
+build_binaries || die "cargo build --release --bins failed"
 (cd "$REPO_DIR" && cargo build --release -q -p anysend-stream --example scattered_writes) \
   || die "building the scattered_writes example"
 TDIR=$(cd "$REPO_DIR" && cargo metadata --format-version 1 --no-deps \

@@ -41,7 +41,7 @@ TIMINGS="$WORK/timings.tsv"
 : >"$TIMINGS"
 COMMIT=$(cd "$REPO_DIR" && git rev-parse --short HEAD 2>/dev/null)$(cd "$REPO_DIR" && git diff --quiet HEAD -- crates 2>/dev/null || echo "+dirty")
 COMMIT="$COMMIT, built $(date -u +%H:%M) UTC"
-build_binaries || die "cargo build --release -p anysend -p anyrecv failed"
+build_binaries || die "cargo build --release --bins failed"
 
 make_fs btrfs src 48G
 SRC=$WORK/mnt/src

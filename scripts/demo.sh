@@ -9,7 +9,7 @@
 # uses --path-match (objects are matched by path; renames travel as delete + create).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p anysend -p anyrecv
+cargo build --release -q --bins
 send=$PWD/target/release/anysend
 recv=$PWD/target/release/anyrecv
 

@@ -126,8 +126,8 @@ build_binaries() {
   fi
   command -v cargo >/dev/null || die "cargo not found (or set ANYSEND_BIN and ANYRECV_BIN)"
   log "building anysend and anyrecv (release)"
-  if ! (cd "$REPO_DIR" && cargo build --release -q -p anysend -p anyrecv); then
-    log "BUILD FAILED: cargo build --release -p anysend -p anyrecv"
+  if ! (cd "$REPO_DIR" && cargo build --release -q --bins); then
+    log "BUILD FAILED: cargo build --release --bins"
     return 1
   fi
   local tdir

@@ -1,40 +1,30 @@
 //! Shared helpers of the end-to-end tests: the built `anysend`/`anyrecv` binaries and the
 //! send/receive steps the tests chain together.
 //!
-//! The root package has no binaries of its own, so cargo gives these tests no
-//! `CARGO_BIN_EXE_*`; they build the two binaries once (a no-op when `cargo test --workspace`
-//! already did) and run them from the same target directory as the test itself.
+//! The binaries are the root package's own, so cargo builds them for these tests and says
+//! where (`CARGO_BIN_EXE_*`).
 
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
-use anysend_testbed::cmd::capture;
+use anysend_testbed::cmd::{capture, capture_fed, Captured};
 
-/// The directory holding the test binary's sibling executables (target/<profile>).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+/// Path of one of the root package's binaries (`anysend`, `anyrecv`), built by cargo for the
+/// tests.
+pub fn bin(name: &str) -> PathBuf {
+    PathBuf::from(match name {
+        "anysend" => env!("CARGO_BIN_EXE_anysend"),
+        "anyrecv" => env!("CARGO_BIN_EXE_anyrecv"),
+        other => panic!("no binary {other} in this package"),
+    })
 }
 
-/// Path of a workspace binary, built on first use.
-pub fn bin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let dir = profile_dir();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "anysend", "-p", "anyrecv"]);
-        if dir.file_name() == Some(OsStr::new("release")) {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "building anysend and anyrecv failed");
-    });
-    profile_dir().join(name)
+/// Runs `anyrecv` with `args`, `stdin` on its standard input.
+pub fn run_anyrecv(args: &[&OsStr], stdin: &[u8]) -> Captured {
+    capture_fed(Command::new(bin("anyrecv")).args(args), stdin).into()
 }
 
 /// Turns a finished command into `Ok(stdout)` or `Err(description with stderr)`.

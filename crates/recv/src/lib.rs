@@ -1,7 +1,8 @@
 //! anyrecv as a library: verify an anysend stream record by record and apply it beneath a
 //! destination directory that it never leaves.
 //!
-//! The binary (`main.rs`) is a thin shell around [`receive()`]: it parses flags into a
+//! The command ([`cli`], called by the root package's `anyrecv` binary) is a thin shell around
+//! [`receive()`]: it parses flags into a
 //! [`Config`], runs, and turns a [`RecvError`] into a message, advice and an exit code
 //! ([`report`]). Tests call [`receive()`] directly.
 //!
@@ -29,6 +30,7 @@
 //! | copies that keep holes, tree removal, times, the page cache | [`fsutil`] |
 //! | errors, warnings, exit codes and advice | [`error`], [`report`] |
 //! | options | [`config`] |
+//! | the `anyrecv` command: flags, help text, messages | [`cli`] |
 //!
 //! No module imports one that imports it, directly or through others. A receive goes
 //! `receive` → `atomic` (if asked) → `direct` → `journaled` → `apply` → `ops` and `resolve`;
@@ -40,6 +42,7 @@ pub mod apply;
 pub mod atomic;
 pub mod bookkeeping;
 pub mod check;
+pub mod cli;
 pub mod config;
 pub mod dest;
 pub mod direct;

@@ -1,5 +1,7 @@
-//! Shared helpers of the receiver's integration tests: running the library or the binary, and
-//! building expected trees directly with system calls (never through anyrecv) to compare with.
+//! Shared helpers of the receiver's integration tests: running the library, and building
+//! expected trees directly with system calls (never through anyrecv) to compare with. The
+//! root package's receiver tests that also run the `anyrecv` binary (tests/recv_*.rs) use them
+//! too, by path.
 //! Streams are made with `anysend_testbed::streams`, as every crate's tests make them.
 
 #![allow(dead_code)]
@@ -10,11 +12,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyrecv::{Config, Policy, RecvError, Summary, Warning};
 use anysend_stream::{NodeType, Record};
-use anysend_testbed::cmd::{capture_fed, Captured};
 use anysend_testbed::fsops::set_mtime;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, IFlags, Mode, OFlags, Timespec, Timestamps};
@@ -41,11 +41,6 @@ pub fn recv(cfg: &Config, bytes: &[u8]) -> (Result<Summary, RecvError>, Vec<Warn
     let mut warnings = Vec::new();
     let r = anyrecv::receive(cfg, bytes, &mut |w: &Warning| warnings.push(w.clone()));
     (r, warnings)
-}
-
-/// Runs the binary with `args`, the stream on standard input.
-pub fn run_bin(args: &[&OsStr], stdin: &[u8]) -> Captured {
-    capture_fed(Command::new(env!("CARGO_BIN_EXE_anyrecv")).args(args), stdin).into()
 }
 
 /// A directory beside DEST whose every byte and time must survive a hostile stream.

@@ -1,16 +1,18 @@
-//! anyrecv: read an anysend stream, verify every record, and apply it to a directory.
+//! The `anyrecv` command: read an anysend stream, verify every record, and apply it to a
+//! directory.
 //!
-//! The binary is thin: it parses flags into a validated `Config`, opens the input, runs the
-//! library's `receive` (or `--dump`), and maps errors to messages, advice and exit codes
-//! (`anyrecv::report`). All logic lives in the library so tests can call it.
+//! The binary (the root package's `src/bin/anyrecv.rs`) only calls [`main`]: it parses flags
+//! into a validated `Config`, opens the input, runs the library's `receive` (or `--dump`), and
+//! maps errors to messages, advice and exit codes (`report`). All logic lives in the library so
+//! tests can call it.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyrecv::report::{self, EXIT_IO, EXIT_STREAM, EXIT_USAGE};
-use anyrecv::{config, Config, Policy, RecvError, Summary, Verdict, Warning};
+use crate::report::{self, EXIT_IO, EXIT_STREAM, EXIT_USAGE};
+use crate::{config, Config, Policy, RecvError, Summary, Verdict, Warning};
 use anysend_stream::dump::{dump_stream, DumpError};
 use clap::Parser;
 
@@ -196,7 +198,8 @@ fn raise_fd_limit() {
     }
 }
 
-fn main() -> ExitCode {
+/// The `anyrecv` command: parses the process's arguments, runs, and says what happened.
+pub fn main() -> ExitCode {
     let args = Args::parse();
     raise_fd_limit();
     keep_freed_memory();
@@ -226,8 +229,8 @@ fn main() -> ExitCode {
         meter.borrow_mut().clear();
         eprintln!("anyrecv: warning: {w}")
     };
-    let mut tick = |t: &anyrecv::Tick| meter.borrow_mut().tick(t);
-    let result = anyrecv::receive_with_progress(&cfg, input, &mut warn, &mut tick);
+    let mut tick = |t: &crate::Tick| meter.borrow_mut().tick(t);
+    let result = crate::receive_with_progress(&cfg, input, &mut warn, &mut tick);
     meter.borrow_mut().clear();
     match result {
         Ok(s) => {
@@ -240,7 +243,7 @@ fn main() -> ExitCode {
             eprintln!("anyrecv: {e}");
             eprintln!("anyrecv: {}", report::hint(&e, cfg.dry_run));
             if !cfg.dry_run {
-                if let Ok(Some(i)) = anyrecv::resume::interrupted(&cfg) {
+                if let Ok(Some(i)) = crate::resume::interrupted(&cfg) {
                     how_to_continue(&cfg, &i);
                 }
             }
@@ -262,7 +265,7 @@ impl ProgressLine {
         ProgressLine { on, start: std::time::Instant::now(), last: None, shown: false }
     }
 
-    fn tick(&mut self, t: &anyrecv::Tick) {
+    fn tick(&mut self, t: &crate::Tick) {
         if !self.on {
             return;
         }
@@ -292,7 +295,7 @@ impl ProgressLine {
 }
 
 /// Tells where an interrupted receive stopped and how to resume or roll it back.
-fn how_to_continue(cfg: &Config, i: &anyrecv::resume::Interrupted) {
+fn how_to_continue(cfg: &Config, i: &crate::resume::Interrupted) {
     let d = cfg.dest.display();
     let Some(p) = &i.state.partial else { return };
     match &i.journal {
@@ -328,7 +331,7 @@ fn check(args: &Args) -> ExitCode {
         }
     };
     note_identity(&cfg);
-    let r = match anyrecv::check::check(&cfg) {
+    let r = match crate::check::check(&cfg) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("anyrecv: {e}");
@@ -402,7 +405,7 @@ fn after_interruption(args: &Args) -> ExitCode {
     };
     note_identity(&cfg);
     if args.resume_token {
-        return match anyrecv::resume::resume_token(&cfg) {
+        return match crate::resume::resume_token(&cfg) {
             Ok(t) => {
                 println!("{t}");
                 ExitCode::SUCCESS
@@ -414,7 +417,7 @@ fn after_interruption(args: &Args) -> ExitCode {
             }
         };
     }
-    match anyrecv::rollback::abort(&cfg) {
+    match crate::rollback::abort(&cfg) {
         Ok(a) => {
             let d = a.dest.display();
             if a.removed_dest {
@@ -442,8 +445,8 @@ fn after_interruption(args: &Args) -> ExitCode {
 /// Says so when DEST's state is found by DEST's identity, not by its path (on standard error:
 /// standard output may be a token or JSON for a script).
 fn note_identity(cfg: &Config) {
-    let Ok(canonical) = anyrecv::dest::canonical(&cfg.dest) else { return };
-    let Ok(found) = anyrecv::dest::find_state(&cfg.state_dir, &canonical) else { return };
+    let Ok(canonical) = crate::dest::canonical(&cfg.dest) else { return };
+    let Ok(found) = crate::dest::find_state(&cfg.state_dir, &canonical) else { return };
     if let Some(was) = found.received_as {
         let w = Warning::StateByIdentity { state_file: found.path, received_as: was };
         eprintln!("anyrecv: note: {w}");

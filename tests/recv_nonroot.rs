@@ -2,7 +2,9 @@
 //! left to the receiving user with exactly one warning, `--strict-owner` makes it an error, and
 //! a read-only file of the user's own can still be updated.
 
+#[path = "../crates/recv/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -26,7 +28,7 @@ fn as_nobody(args: &[&Path], extra: &[&str], stdin: &[u8]) -> Option<Captured> {
         return None;
     }
     let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_anyrecv")]);
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(support::bin("anyrecv"));
     cmd.args(extra);
     cmd.args(args);
     cmd.env_remove("ANYRECV_STATE_DIR");

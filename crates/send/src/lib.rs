@@ -1,14 +1,16 @@
-//! anysend: write a stream of the differences between two snapshots of a directory tree.
+//! anysend's sender as a library: write a stream of the differences between two snapshots of a
+//! directory tree.
 //!
-//! Thin on purpose: parse the command line, check it into a [`cli::Config`], [`run::run`] it,
-//! and map the outcome to a message and an exit status (listed in `--help`).
+//! The `anysend` binary (the root package's `src/bin/anysend.rs`) only calls [`main`]: parse the
+//! command line, check it into a [`cli::Config`], [`run::run`] it, and map the outcome to a
+//! message and an exit status (listed in `--help`). Tests call [`run::run`] directly.
 
-mod cli;
+pub mod cli;
 mod emit;
 mod ids;
 mod origin;
 mod progress;
-mod run;
+pub mod run;
 mod sink;
 mod source;
 
@@ -21,7 +23,8 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_OUTPUT: u8 = 3;
 const EXIT_CHANGED: u8 = 4;
 
-fn main() -> ExitCode {
+/// The `anysend` command: parses the process's arguments, runs, and says what happened.
+pub fn main() -> ExitCode {
     let cfg = match cli::Cli::parse().into_config() {
         Ok(c) => c,
         Err(e) => {

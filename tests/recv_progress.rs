@@ -1,13 +1,16 @@
 //! `anyrecv --progress` draws one updating line (record index, byte offset, path, rate) on
 //! standard error; `-q` prints neither it nor the summary; the library reports every record.
 
+#[path = "../crates/recv/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::ffi::OsStr;
 
 use anysend_stream::Record;
 use anysend_testbed::streams::stream;
 use common::*;
+use support::run_anyrecv as run_bin;
 
 fn records() -> Vec<Record> {
     let mut v = vec![Record::Mkdir { path: b"d".to_vec() }];

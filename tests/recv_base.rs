@@ -1,7 +1,9 @@
 //! The base check and the state outside DEST: which streams DEST accepts, where the state
 //! lives, what a failed receive leaves, and that a dry run changes nothing.
 
+#[path = "../crates/recv/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -11,6 +13,7 @@ use anysend_stream::Record;
 use anysend_testbed::fingerprint::fingerprint;
 use anysend_testbed::streams::{id, stream};
 use common::*;
+use support::run_anyrecv as run_bin;
 
 fn full1() -> Vec<u8> {
     stream(
@@ -309,11 +312,9 @@ fn a_second_receive_into_the_same_dest_is_refused_while_one_runs() {
 #[test]
 fn a_resumed_stream_needs_an_interrupted_receive_of_its_stream() {
     let t = scratch();
-    let bytes = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../fixtures/streams/resumed.stream"
-    ))
-    .unwrap();
+    let bytes =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/streams/resumed.stream"))
+            .unwrap();
     let e = recv(&config(&t.path().join("d"), &t.path().join("s")), &bytes[..]).0.unwrap_err();
     assert!(matches!(e, RecvError::Refused(Refusal::ResumeMismatch { have: None, .. })), "{e}");
     assert_eq!(anyrecv::report::exit_code(&e), 4, "{e}");

@@ -2,7 +2,9 @@
 //! nothing outside DEST changes (a canary directory beside DEST is compared byte for byte and
 //! time for time, and nothing new appears beside DEST).
 
+#[path = "../crates/recv/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -12,6 +14,7 @@ use anysend_stream::{NodeType, Record};
 use anysend_testbed::cmd::Captured;
 use anysend_testbed::streams::{lp, raw_header, raw_record, stream};
 use common::*;
+use support::run_anyrecv as run_bin;
 
 struct Setup {
     _t: tempfile::TempDir,
