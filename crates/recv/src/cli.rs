@@ -164,8 +164,13 @@ struct Args {
     quiet: bool,
 
     /// The directory to apply the stream to.
-    #[arg(value_name = "DEST", required_unless_present = "dump")]
+    #[arg(value_name = "DEST", required_unless_present_any = ["dump", "generate"])]
     dest: Option<PathBuf>,
+
+    /// Print a man page or shell completions for anyrecv and exit (see "Install" in the
+    /// README for where to put them).
+    #[arg(long, value_enum, value_name = "KIND", exclusive = true)]
+    generate: Option<anysend_ui::Generate>,
 }
 
 /// Tells the C allocator to keep memory it got back for the next allocation. A receive holds
@@ -201,6 +206,10 @@ fn raise_fd_limit() {
 /// The `anyrecv` command: parses the process's arguments, runs, and says what happened.
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(kind) = args.generate {
+        use clap::CommandFactory;
+        return anysend_ui::generate_to_stdout(kind, Args::command(), EXIT_IO);
+    }
     raise_fd_limit();
     keep_freed_memory();
     if args.resume_token || args.abort {

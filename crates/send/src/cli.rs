@@ -57,8 +57,13 @@ Exit status:
 #[command(name = "anysend", version, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The snapshot to send (a directory; ideally a read-only snapshot).
-    #[arg(value_name = "TARGET")]
-    pub target: PathBuf,
+    #[arg(value_name = "TARGET", required_unless_present = "generate")]
+    pub target: Option<PathBuf>,
+
+    /// Print a man page or shell completions for anysend and exit (see "Install" in the
+    /// README for where to put them).
+    #[arg(long, value_enum, value_name = "KIND", exclusive = true)]
+    pub generate: Option<anysend_ui::Generate>,
 
     /// Send only the differences from ORIGIN, a snapshot the receiver already holds
     /// (like `zfs send -i` / `btrfs send -p`).
@@ -251,8 +256,10 @@ impl Cli {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| UsageError(format!("--exclude: {e}")))?;
         let progress = !self.quiet && (self.progress || std::io::stderr().is_terminal());
+        // Required by clap unless --generate, which never gets here.
+        let target = self.target.ok_or_else(|| UsageError("TARGET is missing".into()))?;
         Ok(Config {
-            target: self.target,
+            target,
             origin: self.from,
             output,
             compression: self.compress,

@@ -25,7 +25,12 @@ const EXIT_CHANGED: u8 = 4;
 
 /// The `anysend` command: parses the process's arguments, runs, and says what happened.
 pub fn main() -> ExitCode {
-    let cfg = match cli::Cli::parse().into_config() {
+    let args = cli::Cli::parse();
+    if let Some(kind) = args.generate {
+        use clap::CommandFactory;
+        return anysend_ui::generate_to_stdout(kind, cli::Cli::command(), EXIT_OUTPUT);
+    }
+    let cfg = match args.into_config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("anysend: {e}");
