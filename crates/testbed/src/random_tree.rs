@@ -178,7 +178,7 @@ mod libc_errno {
     pub const ENODATA: i32 = 61;
 }
 
-/// `ok` if `r` succeeded, false if the kernel [`refused`] the shape, else the error.
+/// True if `r` succeeded, false if the kernel [`refused`] the shape, else the error.
 fn done(r: io::Result<()>) -> io::Result<bool> {
     match r {
         Ok(()) => Ok(true),
