@@ -70,13 +70,9 @@ fn new_objects_do_not_keep_flags_inherited_on_the_receiver() {
 fn holes_left_by_a_truncate_up_stay_holes() {
     let Some(_p) = require_privileged("e2e_inherited_flags::holes") else { return };
     let scenario = Scenario::new("truncate_up")
-        .step("a dense file", |r: &Path| {
-            write_file(r.join("f"), &anysend_testbed::fsops::pattern(65_537, 1))
-        })
-        .step("truncated up", |r: &Path| anysend_testbed::fsops::truncate(r.join("f"), 74_052))
-        .step("truncated up again", |r: &Path| {
-            anysend_testbed::fsops::truncate(r.join("f"), 88_592)
-        })
+        .step("a dense file", |r: &Path| write_file(r.join("f"), &pattern(65_537, 1)))
+        .step("truncated up", |r: &Path| truncate(r.join("f"), 74_052))
+        .step("truncated up again", |r: &Path| truncate(r.join("f"), 88_592))
         .step("another file", |r: &Path| write_file(r.join("g"), b"g"));
     let src = BtrfsFs::new(256 << 20);
     let snapshots = run_scenario_on_btrfs(&scenario, &src);
