@@ -177,6 +177,18 @@ pub fn check_order(records: &[(u64, Record)], target: &Path, full: bool) -> Resu
         }
         let st = inodes.entry(ino).or_default();
         st.path = path.to_vec();
+        let drops = matches!(
+            r,
+            Record::Chown { .. }
+                | Record::Write { .. }
+                | Record::Hole { .. }
+                | Record::Truncate { .. }
+                | Record::CopyFromOrigin { .. }
+        );
+        // Named before the order below, which it breaks too: it is the rule that matters.
+        if let (true, Some(c)) = (drops, st.cap_set) {
+            return Err(format!("{what}: drops the capability record {c} set"));
+        }
         if let Some(k) = rank(r) {
             if st.rank.is_some_and(|prev| prev > k) {
                 return Err(format!(
@@ -196,9 +208,6 @@ pub fn check_order(records: &[(u64, Record)], target: &Path, full: bool) -> Resu
             | Record::Hole { .. }
             | Record::Truncate { .. }
             | Record::CopyFromOrigin { .. } => {
-                if let Some(c) = st.cap_set {
-                    return Err(format!("{what}: drops the capability record {c} set"));
-                }
                 st.dropped = Some(i);
                 if matches!(r, Record::Chown { .. }) {
                     st.chown = Some(i);
@@ -234,4 +243,95 @@ pub fn check_order(records: &[(u64, Record)], target: &Path, full: bool) -> Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A target with `f` and its second name `g`, and a directory `d`.
+    fn target() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), b"f").unwrap();
+        std::fs::hard_link(t.path().join("f"), t.path().join("g")).unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        t
+    }
+
+    fn numbered(records: Vec<Record>) -> Vec<(u64, Record)> {
+        records.into_iter().enumerate().map(|(i, r)| (i as u64, r)).collect()
+    }
+
+    fn p(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn a_sender_s_order_passes() {
+        let t = target();
+        let ok = numbered(vec![
+            Record::Write { path: p("f"), offset: 0, data: anysend_stream::Data::from(Vec::new()) },
+            Record::Chown { path: p("f"), uid: 0, gid: 0 },
+            Record::SetXattr { path: p("f"), name: p("user.a"), value: p("1") },
+            Record::Chmod { path: p("f"), mode: 0o644 },
+            Record::SetFlags { path: p("f"), flags: 0x10 },
+            Record::Utimes {
+                path: p("d"),
+                atime_sec: 0,
+                atime_nsec: 0,
+                mtime_sec: 0,
+                mtime_nsec: 0,
+            },
+        ]);
+        check_order(&ok, t.path(), false).unwrap();
+    }
+
+    #[test]
+    fn broken_rules_are_named() {
+        let t = target();
+        let cases = [
+            // Through the other name of a locked inode.
+            (
+                vec![
+                    Record::SetFlags { path: p("f"), flags: 0x20 },
+                    Record::Chmod { path: p("g"), mode: 0o600 },
+                ],
+                "immutable or append-only",
+            ),
+            (
+                vec![
+                    Record::SetXattr { path: p("f"), name: p("security.capability"), value: p("") },
+                    Record::Chown { path: p("g"), uid: 1, gid: 1 },
+                ],
+                "drops the capability",
+            ),
+            (
+                vec![
+                    Record::Chmod { path: p("f"), mode: 0o600 },
+                    Record::Chown { path: p("f"), uid: 1, gid: 1 },
+                ],
+                "out of the order",
+            ),
+            (
+                vec![
+                    Record::Mkdir { path: p("d") },
+                    Record::SetFlags { path: p("f"), flags: 0x10 },
+                    Record::Unlink { path: p("x") },
+                ],
+                "before the namespace settled",
+            ),
+        ];
+        for (records, rule) in cases {
+            let e = check_order(&numbered(records), t.path(), false).unwrap_err();
+            assert!(e.contains(rule), "{rule}: {e}");
+        }
+        // A full stream: a link to an inode made immutable before.
+        let full = numbered(vec![
+            Record::Create { path: p("f") },
+            Record::SetFlags { path: p("f"), flags: 0x10 },
+            Record::Link { path: p("g"), existing: p("f") },
+        ]);
+        let e = check_order(&full, t.path(), true).unwrap_err();
+        assert!(e.contains("immutable or append-only"), "{e}");
+    }
 }
