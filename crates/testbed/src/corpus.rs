@@ -3,10 +3,16 @@
 //! changes, odd names, special files, holes, xattrs/ACLs, flags, mode bits,
 //! ownership, timestamps, in-place edits, truncation).
 //!
+//! The scenarios of what the kernel does by itself beside what a step asks (capabilities it
+//! drops, default ACLs it applies, flags shared by hard links, holes in whole blocks) are in
+//! the `implicit` submodule.
+//!
 //! Each scenario is small so the whole corpus runs in seconds; what matters
 //! is the shape of the change between consecutive steps, not volume.
 //! Timestamps and ownership are set explicitly where the point is to test
 //! them, and always last in a step (later changes would move them again).
+
+mod implicit;
 
 use crate::fsops::*;
 use crate::scenario::Scenario;
@@ -56,6 +62,10 @@ macro_rules! corpus_tests {
             mtime_ns,
             big_file_edits,
             truncation,
+            capabilities,
+            default_acls,
+            chattr_hardlinks,
+            unaligned_holes,
         }
     };
     (@tests $run:ident : $($name:ident,)*) => {
@@ -95,6 +105,10 @@ pub fn corpus() -> Vec<Scenario> {
         mtime_ns(),
         big_file_edits(),
         truncation(),
+        implicit::capabilities(),
+        implicit::default_acls(),
+        implicit::chattr_hardlinks(),
+        implicit::unaligned_holes(),
     ]
 }
 

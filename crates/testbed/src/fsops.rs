@@ -176,6 +176,26 @@ pub fn remove_acls(path: impl AsRef<Path>) -> io::Result<()> {
     setfacl(&["-b".as_ref(), path.as_ref().as_os_str()])
 }
 
+/// `setfacl -k dir`: removes the default ACL of a directory.
+pub fn remove_default_acl(path: impl AsRef<Path>) -> io::Result<()> {
+    setfacl(&["-k".as_ref(), path.as_ref().as_os_str()])
+}
+
+/// Sets `security.capability` (a value from [`crate::xattr_values`]); the kernel drops it again
+/// at a chown, a data write or a truncate of the inode, through any of its names.
+pub fn set_capability(path: impl AsRef<Path>, value: &[u8]) -> io::Result<()> {
+    set_xattr(path, "security.capability", value)
+}
+
+/// Whether `path` (not following a final symlink) has the xattr `name`.
+pub fn has_xattr(path: impl AsRef<Path>, name: &str) -> io::Result<bool> {
+    match rustix::fs::lgetxattr_query(path.as_ref(), name) {
+        Ok(_) => Ok(true),
+        Err(rustix::io::Errno::NODATA) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// chmod with all 12 bits (setuid 0o4000, setgid 0o2000, sticky 0o1000).
 pub fn chmod(path: impl AsRef<Path>, mode: u32) -> io::Result<()> {
     rustix::fs::chmodat(CWD, path.as_ref(), Mode::from_raw_mode(mode), AtFlags::empty())?;

@@ -11,9 +11,10 @@
 //! - [`fsops`] holds small helpers to write scenario steps, and [`xattr_values`]
 //!   the xattr values the kernel checks,
 //! - [`scenario`] runs scenarios on btrfs and checks send/receive chains,
-//! - [`corpus`](mod@corpus) is the starting set of hazardous scenarios,
+//! - [`corpus`](mod@corpus) is the starting set of hazardous scenarios, and [`random_tree`]
+//!   makes seeded random ones,
 //! - [`streams`] makes test streams (with the stream crate's writer, or byte by byte) and
-//!   decodes them again,
+//!   decodes them again, and [`stream_rules`] checks a stream's per-object ordering rules,
 //! - [`cmd`] starts every child process, the tools above and the binaries under test, and
 //!   [`escape`] shows byte names in messages.
 
@@ -26,7 +27,9 @@ pub mod fsops;
 mod inspect;
 pub mod loopfs;
 pub mod privilege;
+pub mod random_tree;
 pub mod scenario;
+pub mod stream_rules;
 pub mod streams;
 pub mod xattr_values;
 

@@ -8,9 +8,20 @@
 /// CAP_NET_BIND_SERVICE permitted+effective: a real-world security xattr
 /// the kernel validates and clears on chown.
 pub fn cap_net_bind_service() -> Vec<u8> {
+    capability(1 << 10)
+}
+
+/// CAP_NET_RAW permitted+effective: a second valid value, for a capability that changes.
+pub fn cap_net_raw() -> Vec<u8> {
+    capability(1 << 13)
+}
+
+/// A `security.capability` value (v2, 20 bytes) with the capabilities in `permitted` (bit n is
+/// capability n, below 32) permitted and effective, none inheritable.
+pub fn capability(permitted: u32) -> Vec<u8> {
     let mut v = Vec::with_capacity(20);
     v.extend_from_slice(&(0x0200_0000u32 | 1).to_le_bytes()); // revision 2, effective
-    v.extend_from_slice(&(1u32 << 10).to_le_bytes()); // permitted low word
+    v.extend_from_slice(&permitted.to_le_bytes()); // permitted low word
     v.extend_from_slice(&0u32.to_le_bytes()); // inheritable low word
     v.extend_from_slice(&0u32.to_le_bytes()); // permitted high word
     v.extend_from_slice(&0u32.to_le_bytes()); // inheritable high word

@@ -1,19 +1,35 @@
 //! In-memory trees for the planner tests: a tiny inode-level file system (inode numbers,
-//! generations as birth time, hard links, versions as content) with the mutations the tests
-//! need, a bridge into `LinkCollector` (the same link analysis the walker feeds), and the
-//! checker that replays a plan on the model (the referee) and compares the result to the target.
-//! [`ops`] is how every diff-core test reads an operation.
+//! generations as birth time, hard links, versions as content, and the metadata the planner's
+//! ordering rules are about: owner, mode, xattrs with capabilities and ACLs, inode flags) with
+//! the mutations the tests need, a bridge into `LinkCollector` (the same link analysis the walker
+//! feeds), and the checker that replays a plan on the model (the referee) and compares the result
+//! to the target. [`ops`] is how every diff-core test reads an operation.
+//!
+//! The mutations do what the kernel does by itself beside what they ask, since those side
+//! effects are what a plan must not undo: a chown drops `security.capability` and
+//! setuid/setgid, a data write drops the capability, and an object made inside a directory with
+//! a default ACL inherits it (moved or linked in, it does not). Every change moves ctime, which
+//! is all the planner sees of xattrs and flags (it reads their values from disk, see
+//! [`check`] for what that leaves to check here).
 #![allow(dead_code)]
 
 pub mod ops;
 
 use anysend_diff_core::model::NodeId;
 use anysend_diff_core::{
-    Identity, Inventory, Kind, LinkCollector, Meta, Model, Op, Recorder, Side, Timestamp,
+    Identity, Inventory, Kind, LinkCollector, Meta, MetaDiff, Model, Op, Recorder, Side, Timestamp,
+    FLAGS_LOCKING,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
 pub const ROOT: u64 = 1;
+
+/// The xattr a chown or a data write makes the kernel drop.
+pub const CAPABILITY: &[u8] = b"security.capability";
+/// A POSIX access ACL, as an xattr.
+pub const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
+/// A directory's default ACL, as an xattr: inherited by what is made inside.
+pub const ACL_DEFAULT: &[u8] = b"system.posix_acl_default";
 
 #[derive(Clone, Debug)]
 pub struct MNode {
@@ -23,6 +39,38 @@ pub struct MNode {
     pub entries: BTreeMap<Vec<u8>, u64>,
     pub parent: Option<(u64, Vec<u8>)>,
     pub nlink: u64,
+    pub uid: u32,
+    /// The 12 permission bits.
+    pub mode: u32,
+    /// Extended attributes, capabilities and ACLs included (values are opaque here).
+    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Inode flags (chattr bits, as FS_IOC_GETFLAGS gives them).
+    pub flags: u32,
+    /// Changes that moved ctime beyond content versions (owner, mode, xattrs, flags).
+    pub changes: u64,
+}
+
+impl MNode {
+    fn new(kind: Kind, gen: u64) -> Self {
+        MNode {
+            kind,
+            gen,
+            version: 0,
+            entries: BTreeMap::new(),
+            parent: None,
+            nlink: 0,
+            uid: 0,
+            mode: 0o644,
+            xattrs: BTreeMap::new(),
+            flags: 0,
+            changes: 0,
+        }
+    }
+
+    /// Whether immutable or append-only forbid changes to the object.
+    pub fn locked(&self) -> bool {
+        self.flags & FLAGS_LOCKING != 0
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -42,17 +90,7 @@ impl Default for MemTree {
 impl MemTree {
     pub fn new() -> Self {
         let mut nodes = BTreeMap::new();
-        nodes.insert(
-            ROOT,
-            MNode {
-                kind: Kind::Dir,
-                gen: 0,
-                version: 0,
-                entries: BTreeMap::new(),
-                parent: None,
-                nlink: 1,
-            },
-        );
+        nodes.insert(ROOT, MNode { nlink: 1, ..MNode::new(Kind::Dir, 0) });
         MemTree { nodes, next_ino: 2, next_gen: 1, free: Vec::new() }
     }
 
@@ -101,17 +139,7 @@ impl MemTree {
             self.next_ino - 1
         };
         self.next_gen += 1;
-        self.nodes.insert(
-            ino,
-            MNode {
-                kind,
-                gen: self.next_gen,
-                version: 0,
-                entries: BTreeMap::new(),
-                parent: None,
-                nlink: 0,
-            },
-        );
+        self.nodes.insert(ino, MNode::new(kind, self.next_gen));
         ino
     }
 
@@ -141,6 +169,21 @@ impl MemTree {
         }
         let ino = self.alloc(kind, reuse);
         self.attach(parent, name, ino);
+        // Made inside a directory with a default ACL: the kernel gives it that ACL (and a
+        // directory the default too); symlinks have no ACLs.
+        if let Some(default) = self.nodes[&parent].xattrs.get(ACL_DEFAULT).cloned() {
+            let n = self.nodes.get_mut(&ino).unwrap();
+            match kind {
+                Kind::Symlink => {}
+                Kind::Dir => {
+                    n.xattrs.insert(ACL_ACCESS.to_vec(), default.clone());
+                    n.xattrs.insert(ACL_DEFAULT.to_vec(), default);
+                }
+                _ => {
+                    n.xattrs.insert(ACL_ACCESS.to_vec(), default);
+                }
+            }
+        }
         Some(ino)
     }
 
@@ -255,24 +298,69 @@ impl MemTree {
         true
     }
 
+    /// A data write: new content, and the kernel drops the capability.
     pub fn modify(&mut self, ino: u64) {
-        self.nodes.get_mut(&ino).unwrap().version += 1;
+        let n = self.nodes.get_mut(&ino).unwrap();
+        n.version += 1;
+        n.xattrs.remove(CAPABILITY);
+    }
+
+    fn changed(&mut self, ino: u64) -> &mut MNode {
+        let n = self.nodes.get_mut(&ino).unwrap();
+        n.changes += 1;
+        n
+    }
+
+    /// chown: the kernel drops the capability, and setuid/setgid of a non-directory.
+    pub fn chown(&mut self, ino: u64, uid: u32) {
+        let n = self.changed(ino);
+        n.uid = uid;
+        if n.kind != Kind::Dir {
+            n.xattrs.remove(CAPABILITY);
+            n.mode &= !0o6000;
+        }
+    }
+
+    pub fn chmod(&mut self, ino: u64, mode: u32) {
+        self.changed(ino).mode = mode & 0o7777;
+    }
+
+    pub fn set_xattr(&mut self, ino: u64, name: &[u8], value: &[u8]) {
+        self.changed(ino).xattrs.insert(name.to_vec(), value.to_vec());
+    }
+
+    pub fn remove_xattr(&mut self, ino: u64, name: &[u8]) {
+        self.changed(ino).xattrs.remove(name);
+    }
+
+    /// chattr: the flags of the inode, whichever name it is reached by.
+    pub fn set_flags(&mut self, ino: u64, flags: u32) {
+        self.changed(ino).flags = flags;
+    }
+
+    /// The object at `path` (components separated by `/`; empty: the root).
+    pub fn resolve(&self, path: &[u8]) -> Option<u64> {
+        path.split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .try_fold(ROOT, |dir, name| self.get(dir, name))
     }
 
     pub fn meta(&self, ino: u64) -> Meta {
         let n = &self.nodes[&ino];
         let t = Timestamp { sec: n.version as i64, nsec: 0 };
+        // Every change moves ctime; only content moves mtime.
+        let ctime = Timestamp { sec: n.version as i64, nsec: n.changes as u32 };
         Meta {
             kind: n.kind,
             ino,
             nlink: n.nlink,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
+            mode: n.mode,
+            uid: n.uid,
+            gid: n.uid,
             size: n.version * 10,
             rdev: 0,
             mtime: t,
-            ctime: t,
+            ctime,
             btime: Some(Timestamp { sec: n.gen as i64, nsec: 0 }),
             dev: 0,
         }
@@ -314,6 +402,23 @@ fn path_parent(path: &[u8]) -> &[u8] {
 
 /// Replay `ops` on a model of `origin`, asserting every op is valid when applied, and compare the
 /// result with `target`. Returns the number of namespace ops.
+///
+/// Beside the namespace, it checks the rules that keep the receiver's own side effects out of
+/// the result, as far as the plan decides them:
+/// - every object whose owner, mode, content, xattrs (capabilities and ACLs included) or flags
+///   changed gets exactly one update, saying which of owner, mode and content changed: the
+///   sender orders an object's records within its one update (content, chown, xattrs, chmod,
+///   utimes, flags), so a capability is set again after the chown or write that dropped it only
+///   if no second update of the inode, through another name, follows;
+/// - an object made by the plan gets an update marked new, which sets all its metadata (an
+///   object made inside a directory with a default ACL inherits it on the receiver too);
+/// - an object immutable or append-only in the target is not touched after its update (which
+///   sets its flags), through any of its names, nor are its entries.
+///
+/// What the plan does not decide is left to the test bed: the planner gets xattr and flag values
+/// from disk (`plan_inventory` has none, so it asks no object to be unlocked), and holes are
+/// content ranges to it (the sender finds them); `e2e_random_chain` and the corpus check those on
+/// real snapshots.
 pub fn check(origin: &MemTree, target: &MemTree, ops: &[Op]) -> Result<usize, String> {
     let mut model = Model::new();
     let mut node_of: BTreeMap<u64, NodeId> = BTreeMap::new();
@@ -329,8 +434,19 @@ pub fn check(origin: &MemTree, target: &MemTree, ops: &[Op]) -> Result<usize, St
     }
     let mut last_ns: BTreeMap<NodeId, usize> = BTreeMap::new();
     let mut updated: BTreeMap<NodeId, usize> = BTreeMap::new();
+    let mut diffs: BTreeMap<NodeId, MetaDiff> = BTreeMap::new();
+    // Objects whose update made them immutable or append-only, and where.
+    let mut locked: BTreeMap<NodeId, usize> = BTreeMap::new();
     let mut seen_update = false;
     for (i, op) in ops.iter().enumerate() {
+        // The objects the op acts on, by whatever name: resolved before it is applied.
+        let acted_on: Vec<&[u8]> = match op {
+            Op::Link { existing, .. } => vec![existing],
+            Op::Unlink { path } | Op::Rmdir { path } => vec![path],
+            Op::Rename { from, .. } => vec![from],
+            Op::Update(u) => vec![&u.path],
+            _ => vec![],
+        };
         let mut dirs = Vec::new();
         match op {
             Op::Rename { from, to } => {
@@ -344,15 +460,32 @@ pub fn check(origin: &MemTree, target: &MemTree, ops: &[Op]) -> Result<usize, St
             return Err(format!("op {i} {op:?}: namespace op after an update"));
         }
         let dir_nodes: Vec<NodeId> = dirs.iter().filter_map(|d| model.resolve(d).ok()).collect();
+        let touched =
+            acted_on.iter().filter_map(|p| model.resolve(p).ok()).chain(dir_nodes.clone());
+        for t in touched {
+            if let Some(l) = locked.get(&t) {
+                return Err(format!(
+                    "op {i} {}: touches an object op {l} made immutable or append-only\nops: {ops:#?}",
+                    ops::op_line(op, 80)
+                ));
+            }
+        }
         let node =
             model.apply(op).map_err(|e| format!("op {i} {op:?} invalid: {e}\nops: {ops:#?}"))?;
         for d in dir_nodes {
             last_ns.insert(d, i);
         }
-        if let Op::Update(_) = op {
+        if let Op::Update(u) = op {
             seen_update = true;
             if updated.insert(node, i).is_some() {
                 return Err(format!("op {i}: object updated twice"));
+            }
+            diffs.insert(node, u.diff);
+            let t = target
+                .resolve(&u.target_path)
+                .ok_or_else(|| format!("op {i}: update of a target path that does not exist"))?;
+            if target.nodes[&t].locked() {
+                locked.insert(node, i);
             }
         }
     }
@@ -397,6 +530,30 @@ pub fn check(origin: &MemTree, target: &MemTree, ops: &[Op]) -> Result<usize, St
                 if o.version != tn.version && !updated.contains_key(&n) {
                     return Err(format!("changed object {ti} got no update"));
                 }
+                let meta_changed = o.uid != tn.uid
+                    || o.mode != tn.mode
+                    || o.xattrs != tn.xattrs
+                    || o.flags != tn.flags;
+                if meta_changed && !updated.contains_key(&n) {
+                    return Err(format!(
+                        "object {ti} with changed owner, mode, xattrs or flags got no update"
+                    ));
+                }
+                if let Some(d) = diffs.get(&n) {
+                    let content = tn.kind == Kind::File && o.version != tn.version;
+                    for (what, differs, said) in [
+                        ("owner", o.uid != tn.uid, d.owner),
+                        ("mode", o.mode != tn.mode, d.mode),
+                        ("content", content, d.content),
+                        ("xattrs", o.xattrs != tn.xattrs, d.xattrs),
+                    ] {
+                        if differs && !said {
+                            return Err(format!(
+                                "object {ti}: its update does not say its {what} changed: {d:?}"
+                            ));
+                        }
+                    }
+                }
                 if tn.kind == Kind::Dir {
                     let oe: BTreeMap<_, _> =
                         o.entries.iter().map(|(k, v)| (k, (v, origin.nodes[v].gen))).collect();
@@ -408,8 +565,8 @@ pub fn check(origin: &MemTree, target: &MemTree, ops: &[Op]) -> Result<usize, St
                 }
             }
             None => {
-                if !updated.contains_key(&n) {
-                    return Err(format!("new object {ti} got no update"));
+                if !diffs.get(&n).is_some_and(|d| d.new) {
+                    return Err(format!("new object {ti} got no update marked new"));
                 }
             }
         }
