@@ -34,9 +34,6 @@ fn anysend_anyrecv(origin: Option<&Path>, target: &Path, dest: &Path) -> Result<
 /// s1: `mkdir d; chattr +d d`; s2: `touch d/f; mkdir d/g`. Received onto ext4 or XFS, `d/f`
 /// and `d/g` come out with flags `d` where the snapshot has none.
 #[test]
-#[ignore = "defect: a new object made in a directory with nodump/noatime/sync/dirsync inherits \
-            them on ext4 and XFS and the stream never clears them (set_flags only for non-zero \
-            target flags)"]
 fn new_objects_do_not_keep_flags_inherited_on_the_receiver() {
     let Some(_p) = require_privileged("e2e_inherited_flags") else { return };
     let scenario = Scenario::new("inherited_flags")

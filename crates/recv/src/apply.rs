@@ -355,7 +355,14 @@ impl Applier {
         let (dir, name) = self.parent(p)?;
         match fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
             Err(Errno::EXIST) if again && ops::is_type(dir, name, FileType::Directory) => Ok(()),
-            r => r.map_err(Problem::os("")),
+            Ok(()) => {
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                if let Ok(fd) = fs::openat(dir, name, flags, Mode::empty()) {
+                    clear_inherited_flags(&fd);
+                }
+                Ok(())
+            }
+            Err(e) => Err(Problem::os("")(e)),
         }
     }
 
@@ -367,7 +374,10 @@ impl Applier {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         match fs::openat(dir, name, flags, Mode::from_raw_mode(0o600)) {
-            Ok(fd) => Ok(Done::Created(fs::fstat(&fd).map_err(Problem::os("fstat"))?.st_ino)),
+            Ok(fd) => {
+                clear_inherited_flags(&fd);
+                Ok(Done::Created(fs::fstat(&fd).map_err(Problem::os("fstat"))?.st_ino))
+            }
             // Made already (applied again): its data records come after it, so it is still
             // empty; anything else at the name is not this record's doing.
             Err(Errno::EXIST) if how.again => {
@@ -406,6 +416,7 @@ impl Applier {
             OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = fs::openat(place.dir, place.name, flags, Mode::from_raw_mode(0o600))
             .map_err(Problem::os(""))?;
+        clear_inherited_flags(&fd);
         self.hand_file(p, File::from(fd));
         Ok(Done::CreatedIn)
     }
@@ -771,5 +782,32 @@ fn resolve_problem(e: ResolveError) -> Problem {
         ResolveError::Symlink { at } => Problem::ThroughSymlink { at },
         ResolveError::Escapes => Problem::Escapes,
         ResolveError::Os { at, errno } => Problem::Parent { at, source: errno.into() },
+    }
+}
+
+/// Flags that ext4 and XFS (btrfs: nocow, compression) give a new file or directory from the
+/// directory it is made in. The stream sets every flag the target's object has after making it,
+/// so a new object starts with none of these: otherwise it would keep them where the target's
+/// object has none (its directory got them later, or its file system does not pass them on).
+const INHERITED_FLAGS: IFlags = IFlags::NODUMP
+    .union(IFlags::NOATIME)
+    .union(IFlags::SYNC)
+    .union(IFlags::DIRSYNC)
+    .union(IFlags::COMPRESSED)
+    .union(IFlags::from_bits_retain(0x400)) // FS_NOCOMP_FL, which rustix does not name
+    .union(IFlags::NOCOW)
+    .union(IFlags::JOURNALING)
+    .union(IFlags::NOTAIL)
+    .union(IFlags::SECURE_REMOVAL)
+    .union(IFlags::UNRM)
+    .union(IFlags::PROJECT_INHERIT);
+
+/// Clears the [`INHERITED_FLAGS`] of the object just made, open at `fd` (best effort: most
+/// directories pass nothing on, and a file system without flags answers ENOTTY).
+fn clear_inherited_flags(fd: &OwnedFd) {
+    if let Ok(f) = fs::ioctl_getflags(fd) {
+        if f.intersects(INHERITED_FLAGS) {
+            let _ = fs::ioctl_setflags(fd, f - INHERITED_FLAGS);
+        }
     }
 }
