@@ -62,8 +62,6 @@ fn new_objects_do_not_keep_flags_inherited_on_the_receiver() {
 /// preallocates past the end of file at the write, and a truncate up zeroes what lies between
 /// the old and the new end, so the preallocation becomes data.
 #[test]
-#[ignore = "defect: on XFS a hole left by a truncate up after a write past the old end of file \
-            becomes allocated zeros"]
 fn holes_left_by_a_truncate_up_stay_holes() {
     let Some(_p) = require_privileged("e2e_inherited_flags::holes") else { return };
     let scenario = Scenario::new("truncate_up")

@@ -571,7 +571,18 @@ impl Applier {
 
     fn truncate(&mut self, p: &[u8], size: u64) -> Res {
         let f = self.data_file(p)?;
-        f.set_len(size).map_err(Problem::io("ftruncate"))
+        let st = fs::fstat(f).map_err(Problem::os("fstat"))?;
+        let (old, block) = (st.st_size as u64, (st.st_blksize as u64).max(1));
+        f.set_len(size).map_err(Problem::io("ftruncate"))?;
+        if size > old {
+            // What a file grows by is a hole. XFS may have allocated blocks past the old end
+            // (speculative preallocation after a write there) and turns them into written
+            // zeros when the size grows over them: they are given back, to the end of the last
+            // block as for a hole punched to the end (`punch`).
+            let end = size.div_ceil(block) * block;
+            fsutil::punch(f, old, end - old).map_err(Problem::io("fallocate"))?;
+        }
+        Ok(())
     }
 
     /// Copies within the file as memmove does: when the ranges overlap with the destination
