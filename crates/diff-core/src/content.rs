@@ -100,6 +100,20 @@ fn push_range(ranges: &mut Vec<Range<u64>>, r: Range<u64>) {
     ranges.push(r);
 }
 
+/// Two sorted lists of ranges as one, sorted, overlaps and neighbours merged.
+fn union(a: Vec<Range<u64>>, b: Vec<Range<u64>>) -> Vec<Range<u64>> {
+    let mut all: Vec<Range<u64>> = a.into_iter().chain(b).collect();
+    all.sort_unstable_by_key(|r| r.start);
+    let mut out: Vec<Range<u64>> = Vec::with_capacity(all.len());
+    for r in all {
+        match out.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
 /// Compare two byte blocks that start at file offset `off` (a multiple of [`CHUNK`]).
 pub fn diff_block(a: &[u8], b: &[u8], off: u64, ranges: &mut Vec<Range<u64>>) {
     let mut c = 0;
@@ -172,6 +186,11 @@ impl BlockCompare {
             pos = p.end;
         }
         self.compare_span(origin, target, path, pos..cmp_end, &mut ranges)?;
+        // Equal bytes may still differ in sparseness (written zeros against a hole).
+        let sparse = crate::holes::sparseness_differs(origin, target, cmp_end, C);
+        if !sparse.is_empty() {
+            ranges = union(ranges, sparse);
+        }
         push_range(&mut ranges, cmp_end..tsize);
         Ok(ContentDelta { new_size: tsize, ranges })
     }

@@ -18,6 +18,7 @@ pub mod content;
 pub mod error;
 pub mod fiemap;
 pub mod full;
+pub mod holes;
 pub mod inventory;
 pub mod links;
 mod live;
