@@ -87,7 +87,7 @@ mod tests {
     #[test]
     fn only_where_one_side_is_a_hole() {
         let a = [0..8192, 12288..16384];
-        let b = [0..16384];
+        let b = [0..16384, 16384..16384];
         assert_eq!(differing(&a, &b, 16384), vec![8192..12288]);
         assert_eq!(differing(&b, &a, 16384), vec![8192..12288]);
         assert_eq!(differing(&a, &a, 16384), Vec::<Range<u64>>::new());
