@@ -87,12 +87,15 @@ mod tests {
     #[test]
     fn only_where_one_side_is_a_hole() {
         let a = [0..8192, 12288..16384];
-        let b = [0..16384, 16384..16384];
+        let b = [Range { start: 0, end: 16384 }];
         assert_eq!(differing(&a, &b, 16384), vec![8192..12288]);
         assert_eq!(differing(&b, &a, 16384), vec![8192..12288]);
         assert_eq!(differing(&a, &a, 16384), Vec::<Range<u64>>::new());
         // Holes on both sides, and data past `end`, are not differences.
-        assert_eq!(differing(&[0..4096], &[0..4096, 8192..12288], 8192), Vec::<Range<u64>>::new());
+        assert_eq!(
+            differing(&[Range { start: 0, end: 4096 }], &[0..4096, 8192..12288], 8192),
+            Vec::<Range<u64>>::new()
+        );
         assert_eq!(
             differing(&[], &[4096..8192, 12288..20000], 16384),
             vec![4096..8192, 12288..16384]
