@@ -123,3 +123,26 @@ impl Error {
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::io::Errno;
+
+    /// Issue 19 (8): a file that vanished while a live tree was walked is the tree changing
+    /// (anysend exits 4, "changed while read"), not a read failure (exit 1); in a read-only
+    /// snapshot the same error stays a read failure.
+    #[test]
+    fn an_object_gone_from_a_live_tree_is_a_change() {
+        for errno in [Errno::NOENT, Errno::NOTDIR, Errno::STALE] {
+            let e = Error::io(Side::Target, b"d/f", "open", errno).drift(true);
+            assert!(matches!(&e, Error::Changed { path, .. } if path == b"d/f"), "{e}");
+            assert!(e.to_string().contains("TARGET changed while it was read"), "{e}");
+            let e = Error::io(Side::Target, b"d/f", "open", errno).drift(false);
+            assert!(matches!(e, Error::Io { .. }), "{e}");
+        }
+        // Other failures stay what they are, live or not.
+        let e = Error::io(Side::Target, b"d/f", "open", Errno::ACCESS).drift(true);
+        assert!(matches!(e, Error::Io { .. }), "{e}");
+    }
+}

@@ -94,3 +94,27 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exit statuses `--help` lists, for the errors that reach main: a source that changed
+    /// while it was read is 4 (issue 19: a file vanishing under the walk gave 1), an output that
+    /// cannot be made or written is 3.
+    #[test]
+    fn errors_map_to_the_documented_exit_statuses() {
+        let changed = anysend_diff_core::Error::Changed {
+            side: anysend_diff_core::error::Side::Target,
+            path: b"d/f".to_vec(),
+            what: "gone".into(),
+        };
+        let e = anyhow::Error::new(changed).context("walking TARGET");
+        assert_eq!(exit_code(&e), EXIT_CHANGED);
+        let gone = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = anyhow::Error::new(sink::CreateError { path: "/x/y".into(), source: gone });
+        assert_eq!(exit_code(&e), EXIT_OUTPUT);
+        let e = anyhow::anyhow!("something else");
+        assert_eq!(exit_code(&e), EXIT_FAILED);
+    }
+}
