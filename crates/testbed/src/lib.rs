@@ -14,12 +14,15 @@
 //! - [`corpus`](mod@corpus) is the starting set of hazardous scenarios,
 //! - [`streams`] makes test streams (with the stream crate's writer, or byte by byte) and
 //!   decodes them again,
+//! - [`crash`] is the power-cut crash harness: receives cut at many moments by copying their
+//!   loop devices' images, then resumed and rolled back,
 //! - [`cmd`] starts every child process, the tools above and the binaries under test, and
 //!   [`escape`] shows byte names in messages.
 
 pub mod cmd;
 pub mod compare;
 pub mod corpus;
+pub mod crash;
 pub mod escape;
 pub mod fingerprint;
 pub mod fsops;
