@@ -16,7 +16,9 @@
 //! `ANYSEND_CI=1 cargo test -p anysend-e2e --test e2e_crash -- --ignored --nocapture`;
 //! `ANYSEND_CRASH_POINTS=N` sets the cuts per stream (default 40; the cuts in the final steps
 //! and after exit come on top), `ANYSEND_CRASH_FS=ext4` or `xfs` runs one file system only,
-//! `ANYSEND_CRASH_REPORT=FILE` also writes the report and every failure to FILE.
+//! `ANYSEND_CRASH_REPORT=FILE` also writes the report and every failure to FILE, and
+//! `ANYSEND_CRASH_SYNC=1` is the control run: both file systems synced before each copy, so a
+//! copy loses nothing (what a SIGKILL leaves).
 
 mod support;
 
@@ -218,6 +220,9 @@ fn power_cuts_resume_to_target_and_abort_to_origin() {
                 other => panic!("ANYSEND_CRASH_FS: {other}: ext4 or xfs"),
             })
             .collect();
+    }
+    if std::env::var_os("ANYSEND_CRASH_SYNC").is_some_and(|v| v == "1") {
+        cfg.sync_first = true;
     }
     for s in &cfg.streams {
         eprintln!("e2e_crash: stream {}: {} bytes", s.name, s.bytes.len());

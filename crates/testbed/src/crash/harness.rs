@@ -45,6 +45,9 @@ pub struct Config {
     pub tail: Vec<Duration>,
     /// Size of the (sparse) backing store.
     pub backing_size: u64,
+    /// The control run: sync both file systems before each copy, so that a copy is what a
+    /// SIGKILL leaves (nothing lost); failures that remain are not the power cut's.
+    pub sync_first: bool,
 }
 
 impl Config {
@@ -57,6 +60,7 @@ impl Config {
             points: 40,
             tail: [0, 2, 5, 15, 40, 100].into_iter().map(Duration::from_millis).collect(),
             backing_size: 16 << 30,
+            sync_first: false,
         }
     }
 }
@@ -135,7 +139,8 @@ fn one_kind(
             &cuts[i],
             &cfg.tail,
             &mut |m| {
-                let images = rig.capture(&dir.join(format!("{:03}", moments.len())))?;
+                let images =
+                    rig.capture(&dir.join(format!("{:03}", moments.len())), cfg.sync_first)?;
                 moments.push((m, images));
                 Ok(())
             },

@@ -142,8 +142,20 @@ impl Rig {
     /// Copies both images as they are on their devices now into `dir` (made here): the state's
     /// first, then DEST's, so that no copy of the journal is newer than the copy of DEST (the
     /// receiver is frozen meanwhile; only write-back of what it wrote before goes on).
-    pub fn capture(&self, dir: &Path) -> Result<CrashImages, CrashError> {
+    /// With `sync_first` both file systems are synced before (the control: what a SIGKILL
+    /// leaves, the page cache kept, which `e2e_kill` shows the receiver handles).
+    pub fn capture(&self, dir: &Path, sync_first: bool) -> Result<CrashImages, CrashError> {
         std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        if sync_first {
+            for p in [&self.state_point, &self.dest_point] {
+                let d =
+                    std::fs::File::open(p).map_err(io_err(format!("opening {}", p.display())))?;
+                rustix::fs::syncfs(&d).map_err(|e| CrashError::Io {
+                    what: format!("syncfs {}", p.display()),
+                    source: e.into(),
+                })?;
+            }
+        }
         let images = CrashImages { state: dir.join("state.img"), dest: dir.join("dest.img") };
         clone_file(&self.state_img, &images.state)?;
         clone_file(&self.dest_img, &images.dest)?;
