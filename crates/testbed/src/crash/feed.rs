@@ -1,11 +1,13 @@
 //! A receive fed through a pipe and frozen at chosen moments, so that its file systems can be
 //! copied as a power cut at that moment would leave them.
 //!
-//! The feeder writes the stream into the receiver's stdin up to each cut offset, then stops the
-//! receiver (SIGSTOP, waiting until every one of its threads is stopped), lets the caller copy
-//! the images, and continues it (SIGCONT). After the last byte it closes the pipe and freezes
-//! the receiver again after a few delays, to cut inside its last steps (end record, removal of
-//! the holding directory, the final syncs and the state write), and once more after it exited.
+//! The feeder writes the stream into the receiver's stdin up to each cut offset (for a settling
+//! cut, waits until the receiver has applied what it read and sleeps reading the pipe), then
+//! stops the receiver (SIGSTOP, waiting until every one of its threads is stopped), lets the
+//! caller copy the images, and continues it (SIGCONT). After the last byte it closes the pipe
+//! and freezes the receiver again after a few delays, to cut inside its last steps (end record,
+//! removal of the holding directory, the final syncs and the state write), and once more after
+//! it exited.
 //!
 //! What a freeze models, and what it does not: the receiver's own system calls are all either
 //! done or not begun (a call in progress, even a long `syncfs`, completes before the process
