@@ -73,7 +73,7 @@ impl Drop for SeedOnFailure {
         if std::thread::panicking() {
             eprintln!(
                 "*** e2e_random_chain: seed {0} failed; replay with ANYSEND_RANDOM_SEED={0} \
-                 ANYSEND_RANDOM_CASES=1 cargo test -p anysend-e2e --test e2e_random_chain ***",
+                 ANYSEND_RANDOM_CASES=1 cargo test -p anysend --test e2e_random_chain ***",
                 self.0
             );
         }

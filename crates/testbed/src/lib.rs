@@ -15,12 +15,15 @@
 //!   makes seeded random ones,
 //! - [`streams`] makes test streams (with the stream crate's writer, or byte by byte) and
 //!   decodes them again, and [`stream_rules`] checks a stream's per-object ordering rules,
+//! - [`crash`] is the power-cut crash harness: receives cut at many moments by copying their
+//!   loop devices' images, then resumed and rolled back,
 //! - [`cmd`] starts every child process, the tools above and the binaries under test, and
 //!   [`escape`] shows byte names in messages.
 
 pub mod cmd;
 pub mod compare;
 pub mod corpus;
+pub mod crash;
 pub mod escape;
 pub mod fingerprint;
 pub mod fsops;

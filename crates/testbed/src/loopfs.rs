@@ -41,9 +41,22 @@ impl LoopDevice {
     /// `losetup --find --show backing`, retried because parallel tests race
     /// for the same free device.
     pub fn attach(backing: &Path) -> Result<Self, LoopFsError> {
+        Self::attach_with(backing, false)
+    }
+
+    /// [`attach`](Self::attach), with `--direct-io=on` when `direct_io`: the device then writes
+    /// its backing file with O_DIRECT, so the file holds what the device was written rather
+    /// than pages cached above it (the crash harness wants that; losetup falls back to
+    /// buffered I/O, with a warning, where the backing file system refuses it).
+    pub fn attach_with(backing: &Path, direct_io: bool) -> Result<Self, LoopFsError> {
+        let mut args: Vec<&OsStr> = vec!["--find".as_ref(), "--show".as_ref()];
+        if direct_io {
+            args.push("--direct-io=on".as_ref());
+        }
+        args.push(backing.as_os_str());
         let mut last = None;
         for attempt in 0..8 {
-            match run("losetup", ["--find".as_ref(), "--show".as_ref(), backing.as_os_str()]) {
+            match run("losetup", &args) {
                 Ok(out) => {
                     return Ok(LoopDevice {
                         dev: out.trim().to_string(),
@@ -62,6 +75,13 @@ impl LoopDevice {
     /// The device node, e.g. `/dev/loop3`.
     pub fn dev(&self) -> &str {
         &self.dev
+    }
+
+    /// Whether the device does direct I/O on its backing file (`/sys/block/<dev>/loop/dio`).
+    pub fn direct_io(&self) -> bool {
+        let name = self.dev.trim_start_matches("/dev/");
+        std::fs::read_to_string(format!("/sys/block/{name}/loop/dio"))
+            .is_ok_and(|v| v.trim() == "1")
     }
 
     /// Whether the device is still bound to our backing file (another test
@@ -130,6 +150,17 @@ impl Mount {
 
     pub fn point(&self) -> &Path {
         &self.point
+    }
+
+    /// Unmounts now, and fails if that does not work. Drop only reports a failure and falls
+    /// back to a lazy unmount, which keeps the file system on its device until its last user
+    /// goes: a caller that mounts the same device again must know it is really free. On an
+    /// error the guard is dropped, so Drop tries again.
+    pub fn unmount(self) -> Result<(), LoopFsError> {
+        run("umount", [self.point.as_os_str()])?;
+        // Unmounted: nothing left for Drop to do (it would only fail to unmount again).
+        std::mem::forget(self);
+        Ok(())
     }
 }
 
