@@ -164,7 +164,7 @@ struct Args {
     quiet: bool,
 
     /// The directory to apply the stream to.
-    #[arg(value_name = "DEST", required_unless_present_any = ["dump", "generate"])]
+    #[arg(value_name = "DEST", required_unless_present_any = ["dump", "generate"], conflicts_with = "dump")]
     dest: Option<PathBuf>,
 
     /// Print a man page or shell completions for anyrecv and exit (see "Install" in the
@@ -481,7 +481,21 @@ fn open_input(args: &Args) -> Result<BufReader<Box<dyn Read>>, u8> {
             Box::new(io::stdin().lock())
         }
     };
-    Ok(BufReader::with_capacity(1 << 20, input))
+    let mut input = BufReader::with_capacity(1 << 20, input);
+    // Nothing at all is not a stream cut short: say what is missing.
+    if let Ok(b) = io::BufRead::fill_buf(&mut input) {
+        if b.is_empty() {
+            match &args.file {
+                Some(path) => eprintln!("anyrecv: {} is empty: no stream in it", path.display()),
+                None => eprintln!(
+                    "anyrecv: no stream on standard input (pipe anysend's output in, or give \
+                     -f FILE)"
+                ),
+            }
+            return Err(EXIT_STREAM);
+        }
+    }
+    Ok(input)
 }
 
 fn make_config(args: &Args) -> Result<Config, config::ConfigError> {
@@ -529,8 +543,8 @@ fn success(cfg: &Config, s: &Summary) -> String {
     }
     let state = s.state_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
     format!(
-        "received {kind}{forced} into {dest}: {} records applied, {} bytes; state in {state}",
-        s.applied, s.bytes
+        "received {kind}{forced} into {dest}: {} records ({} applied), {} bytes; state in {state}",
+        s.records, s.applied, s.bytes
     )
 }
 

@@ -53,8 +53,14 @@ fn missing(dest: &Path) -> Result<PathBuf, RecvError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let parent = fs::canonicalize(parent)
-        .map_err(RecvError::dest(parent, "resolving the parent directory"))?;
+    let parent = match fs::canonicalize(parent) {
+        Ok(p) => p,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let (dest, parent) = (state::show(dest), state::show(parent));
+            return Err(Refusal::NoParent { dest, parent }.into());
+        }
+        Err(e) => return Err(RecvError::dest(parent, "resolving the parent directory")(e)),
+    };
     Ok(parent.join(name))
 }
 

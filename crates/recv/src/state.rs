@@ -180,6 +180,8 @@ pub enum Refusal {
     Busy { dest: String, lock: PathBuf },
     #[error("{dest}: exists and is not a directory")]
     NotADirectory { dest: String },
+    #[error("{dest}: does not exist, and neither does {parent}, where it would be made")]
+    NoParent { dest: String, parent: String },
     #[error(
         "{dest}: --atomic needs a file system that clones files (FICLONE: btrfs, XFS with \
          reflink=1); this one does not"
@@ -219,6 +221,11 @@ impl Refusal {
     /// What a person should do.
     pub fn hint(&self) -> String {
         match self {
+            // A fresh ext4 file system's root holds lost+found: the replica goes beneath it.
+            Refusal::NotEmpty { entry, .. } if entry == b"lost+found" => "DEST looks like the \
+                 root of a file system (it holds lost+found), which is never empty: receive into \
+                 a directory beneath it, e.g. DEST/replica (anyrecv makes it)."
+                .into(),
             Refusal::NotEmpty { .. } => "Receive a full stream into a new or empty directory, \
                  or send an incremental stream from the snapshot DEST holds."
                 .into(),
@@ -251,6 +258,9 @@ impl Refusal {
                 .into(),
             Refusal::Busy { .. } => "Wait for the other receive to finish.".into(),
             Refusal::NotADirectory { .. } => "Give a directory as DEST.".into(),
+            Refusal::NoParent { parent, .. } => {
+                format!("Create the directories above DEST first (mkdir -p {parent}): anyrecv makes DEST itself, not its parents.")
+            }
             Refusal::NoReflink { .. } => "Receive without --atomic (the receive is journaled: \
                  resumable and abortable), or put DEST on btrfs or XFS made with reflink=1."
                 .into(),
@@ -776,6 +786,10 @@ mod tests {
         assert_eq!(check_base(&h, "d", &info(DestKind::Empty), None, false), Ok(Verdict::Full));
         let ne = info(DestKind::NotEmpty(b"x".to_vec()));
         assert!(matches!(check_base(&h, "d", &ne, None, true), Err(Refusal::NotEmpty { .. })));
+        // A file system's root: told to receive beneath it.
+        let lf = info(DestKind::NotEmpty(b"lost+found".to_vec()));
+        let r = check_base(&h, "d", &lf, None, false).unwrap_err();
+        assert!(r.hint().contains("beneath it"), "{}", r.hint());
     }
 
     #[test]
