@@ -378,15 +378,21 @@ impl Applier {
                 clear_inherited_flags(&fd);
                 Ok(Done::Created(fs::fstat(&fd).map_err(Problem::os("fstat"))?.st_ino))
             }
-            // Made already (applied again): its data records come after it, so it is still
-            // empty; anything else at the name is not this record's doing.
+            // Made already (applied again): a regular file at the name is this record's (the
+            // resume starts at a checkpoint before the run that made it, and a run names each
+            // path once), perhaps with some of its data: emptied, its data records follow.
+            // Anything else at the name is not this record's doing.
             Err(Errno::EXIST) if how.again => {
                 match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st)
-                        if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
-                            && st.st_size == 0 =>
-                    {
-                        Ok(Done::Created(st.st_ino))
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+                        let flags = OFlags::WRONLY
+                            | OFlags::TRUNC
+                            | OFlags::NOFOLLOW
+                            | OFlags::NONBLOCK
+                            | OFlags::CLOEXEC;
+                        let fd =
+                            fs::openat(dir, name, flags, Mode::empty()).map_err(Problem::os(""))?;
+                        Ok(Done::Created(fs::fstat(&fd).map_err(Problem::os("fstat"))?.st_ino))
                     }
                     _ => Err(Problem::os("")(Errno::EXIST)),
                 }

@@ -114,4 +114,13 @@ impl Bookkeeping {
         state::save(&self.path, &self.state)
             .map_err(RecvError::state(&self.path, "recording the completed receive"))
     }
+
+    /// After the completed receive tidied DEST: DEST settled at `settled`.
+    pub fn settled_at(&mut self, settled: Time) -> Result<(), RecvError> {
+        if let Some(last) = self.state.last.as_mut() {
+            last.settled = Some(settled);
+        }
+        state::save(&self.path, &self.state)
+            .map_err(RecvError::state(&self.path, "recording when DEST settled"))
+    }
 }

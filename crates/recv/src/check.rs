@@ -58,6 +58,7 @@ pub fn check(cfg: &Config) -> Result<Report, RecvError> {
     let _lock =
         state::lock(&state_path, &shown).map_err(RecvError::state(&state_path, "locking"))??;
     let st = state::load(&state_path).map_err(RecvError::state(&state_path, "reading"))?;
+    crate::leftover::settle(st.as_ref(), &state_path, &canonical);
     let Some(st) = st.filter(|s| s.last.is_some()) else {
         return Err(Refusal::NothingReceived { dest: shown, state_file: state_path }.into());
     };
@@ -89,7 +90,7 @@ pub fn check(cfg: &Config) -> Result<Report, RecvError> {
         let rst = fs::fstat(&root).map_err(|e| RecvError::dest(&canonical, "fstat")(e.into()))?;
         root_changed = drift::ctime(&rst) > s;
     }
-    names::walk(root.as_fd(), &mut |p, dir, name| {
+    names::walk(root.as_fd(), &[], &mut |p, dir, name| {
         if known.is_some() {
             seen.insert(p.to_vec());
         }

@@ -29,6 +29,7 @@ use crate::error::{Problem, RecordError, RecvError, Warning};
 use crate::fsutil;
 use crate::journal::{self, Begin, Loaded, RootMeta};
 use crate::journaled::{self, holding, Journaled};
+use crate::leftover;
 use crate::lookahead::{Input, AHEAD_BYTES};
 use crate::names;
 use crate::state::{self, Refusal, State, Verdict};
@@ -68,27 +69,15 @@ pub fn receive<R: Read>(
     let old_state = state::load(&state_path).map_err(RecvError::state(&state_path, "reading"))?;
     let jpath = journal::journal_file(&state_path);
     let partial = old_state.as_ref().and_then(|s| s.partial.clone());
-    let mut loaded = match journal::load(&jpath) {
-        // No receive under way: whatever is there was left by one that completed (killed
-        // between saving the state and removing the journal) or one killed while it made its
-        // journal, before it began; it is not read.
-        Err(_) if partial.is_none() => None,
-        r => r.map_err(RecvError::state(&jpath, "reading the journal"))?,
-    };
-    if partial.is_none() {
-        // One killed after making its holding directory, before it began: nothing in it.
-        if let (Some(l), true) = (&loaded, exists) {
-            if let Ok(root) = dest::open_dir(&canonical) {
-                let _ = holding::remove(root.as_fd(), &l.begin.holding);
-                // And DEST's own flags, if it lifted them.
-                if let Some(f) = journaled::root::original(l) {
-                    let _ = journaled::root::set(root.as_fd(), f);
-                }
-            }
+    // No receive under way: whatever journal is there was left by one that completed (cut
+    // before it removed its holding directory) or never began; its leftovers go first.
+    leftover::settle(old_state.as_ref(), &state_path, &canonical);
+    let loaded = match partial {
+        Some(_) => {
+            journal::load(&jpath).map_err(RecvError::state(&jpath, "reading the journal"))?
         }
-        let _ = fs::remove_file(&jpath);
-        loaded = None;
-    }
+        None => None,
+    };
     let loaded = loaded.filter(|l| partial.as_ref().is_some_and(|p| p.stream == l.begin.stream));
     // Where the interrupted receive stopped is the journal's to say: the state is updated only
     // when a failure is caught, not at a kill.
@@ -401,7 +390,7 @@ fn records<R: Read>(
         let e = RecordError::new(end_index, bytes, &end, p).into();
         return Err(fail(&mut target, &mut book, e, end_index));
     }
-    if let Err(e) = target.complete(&run.canonical) {
+    if let Err(e) = target.commit(&run.canonical) {
         return Err(fail(&mut target, &mut book, e, end_index));
     }
     // The names log can take this receive's changes only if it was true before it and the
@@ -410,8 +399,14 @@ fn records<R: Read>(
     let file = names::names_file(book.path());
     // Best effort: without a log, `--check` says it cannot compare names, and the next receive
     // writes it anew.
-    let names_len = names::record(&file, target.root(), &changes, anew, book.names_len()).ok();
+    let skip = target.holding_name().unwrap_or_default().to_vec();
+    let names_len =
+        names::record(&file, target.root(), &changes, anew, book.names_len(), &skip).ok();
+    // The commit point: from here on DEST holds the target, whatever cuts the rest.
     book.complete(&run.header, fsutil::settle(), names_len)?;
+    target.tidy(&run.canonical)?;
+    // Tidying changed DEST's root (its ctime): DEST settled only now.
+    book.settled_at(fsutil::settle())?;
     let _ = fs::remove_file(&run.jpath);
     if let Some(offset) = trailing {
         return Err(RecvError::TrailingData { dest: run.canonical, offset });

@@ -13,16 +13,23 @@
 //! the flags DEST's root gets at the end, lifted meanwhile (`journaled::root`).
 //!
 //! Why this shape:
-//! - A `write()` survives SIGKILL (it is in the page cache), so after a kill the last entry tells
-//!   exactly which records were in flight; applying them again is made harmless by the applier
-//!   (`apply::How::again`; `journaled`, "Replay"). Entries are framed with a length and a CRC:
-//!   a torn tail left by a power loss is detected and ignored.
-//! - The journal is fdatasync'ed at checkpoints (a second after its last sync, or 20 times what
-//!   the last checkpoint took if that is longer; together with a syncfs of DEST) and before an
-//!   operation that moves an existing object (rename, and unlink/rmdir, which move the object
-//!   into the holding directory) or overwrites origin bytes is applied: once per run of such
-//!   records, whose undo is written ahead in one entry. So after a power loss the undo
-//!   information of every such operation that reached the disk is on disk too.
+//! - A `write()` survives SIGKILL (it is in the page cache), but not a power cut, and neither
+//!   does what DEST held in its page cache: after a cut, the journal and DEST may each have lost
+//!   any part of what came after their last sync. So the journal marks *checkpoints*: DEST is
+//!   synced (syncfs), then a `Durable { next }` step says every record before `next` is on disk,
+//!   and the journal is synced. A resume starts from the last checkpoint and applies every
+//!   later record again with "already done" accepted (`apply::How::again`; `journaled`,
+//!   "Replay"), whatever the journal says of them. Entries are framed with a length and a CRC:
+//!   a torn tail is detected and ignored.
+//! - Checkpoints come a second after the last one (or 20 times what it took, if longer), at the
+//!   start of every run of structural records of an incremental (so that a resume replays at
+//!   most one such run, from its start, and no run names a path twice), and when the end record
+//!   was applied (the commit: then DEST's state records the target, and only after that is the
+//!   holding directory removed).
+//! - The journal is also fdatasync'ed before an operation that overwrites origin bytes is
+//!   applied (once per run of such records, whose undo is written ahead in one entry), and a
+//!   structural run's undo is synced with its checkpoint: after a power cut the undo information
+//!   of every such operation that reached the disk is on disk too.
 //! - Undo information is kept only for incremental receives: an interrupted full receive is
 //!   aborted by emptying DEST.
 //! - Each record's layout (the `Undo` steps, `Begin`) is written down once, as a list of typed
@@ -40,9 +47,11 @@ use std::time::{Duration, Instant};
 
 use anysend_stream::Id;
 
-/// Version 02: batches in flight, origin bytes in the journal, new files held only in full
-/// receives.
-const MAGIC: &[u8; 8] = b"ANYRJ02\n";
+/// Version 03: checkpoints (`Durable`) that a resume after a power cut starts from. Version 02
+/// (batches in flight, origin bytes in the journal, new files held only in full receives) has
+/// no `Durable` steps and is read as well: its receive resumes as it would have.
+const MAGIC: &[u8; 8] = b"ANYRJ03\n";
+const MAGIC_02: &[u8; 8] = b"ANYRJ02\n";
 
 /// Time between two checkpoints, at least. (Not also a data volume: a power cut costs about this
 /// much work again, and replaying file data is harmless.)
@@ -271,6 +280,11 @@ undo_steps! {
     /// directory as `hold` and gets its name when its data is complete. A resume that finds
     /// `hold` there continues it; an abort removes it with the holding directory.
     New = 15 { path: Vec<u8>, hold: Vec<u8> },
+    /// Not an undo step: a checkpoint. DEST was synced with every record before `next`
+    /// applied (an ahead entry, written and synced after the syncfs of DEST). After a power
+    /// cut, what DEST holds of the records from `next` on may be lost in any part: a resume
+    /// applies them again from there.
+    Durable = 16 { next: u64 },
 }
 
 wire_struct! {
@@ -342,14 +356,48 @@ impl Entry {
 pub struct Loaded {
     pub begin: Begin,
     pub entries: Vec<Entry>,
+    /// The format version it was written in (2 or 3).
+    pub version: u8,
     /// Bytes of a torn or damaged tail that were ignored.
     pub ignored_tail: u64,
 }
 
 impl Loaded {
-    /// The record index to continue at: the record in flight when the receive stopped.
+    /// The record index to continue at: the first record not known to be durable in DEST (its
+    /// last checkpoint's), or with a journal of version 02, the record in flight when the
+    /// receive stopped.
     pub fn next_record(&self) -> u64 {
-        self.last_record().map_or(self.begin.first_record, |e| e.index)
+        let in_flight = self.last_record().map_or(self.begin.first_record, |e| e.index);
+        match self.checkpoints() {
+            true => self.durable_next().unwrap_or(self.begin.first_record).min(in_flight),
+            false => in_flight,
+        }
+    }
+
+    /// Whether the journal marks checkpoints (version 03): then a resume starts from the last
+    /// one, since a power cut may have taken from DEST what any record after it did.
+    pub fn checkpoints(&self) -> bool {
+        self.version >= 3
+    }
+
+    /// The first record not known durable in DEST, as the last checkpoint says.
+    fn durable_next(&self) -> Option<u64> {
+        let mut steps = self.entries.iter().rev().flat_map(|e| e.undo.iter().rev());
+        steps.find_map(|u| match u {
+            Undo::Durable { next } => Some(*next),
+            _ => None,
+        })
+    }
+
+    /// The last record a resume applies again with "already done" accepted: every record
+    /// after the checkpoint it starts from (what a power cut left of them is unknown, and may
+    /// reach past the journal's last entry, whose write a power cut can take while DEST kept
+    /// the record's effect), or with a journal of version 02, the records in flight.
+    pub fn replay_upto(&self) -> u64 {
+        match self.checkpoints() {
+            true => u64::MAX,
+            false => *self.in_flight().end(),
+        }
     }
 
     /// The last entry of records in flight (not of undo steps written ahead).
@@ -360,9 +408,10 @@ impl Loaded {
     /// The records that may have been applied in part, or not at all, when the receive
     /// stopped (a resume applies them again, accepting "already done").
     pub fn in_flight(&self) -> std::ops::RangeInclusive<u64> {
+        let start = self.next_record();
         match self.last_record() {
-            Some(e) => e.index..=e.upto.max(e.index),
-            None => self.begin.first_record..=self.begin.first_record,
+            Some(e) => start..=e.upto.max(e.index).max(start),
+            None => start..=start,
         }
     }
 }
@@ -444,9 +493,12 @@ pub fn load(path: &Path) -> io::Result<Option<Loaded>> {
         Err(e) => return Err(e),
     }
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+    if bytes.len() < MAGIC.len()
+        || (&bytes[..MAGIC.len()] != MAGIC && &bytes[..MAGIC.len()] != MAGIC_02)
+    {
         return Err(bad("not an anyrecv journal (or written by another version)"));
     }
+    let version = if &bytes[..MAGIC.len()] == MAGIC { 3 } else { 2 };
     let mut rest = &bytes[MAGIC.len()..];
     let mut next = || -> Option<&[u8]> {
         if rest.len() < 8 {
@@ -479,7 +531,7 @@ pub fn load(path: &Path) -> io::Result<Option<Loaded>> {
         }
     }
     let ignored_tail = rest.len() as u64;
-    Ok(Some(Loaded { begin, entries, ignored_tail }))
+    Ok(Some(Loaded { begin, entries, version, ignored_tail }))
 }
 
 /// An open journal being appended to.
@@ -489,6 +541,8 @@ pub struct Journal {
     buf: Vec<u8>,
     dirty: bool,
     last_sync: Instant,
+    /// When DEST was last made durable with the journal ([`Journal::checkpointed`]).
+    last_checkpoint: Instant,
     checkpoint_cost: Duration,
     /// How often [`Journal::checkpoint_due`] was asked.
     asked: u32,
@@ -540,6 +594,7 @@ impl Journal {
             buf: Vec::with_capacity(256),
             dirty: false,
             last_sync: Instant::now(),
+            last_checkpoint: Instant::now(),
             checkpoint_cost: Duration::ZERO,
             asked: 0,
         }
@@ -576,12 +631,15 @@ impl Journal {
         if !self.asked.is_multiple_of(CLOCK_EVERY) {
             return false;
         }
-        self.last_sync.elapsed() >= CHECKPOINT_EVERY.max(self.checkpoint_cost * CHECKPOINT_SHARE)
+        self.last_checkpoint.elapsed()
+            >= CHECKPOINT_EVERY.max(self.checkpoint_cost * CHECKPOINT_SHARE)
     }
 
-    /// Notes how long the checkpoint just made took.
-    pub fn checkpoint_took(&mut self, d: Duration) {
-        self.checkpoint_cost = d;
+    /// Notes a checkpoint just made (DEST synced, then a `Durable` step written and synced),
+    /// and how long it took.
+    pub fn checkpointed(&mut self, took: Duration) {
+        self.checkpoint_cost = took;
+        self.last_checkpoint = Instant::now();
     }
 }
 
@@ -628,7 +686,29 @@ mod tests {
             Undo::Range { path: p(b"h"), ino: 9, off: 4096, len: 10, hold: p(b"k1"), at: 77 },
             Undo::Bytes { path: p(b"h"), ino: 9, off: 1 << 33, data: vec![0, 255, 7] },
             Undo::New { path: p(b"d/\nnew"), hold: p(b"n17") },
+            Undo::Durable { next: 5 },
         ]
+    }
+
+    /// After a cut, a resume starts from the last checkpoint, not from the records in flight
+    /// (a power cut may have taken from DEST what any later record did), and accepts "already
+    /// done" from there on; a journal of version 02 (no checkpoints) resumes as it did.
+    #[test]
+    fn a_resume_starts_from_the_last_checkpoint() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("x.state.journal");
+        let mut j = Journal::create(&p, &begin()).unwrap();
+        j.append(&Entry::new(0, vec![])).unwrap();
+        j.append(&Entry::ahead(3, vec![Undo::Durable { next: 3 }])).unwrap();
+        j.append(&Entry::batch(5, 9, vec![])).unwrap();
+        drop(j);
+        let l = load(&p).unwrap().unwrap();
+        assert_eq!((l.next_record(), l.in_flight(), l.replay_upto()), (3, 3..=9, u64::MAX));
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[..8].copy_from_slice(MAGIC_02);
+        std::fs::write(&p, &bytes).unwrap();
+        let l = load(&p).unwrap().unwrap();
+        assert_eq!((l.next_record(), l.in_flight(), l.replay_upto()), (5, 5..=9, 9));
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub mod error;
 pub mod fsutil;
 pub mod journal;
 pub mod journaled;
+pub mod leftover;
 pub mod lookahead;
 pub mod names;
 pub mod ops;

@@ -214,6 +214,7 @@ pub fn record(
     changes: &Changes,
     anew: bool,
     known_len: Option<u64>,
+    skip: &[u8],
 ) -> io::Result<u64> {
     if !anew && !changes.overflowed && fits(file, known_len)? {
         let mut f = OpenOptions::new().append(true).open(file)?;
@@ -230,7 +231,7 @@ pub fn record(
     out.write_all(&[0; 8])?;
     let (mut len, mut crc) = (0u64, crc32fast::Hasher::new());
     let mut op = Vec::new();
-    walk(root, &mut |path, _, _| {
+    walk(root, skip, &mut |path, _, _| {
         op.clear();
         op.push(ADD);
         put(&mut op, path);
@@ -273,18 +274,24 @@ fn fits(file: &Path, known_len: Option<u64>) -> io::Result<bool> {
 /// What `walk` calls for each name: its path from the root, its directory, its name.
 pub type Visit<'a> = dyn FnMut(&[u8], BorrowedFd<'_>, &OsStr) -> io::Result<()> + 'a;
 
-pub fn walk(root: BorrowedFd<'_>, each: &mut Visit<'_>) -> io::Result<()> {
+pub fn walk(root: BorrowedFd<'_>, skip: &[u8], each: &mut Visit<'_>) -> io::Result<()> {
     let mut path = Vec::new();
-    walk_dir(root, &mut path, each)
+    walk_dir(root, &mut path, skip, each)
 }
 
-fn walk_dir(dir: BorrowedFd<'_>, path: &mut Vec<u8>, each: &mut Visit<'_>) -> io::Result<()> {
+/// `walk` of `dir` at `path`; `skip` names an entry of the root left out (empty: none).
+fn walk_dir(
+    dir: BorrowedFd<'_>,
+    path: &mut Vec<u8>,
+    skip: &[u8],
+    each: &mut Visit<'_>,
+) -> io::Result<()> {
     let mut entries = Vec::new();
     let mut d = fs::Dir::read_from(dir)?;
     while let Some(e) = d.read() {
         let e = e?;
         let n = e.file_name().to_bytes();
-        if n != b"." && n != b".." {
+        if n != b"." && n != b".." && !(path.is_empty() && !skip.is_empty() && n == skip) {
             entries.push((n.to_vec(), e.file_type()));
         }
     }
@@ -306,7 +313,7 @@ fn walk_dir(dir: BorrowedFd<'_>, path: &mut Vec<u8>, each: &mut Visit<'_>) -> io
         if is_dir {
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             let sub = fs::openat(dir, n, flags, Mode::empty())?;
-            walk_dir(sub.as_fd(), path, each)?;
+            walk_dir(sub.as_fd(), path, &[], each)?;
         }
         path.truncate(len);
     }
@@ -350,14 +357,17 @@ mod tests {
         std::fs::create_dir_all(dest.join("sub/deeper")).unwrap();
         std::fs::write(dest.join("sub/f\n\u{ff}"), b"").unwrap();
         std::os::unix::fs::symlink("nowhere", dest.join("l")).unwrap();
+        // A holding directory not yet removed is not one of DEST's names.
+        std::fs::create_dir_all(dest.join(".anyrecv-x/kept")).unwrap();
         let root =
             rustix::fs::open(&dest, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
         let file = t.path().join("x.state.names");
-        let len = record(&file, root.as_fd(), &Changes::default(), true, None).unwrap();
+        let len =
+            record(&file, root.as_fd(), &Changes::default(), true, None, b".anyrecv-x").unwrap();
         let mut c = Changes::default();
         c.note(&Record::Create { path: b"new".to_vec() });
         c.note(&Record::Rename { from: b"sub".to_vec(), to: b"moved".to_vec() });
-        let appended = record(&file, root.as_fd(), &c, false, Some(len)).unwrap();
+        let appended = record(&file, root.as_fd(), &c, false, Some(len), b"").unwrap();
         assert!(appended > len);
         let l = load(&file).unwrap().unwrap();
         assert!(!l.damaged);

@@ -73,6 +73,8 @@ pub fn interrupted(cfg: &Config) -> Result<Option<Interrupted>, RecvError> {
 /// The resume token of DEST's interrupted receive.
 pub fn resume_token(cfg: &Config) -> Result<Token, RecvError> {
     let shown = state::show(&cfg.dest);
+    // A receive cut after it completed leaves its holding directory to whoever comes next.
+    crate::leftover::settle_dest(cfg);
     let Some(i) = interrupted(cfg)? else {
         return Err(RecvError::Refused(state::Refusal::NothingToResume { dest: shown }));
     };

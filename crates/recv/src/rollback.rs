@@ -48,9 +48,11 @@ pub fn abort(cfg: &Config) -> Result<Aborted, RecvError> {
     let state_file = dest::find_state(&cfg.state_dir, &dest)?.path;
     let _lock =
         state::lock(&state_file, &shown).map_err(RecvError::state(&state_file, "locking"))??;
-    let dest_partial = state::load(&state_file)
-        .map_err(RecvError::state(&state_file, "reading"))?
-        .is_some_and(|s| s.partial.is_some());
+    let st = state::load(&state_file).map_err(RecvError::state(&state_file, "reading"))?;
+    let dest_partial = st.as_ref().is_some_and(|s| s.partial.is_some());
+    // A receive cut after it completed (or before it began): nothing to roll back, but its
+    // leftovers go, so that DEST is what its state says.
+    crate::leftover::settle(st.as_ref(), &state_file, &dest);
     if !dest_partial {
         if let Some(staging) = atomic::interrupted_staging(cfg) {
             // An interrupted --atomic receive never touched DEST: its staging copy goes.
@@ -234,7 +236,7 @@ fn describe(u: &Undo) -> String {
             format!("restoring the content of {}", s(path))
         }
         Undo::KeepMeta { path, .. } => format!("restoring the size and metadata of {}", s(path)),
-        Undo::New { .. } => String::new(),
+        Undo::New { .. } | Undo::Durable { .. } => String::new(),
     }
 }
 
@@ -248,6 +250,8 @@ fn undo_one(
     match u {
         // Goes with the holding directory.
         Undo::New { .. } => Ok(false),
+        // A checkpoint: nothing was done.
+        Undo::Durable { .. } => Ok(false),
         Undo::Remove { path } => {
             let Some((d, n)) = gone_is_none(parent(res, path))? else { return Ok(false) };
             let st = match Object::At(d.as_fd(), n).stat() {

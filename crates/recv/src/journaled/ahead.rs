@@ -11,6 +11,7 @@ use crate::apply::Applier;
 use crate::error::Problem;
 use crate::journal::{Entry, Undo};
 use crate::path;
+use rustix::fs;
 
 use super::holding;
 use super::kept::{Change, KeepLog};
@@ -79,8 +80,15 @@ impl Session {
         if last == first && undo.is_empty() {
             return Ok(());
         }
+        // The old values of the batch's metadata changes must be on disk before any of those
+        // changes can be: a power cut may keep a change DEST's file system committed while
+        // taking the journal's unsynced entry, and an abort would then miss its undo.
+        let sync = self.undo && !undo.is_empty();
         let entry = Entry::batch(first, last, undo);
         self.journal.append(&entry).map_err(journal_err("writing the journal"))?;
+        if sync {
+            self.journal.sync().map_err(journal_err("syncing the journal"))?;
+        }
         self.written = first..last + 1;
         Ok(())
     }
@@ -161,7 +169,6 @@ impl Session {
         let mut seen: HashSet<&[u8]> = HashSet::new();
         let mut u = Vec::new();
         let mut last = None;
-        let mut moves = false;
         for (index, rec) in ahead {
             if !rec.is_structural() || applier.check(index, rec).is_err() {
                 break;
@@ -188,18 +195,22 @@ impl Session {
             for p in paths {
                 named.add(p, dir);
             }
-            moves |= rec.moves_paths();
             first.get_or_insert(index);
             last = Some(index);
         }
         let (Some(first), Some(end)) = (first, last) else { return Ok(None) };
+        // A structural run starts at a checkpoint: DEST is synced with every record before it,
+        // and the journal says so in the run's entry. After a power cut a resume then replays
+        // at most one structural run (from its start, whose records name no path twice), and an
+        // abort finds what the runs before it did on disk; the run's undo is durable before
+        // any of it is applied, creations' too (an abort must not miss a name a cut kept).
+        let started = std::time::Instant::now();
+        fs::syncfs(applier.root()).map_err(Problem::os("syncfs"))?;
+        u.insert(0, Undo::Durable { next: first });
         let entry = Entry::ahead(first, u);
         self.journal.append(&entry).map_err(journal_err("writing the journal"))?;
-        // Creations need no sync before they are applied: a power loss that keeps a new object
-        // but loses its undo only leaves an extra name for an abort to miss (README.md).
-        if moves {
-            self.journal.sync().map_err(journal_err("syncing the journal"))?;
-        }
+        self.journal.sync().map_err(journal_err("syncing the journal"))?;
+        self.journal.checkpointed(started.elapsed());
         self.ahead = first..end + 1;
         Ok(last)
     }

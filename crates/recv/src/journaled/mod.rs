@@ -12,7 +12,9 @@
 //! Changes from a plain receive:
 //! - **unlink/rmdir** of an incremental move the object into the holding directory instead of
 //!   destroying it ([`How::remove_into`]); an abort moves it back. The holding directory is
-//!   removed after the end record, while another thread has DEST written back. A file moved
+//!   removed only after DEST was synced and its state records the target (the commit point,
+//!   [`Journaled::commit`], then [`Journaled::tidy`]): until then an abort finds everything it
+//!   puts back; after, a cut leaves the removal to the next command (`leftover`). A file moved
 //!   aside that no other name links loses its cached pages at once, as a plain unlink would
 //!   free them: the receive's writes reuse that memory. So do the journal's and keep logs'
 //!   pages once synced (`fsutil::sync_and_drop`).
@@ -47,9 +49,10 @@
 //! - **DEST's own immutable or append-only flags** would refuse the holding directory and
 //!   every entry made or removed in DEST's root: they are lifted for the whole receive, after
 //!   the journal noted them, and set at the end to what the stream says ([`root`]).
-//! - **Replay**: the records in flight when a receive stopped may or may not have been applied;
-//!   they are applied again with "already done" accepted ([`How::again`]: mkdir of an existing
-//!   directory, create of an existing empty file, a rename whose `from` is gone and `to` exists,
+//! - **Replay**: the records after the last checkpoint (`journal.rs`) may or may not have been
+//!   applied, in any part after a power cut; a resume applies them again with "already done"
+//!   accepted ([`How::again`]: mkdir of an existing directory, create of an existing regular
+//!   file, emptied, a rename whose `from` is gone and `to` exists,
 //!   a link that exists, an unlink of a missing name, a removal already moved aside, a
 //!   remove_xattr of a missing name). Every other record is idempotent.
 
@@ -90,6 +93,14 @@ type Res = Result<(), Problem>;
 pub struct Journaled {
     applier: Applier,
     session: Option<Session>,
+    /// What is left to tidy once the receive was committed.
+    done: Option<Committed>,
+}
+
+/// A committed receive's leftovers in DEST ([`Journaled::tidy`]).
+struct Committed {
+    holding: Vec<u8>,
+    root_flags: Option<u32>,
 }
 
 /// The journaling state of one receive.
@@ -138,7 +149,7 @@ struct Pending {
 impl Journaled {
     /// Applies records with `applier`, without a journal until [`Journaled::start`].
     pub fn new(applier: Applier) -> Journaled {
-        Journaled { applier, session: None }
+        Journaled { applier, session: None, done: None }
     }
 
     /// Starts journaling a fresh receive: the journal `jpath` is made holding only `begin`, and
@@ -186,11 +197,11 @@ impl Journaled {
         let undo = b.origin.is_some();
         let mut s = Session::new(journal, holding, b.holding.clone(), undo, kept);
         s.root_flags = root_flags;
-        s.replay_upto = Some(*in_flight.end());
+        s.replay_upto = Some(loaded.replay_upto());
         if loaded.last_record().is_some() {
             s.written = *in_flight.start()..*in_flight.end() + 1;
         }
-        let mut j = Journaled { applier, session: None };
+        let mut j = Journaled { applier, session: None, done: None };
         // A new file held before the records in flight (theirs are made again) whose held copy
         // is still there did not get its name: its data, or its move to its name, continues.
         let held = loaded.entries.iter().filter(|e| !e.ahead && e.upto < *in_flight.start());
@@ -247,7 +258,7 @@ impl Journaled {
 
     /// Applies record `index`, journaled when a journal was started.
     pub fn apply(&mut self, index: u64, rec: &Record, warn: &mut dyn FnMut(&Warning)) -> Res {
-        let Journaled { applier, session } = self;
+        let Journaled { applier, session, .. } = self;
         let Some(s) = session else {
             return applier.apply(index, rec, &How::default(), warn).map(drop);
         };
@@ -261,11 +272,11 @@ impl Journaled {
         if !written {
             undo.extend(s.new_mark(index, rec));
         }
-        // Before moving an existing object or overwriting a file's origin bytes, its undo (and
-        // the kept bytes, synced when they were kept) must survive a power loss.
-        let sync_first = !ahead
-            && (rec.moves_paths()
-                || undo.iter().any(|u| matches!(u, Undo::KeepMeta { .. } | Undo::Range { .. })));
+        // Before a record changes an existing object (moves it, overwrites its origin bytes,
+        // changes its metadata), its undo (and the kept bytes, synced when they were kept) must
+        // survive a power loss: DEST's file system may commit the change before the journal's
+        // write reaches the disk.
+        let sync_first = !ahead && (rec.moves_paths() || !undo.is_empty());
         if !written {
             s.journal
                 .append(&Entry::new(index, undo))
@@ -319,10 +330,7 @@ impl Journaled {
             s.tracked.track(rec);
         }
         if s.journal.checkpoint_due() {
-            let started = std::time::Instant::now();
-            fs::syncfs(applier.root()).map_err(Problem::os("syncfs"))?;
-            s.journal.sync().map_err(journal_err("syncing the journal"))?;
-            s.journal.checkpoint_took(started.elapsed());
+            s.checkpoint(applier, index + 1)?;
         }
         Ok(())
     }
@@ -340,35 +348,55 @@ impl Journaled {
         Ok(())
     }
 
-    /// After the end record: DEST durable, and the holding directory gone. The removal (metadata,
-    /// mostly of objects on disk long ago) runs while another thread has the rest of DEST
-    /// written back, so the second syncfs has only the removal left to make durable.
-    pub fn complete(&mut self, dest: &Path) -> Result<(), RecvError> {
+    /// After the end record: every record applied is made durable (DEST's root flags noted as
+    /// the stream leaves them), so that DEST may be recorded as holding the target. The holding
+    /// directory stays until then: an abort of a receive cut before the state says so still
+    /// finds everything it puts back. [`Journaled::tidy`] removes it afterwards.
+    pub fn commit(&mut self, dest: &Path) -> Result<(), RecvError> {
         self.applier.close_file();
         let syncfs_err = |e: Errno| RecvError::dest(dest, "syncfs")(e.into());
-        let Some(mut s) = self.session.take() else {
-            return fs::syncfs(self.applier.root()).map_err(syncfs_err);
-        };
-        let name = s.holding_name.clone();
-        // Held since the start, unless something set them since (noted then, and lifted).
-        let end = s.end.unwrap_or_default();
-        let mut root_flags = s.root_flags;
-        root::hold(&mut s.journal, self.applier.root(), end, &mut root_flags)
-            .map_err(RecvError::dest(dest, LIFTING))?;
-        drop(s);
-        let root = ops::dup(self.applier.root());
-        let flush = std::thread::spawn(move || fs::syncfs(root?));
-        let removed = holding::remove(self.applier.root(), &name);
-        let flushed = match flush.join() {
-            Ok(r) => r,
-            Err(_) => Err(Errno::IO),
-        };
-        removed.map_err(RecvError::dest(dest, "removing the holding directory"))?;
-        if let Some(flags) = root_flags {
+        if let Some(mut s) = self.session.take() {
+            // Held since the start, unless something set them since (noted then, and lifted).
+            let end = s.end.unwrap_or_default();
+            let mut root_flags = s.root_flags;
+            root::hold(&mut s.journal, self.applier.root(), end, &mut root_flags)
+                .map_err(RecvError::dest(dest, LIFTING))?;
+            // Every record applied, made durable, and the journal says so: a resume after a cut
+            // from here on only completes the receive.
+            fs::syncfs(self.applier.root()).map_err(syncfs_err)?;
+            let jpath = s.journal.path().to_path_buf();
+            s.journal
+                .append(&Entry::ahead(end + 1, vec![Undo::Durable { next: end + 1 }]))
+                .and_then(|()| s.journal.sync())
+                .map_err(RecvError::state(&jpath, "syncing the journal"))?;
+            self.done = Some(Committed { holding: s.holding_name.clone(), root_flags });
+            return Ok(());
+        }
+        fs::syncfs(self.applier.root()).map_err(syncfs_err)
+    }
+
+    /// The holding directory's name in DEST, while there is one (the names log leaves it out).
+    pub fn holding_name(&self) -> Option<&[u8]> {
+        match (&self.session, &self.done) {
+            (Some(s), _) => Some(&s.holding_name),
+            (None, Some(d)) => Some(&d.holding),
+            _ => None,
+        }
+    }
+
+    /// After DEST was recorded as holding the target: the holding directory goes, DEST's own
+    /// flags are set as the stream leaves them, and that is made durable before the journal,
+    /// which names the holding directory, may go (a cut in between leaves both for the next
+    /// command to settle, see `leftover`).
+    pub fn tidy(&mut self, dest: &Path) -> Result<(), RecvError> {
+        let Some(d) = self.done.take() else { return Ok(()) };
+        holding::remove(self.applier.root(), &d.holding)
+            .map_err(RecvError::dest(dest, "removing the holding directory"))?;
+        if let Some(flags) = d.root_flags {
             root::set(self.applier.root(), flags)
                 .map_err(RecvError::dest(dest, "setting DEST's flags again"))?;
         }
-        flushed.and_then(|()| fs::syncfs(self.applier.root())).map_err(syncfs_err)
+        fs::syncfs(self.applier.root()).map_err(|e| RecvError::dest(dest, "syncfs")(e.into()))
     }
 
     /// The receive stopped with record `next` not (completely) applied: the journal says so
@@ -422,6 +450,20 @@ impl Session {
             end: None,
             root_flags: None,
         }
+    }
+
+    /// A checkpoint: DEST synced with every record before `next` applied, then the journal
+    /// says so (a `Durable` step) and is synced. A resume after a power cut starts from the
+    /// last one: what DEST held of later records may be lost in any part.
+    fn checkpoint(&mut self, applier: &mut Applier, next: u64) -> Res {
+        let started = std::time::Instant::now();
+        fs::syncfs(applier.root()).map_err(Problem::os("syncfs"))?;
+        self.journal
+            .append(&Entry::ahead(next, vec![Undo::Durable { next }]))
+            .map_err(journal_err("writing the journal"))?;
+        self.journal.sync().map_err(journal_err("syncing the journal"))?;
+        self.journal.checkpointed(started.elapsed());
+        Ok(())
     }
 
     /// The journal's mark of the new file the create `index` holds, if it holds one.

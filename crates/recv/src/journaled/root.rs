@@ -101,7 +101,7 @@ pub(super) fn after_set(
 }
 
 /// The flags to set on the root at the end, as the journal's last root note says.
-pub(super) fn noted(loaded: &Loaded) -> Option<u32> {
+pub fn noted(loaded: &Loaded) -> Option<u32> {
     let notes = loaded.entries.iter().filter(|e| e.ahead).rev();
     notes.flat_map(|e| e.undo.iter()).find_map(|u| match u {
         Undo::Flags { path, flags } if path.is_empty() => Some(*flags),
