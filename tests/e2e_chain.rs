@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 
 use anysend_testbed::compare::CompareOptions;
 use anysend_testbed::corpus;
@@ -15,17 +14,6 @@ use anysend_testbed::scenario::{check_chain_on, run_scenario_on_btrfs};
 
 const FS_SIZE: u64 = 256 << 20;
 
-/// Sends `target` (incrementally from `origin` when given) through a stream file and receives
-/// it into `dest/replica`, with the receive state kept outside the destination.
-fn anysend_anyrecv(origin: Option<&Path>, target: &Path, dest: &Path) -> Result<PathBuf, String> {
-    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let stream = tmp.path().join("stream");
-    support::send_to_file(origin, target, &stream)?;
-    let replica = dest.join("replica");
-    support::recv_from_file(&stream, &replica, &support::state_dir_for(dest))?;
-    Ok(replica)
-}
-
 fn chain(name: &str) {
     let Some(_p) = require_privileged(&format!("e2e_chain::{name}")) else { return };
     let scenario = corpus::scenario(name).expect("scenario in corpus");
@@ -33,8 +21,13 @@ fn chain(name: &str) {
     let snapshots = run_scenario_on_btrfs(&scenario, &src);
     for kind in [DestKind::Ext4, DestKind::Xfs, DestKind::Tmpfs] {
         let dest = DestFs::new(kind);
-        let received =
-            check_chain_on(name, &snapshots, &dest, &CompareOptions::new(), &anysend_anyrecv);
+        let received = check_chain_on(
+            name,
+            &snapshots,
+            &dest,
+            &CompareOptions::new(),
+            &support::send_and_receive,
+        );
         assert_eq!(received.len(), scenario.steps.len());
         let _ = std::fs::remove_dir_all(support::state_dir_for(dest.path()));
     }

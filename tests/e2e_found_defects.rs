@@ -11,7 +11,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anysend_testbed::compare::CompareOptions;
 use anysend_testbed::fsops::{
@@ -21,15 +21,6 @@ use anysend_testbed::loopfs::{BtrfsFs, DestFs, DestKind};
 use anysend_testbed::privilege::require_privileged;
 use anysend_testbed::scenario::{check_chain_on, run_scenario_on_btrfs, Scenario};
 use rustix::fs::IFlags;
-
-fn anysend_anyrecv(origin: Option<&Path>, target: &Path, dest: &Path) -> Result<PathBuf, String> {
-    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let stream = tmp.path().join("stream");
-    support::send_to_file(origin, target, &stream)?;
-    let replica = dest.join("replica");
-    support::recv_from_file(&stream, &replica, &support::state_dir_for(dest))?;
-    Ok(replica)
-}
 
 /// s1: `mkdir d; chattr +d d`; s2: `touch d/f; mkdir d/g`. Received onto ext4 or XFS, `d/f`
 /// and `d/g` come out with flags `d` where the snapshot has none.
@@ -49,7 +40,13 @@ fn new_objects_do_not_keep_flags_inherited_on_the_receiver() {
     let snapshots = run_scenario_on_btrfs(&scenario, &src);
     for kind in [DestKind::Ext4, DestKind::Xfs] {
         let dest = DestFs::new(kind);
-        check_chain_on(scenario.name, &snapshots, &dest, &CompareOptions::new(), &anysend_anyrecv);
+        check_chain_on(
+            scenario.name,
+            &snapshots,
+            &dest,
+            &CompareOptions::new(),
+            &support::send_and_receive,
+        );
         let _ = std::fs::remove_dir_all(support::state_dir_for(dest.path()));
     }
 }
@@ -73,7 +70,13 @@ fn holes_left_by_a_truncate_up_stay_holes() {
     let snapshots = run_scenario_on_btrfs(&scenario, &src);
     for kind in [DestKind::Xfs, DestKind::Ext4, DestKind::Tmpfs] {
         let dest = DestFs::new(kind);
-        check_chain_on(scenario.name, &snapshots, &dest, &CompareOptions::new(), &anysend_anyrecv);
+        check_chain_on(
+            scenario.name,
+            &snapshots,
+            &dest,
+            &CompareOptions::new(),
+            &support::send_and_receive,
+        );
         let _ = std::fs::remove_dir_all(support::state_dir_for(dest.path()));
     }
 }
@@ -96,7 +99,13 @@ fn zeros_punched_into_a_hole_become_a_hole() {
     let snapshots = run_scenario_on_btrfs(&scenario, &src);
     for kind in [DestKind::Ext4, DestKind::Xfs, DestKind::Tmpfs] {
         let dest = DestFs::new(kind);
-        check_chain_on(scenario.name, &snapshots, &dest, &CompareOptions::new(), &anysend_anyrecv);
+        check_chain_on(
+            scenario.name,
+            &snapshots,
+            &dest,
+            &CompareOptions::new(),
+            &support::send_and_receive,
+        );
         let _ = std::fs::remove_dir_all(support::state_dir_for(dest.path()));
     }
 }

@@ -156,3 +156,19 @@ pub fn make_token(
     ResumeToken { stream: Id(stream), origin: origin.map(Id), target: Id(target), point }
         .to_string()
 }
+
+/// A chain step for `check_chain_on`: sends `target` (incrementally from `origin` when given)
+/// through a stream file and receives it into `dest/replica`, with the receive state kept
+/// outside the destination.
+pub fn send_and_receive(
+    origin: Option<&Path>,
+    target: &Path,
+    dest: &Path,
+) -> Result<PathBuf, String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let stream = tmp.path().join("stream");
+    send_to_file(origin, target, &stream)?;
+    let replica = dest.join("replica");
+    recv_from_file(&stream, &replica, &state_dir_for(dest))?;
+    Ok(replica)
+}
