@@ -5,7 +5,6 @@
 
 mod support;
 
-
 use anysend_testbed::compare::CompareOptions;
 use anysend_testbed::corpus;
 use anysend_testbed::loopfs::{BtrfsFs, DestFs, DestKind};

@@ -83,6 +83,7 @@ Not root:
 
 /// Receive an anysend stream into DEST: verify each record's checksum, then apply it.
 #[derive(Parser, Debug)]
+#[command(group = clap::ArgGroup::new("check_or_status").args(["check", "status"]).multiple(false))]
 #[command(
     name = "anyrecv",
     version,
@@ -138,9 +139,19 @@ struct Args {
     #[arg(long, conflicts_with_all = ["dump", "dry_run", "force", "file", "abort", "resume_token", "atomic"])]
     check: bool,
 
+    /// Print what DEST holds and exit: the snapshot (target id) it was last received as, from
+    /// which origin, by which stream and when, and whether a receive into it is interrupted
+    /// (then the stream, the record it continues at and the resume token). Changes nothing.
+    #[arg(long, conflicts_with_all = ["dump", "dry_run", "force", "file", "abort", "resume_token", "atomic", "check"])]
+    status: bool,
+
     /// With --check: print one JSON object (dest, unchanged, added, removed, changed; paths
-    /// escaped as in --dump) instead of lines.
-    #[arg(long, requires = "check")]
+    /// escaped as in --dump) instead of lines. With --status: one JSON object with dest,
+    /// state_file, received_as (null unless the state was found by DEST's identity), holds
+    /// (null, or target, origin, stream, stream_created, sender, completed, settled) and
+    /// interrupted (null, or stream, target, origin, next_record, started, resume_token); ids
+    /// are UUIDs, times RFC 3339 in UTC.
+    #[arg(long, requires = "check_or_status")]
     json: bool,
 
     /// Roll DEST's interrupted receive back: an incremental to its origin, a full receive to an
@@ -218,6 +229,9 @@ pub fn main() -> ExitCode {
     if args.check {
         return check(&args);
     }
+    if args.status {
+        return status(&args);
+    }
     let input = match open_input(&args) {
         Ok(i) => i,
         Err(code) => return ExitCode::from(code),
@@ -225,12 +239,9 @@ pub fn main() -> ExitCode {
     if args.dump {
         return dump(input);
     }
-    let cfg = match make_config(&args) {
+    let cfg = match usable_config(&args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("anyrecv: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(code) => return code,
     };
     let show = !cfg.dry_run && !args.quiet && (args.progress || io::stderr().is_terminal());
     let meter = std::cell::RefCell::new(ProgressLine::new(show));
@@ -330,14 +341,36 @@ fn how_to_continue(cfg: &Config, i: &crate::resume::Interrupted) {
     }
 }
 
-/// `--check [--json]`.
-fn check(args: &Args) -> ExitCode {
-    let cfg = match make_config(args) {
+/// `--status [--json]`.
+fn status(args: &Args) -> ExitCode {
+    let cfg = match usable_config(args) {
         Ok(c) => c,
+        Err(code) => return code,
+    };
+    let s = match crate::status::status(&cfg) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("anyrecv: {e}");
-            return ExitCode::from(EXIT_USAGE);
+            eprintln!("anyrecv: {}", report::hint(&e, true));
+            return ExitCode::from(report::exit_code(&e));
         }
+    };
+    let text = match args.json {
+        true => format!("{}\n", s.to_json()),
+        false => s.to_text(),
+    };
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => output_error(e),
+    }
+}
+
+/// `--check [--json]`.
+fn check(args: &Args) -> ExitCode {
+    let cfg = match usable_config(args) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     note_identity(&cfg);
     let r = match crate::check::check(&cfg) {
@@ -405,12 +438,9 @@ fn check(args: &Args) -> ExitCode {
 
 /// `--resume-token` and `--abort`.
 fn after_interruption(args: &Args) -> ExitCode {
-    let cfg = match make_config(args) {
+    let cfg = match usable_config(args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("anyrecv: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(code) => return code,
     };
     note_identity(&cfg);
     if args.resume_token {
@@ -496,6 +526,14 @@ fn open_input(args: &Args) -> Result<BufReader<Box<dyn Read>>, u8> {
         }
     }
     Ok(input)
+}
+
+/// [`make_config`], or the exit of a usage error (said).
+fn usable_config(args: &Args) -> Result<Config, ExitCode> {
+    make_config(args).map_err(|e| {
+        eprintln!("anyrecv: {e}");
+        ExitCode::from(EXIT_USAGE)
+    })
 }
 
 fn make_config(args: &Args) -> Result<Config, config::ConfigError> {

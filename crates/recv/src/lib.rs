@@ -24,6 +24,7 @@
 //! | finding, opening and making DEST; its identity (file system UUID, inode) and its state file, by path or by identity | [`dest`], [`state`] |
 //! | whether DEST still holds the stream's origin where the stream changes it (`expect`) | [`drift`] |
 //! | `--check`: what was changed in DEST since its last receive | [`check`], with the names log [`names`] |
+//! | `--status`: what DEST holds, and whether a receive into it is interrupted | [`status`] |
 //! | what a record may ask for (path rules, `--no-devices`, `--no-setuid`) | [`validate`], [`path`] |
 //! | opening directories beneath DEST without following symlinks | [`resolve`] |
 //! | reading ahead in the input | [`lookahead`] |
@@ -63,6 +64,7 @@ pub mod resolve;
 pub mod resume;
 pub mod rollback;
 pub mod state;
+pub mod status;
 pub mod summary;
 pub mod validate;
 
