@@ -1,5 +1,7 @@
-//! `anyrecv --progress` draws one updating line (record index, byte offset, path, rate) on
-//! standard error; `-q` prints neither it nor the summary; the library reports every record.
+//! Progress on standard error, in the format both tools share (`anysend_ui::progress`): without
+//! a terminal, plain lines (bytes, and with a stream file's size the share and the time left;
+//! rate, records, path) and a last line with what was done; `-q` prints neither it nor the
+//! summary; the library reports every record.
 
 #[path = "../crates/recv/tests/common/mod.rs"]
 mod common;
@@ -50,9 +52,11 @@ fn progress_draws_one_line_and_quiet_prints_nothing() {
         &bytes,
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stderr.starts_with("\r\x1b[Kanyrecv: record 0 at byte "), "{:?}", run.stderr);
-    assert!(run.stderr.contains("MiB/s) d"), "{:?}", run.stderr);
-    assert!(run.stderr.contains("\r\x1b[Kanyrecv: received full stream"), "{:?}", run.stderr);
+    // From standard input the total is unknown until the end: the last line says what was done.
+    let last = run.stderr.lines().find(|l| l.contains(" records") && l.contains("/s")).unwrap();
+    assert!(last.contains("(100%) in ") && !last.contains("ETA"), "{:?}", run.stderr);
+    assert!(run.stderr.contains("anyrecv: received full stream"), "{:?}", run.stderr);
+    assert!(!run.stderr.contains('\r'), "no redrawn line without a terminal: {:?}", run.stderr);
 
     let dest2 = t.path().join("dest2");
     let run = run_bin(
@@ -61,4 +65,35 @@ fn progress_draws_one_line_and_quiet_prints_nothing() {
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stderr, "", "-q prints nothing on success");
+}
+
+/// With a stream file, its size is the total: each line has the share and the time left, every
+/// few seconds (here every update: `ANYSEND_PROGRESS_INTERVAL=0`).
+#[test]
+fn progress_of_a_stream_file_has_its_total_share_and_time_left() {
+    let t = tempfile::tempdir().unwrap();
+    let bytes = stream(None, 1, &records());
+    let file = t.path().join("s");
+    std::fs::write(&file, &bytes).unwrap();
+    let (state, dest) = (t.path().join("state"), t.path().join("dest"));
+    let out = std::process::Command::new(support::bin("anyrecv"))
+        .env("ANYSEND_PROGRESS_INTERVAL", "0")
+        .arg("--progress")
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("-f")
+        .arg(&file)
+        .arg(&dest)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let total = anysend_ui::progress::human_bytes(bytes.len() as u64);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("ETA")).collect();
+    assert!(lines.len() > 1, "a line per update: {err}");
+    for l in &lines {
+        assert!(l.starts_with("anyrecv: ") && l.contains(&format!(" of {total} (")), "{l}");
+        assert!(l.contains("%), ETA ") && l.contains(" records"), "{l}");
+    }
+    assert!(err.contains(&format!("{total} of {total} (100%) in ")), "{err}");
 }

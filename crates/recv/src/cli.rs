@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use crate::report::{self, EXIT_IO, EXIT_STREAM, EXIT_USAGE};
 use crate::{config, Config, Policy, RecvError, Summary, Verdict, Warning};
 use anysend_stream::dump::{dump_stream, DumpError};
+use anysend_ui::Meter;
 use clap::Parser;
 
 const AFTER_HELP: &str = "\
@@ -165,8 +166,9 @@ struct Args {
     #[arg(long, conflicts_with_all = ["dump", "dry_run"])]
     atomic: bool,
 
-    /// Show the record index, byte offset, current path and rate on one updating line of
-    /// standard error [default when standard error is a terminal].
+    /// Show progress on standard error: bytes, rate, records and the current path, and with
+    /// -f FILE its share of the file and the time left. A bar on a terminal [the default
+    /// there]; otherwise a line every 5 seconds ($ANYSEND_PROGRESS_INTERVAL) and one at the end.
     #[arg(long, conflicts_with_all = ["dump", "quiet"])]
     progress: bool,
 
@@ -243,15 +245,23 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let show = !cfg.dry_run && !args.quiet && (args.progress || io::stderr().is_terminal());
-    let meter = std::cell::RefCell::new(ProgressLine::new(show));
-    let mut warn = |w: &Warning| {
-        meter.borrow_mut().clear();
-        eprintln!("anyrecv: warning: {w}")
+    let terminal = io::stderr().is_terminal();
+    let show = !cfg.dry_run && !args.quiet && (args.progress || terminal);
+    // A stream file's size is the total: a bar, a share and the time left.
+    let total = args.file.as_ref().and_then(|f| std::fs::metadata(f).ok()).filter(|m| m.is_file());
+    let meter = Meter::new("anyrecv", total.map(|m| m.len()), show, terminal);
+    let meter = std::cell::RefCell::new(meter);
+    let mut warn = |w: &Warning| meter.borrow().say(&format!("anyrecv: warning: {w}"));
+    let mut tick = |t: &crate::Tick| {
+        meter.borrow_mut().update(t.offset, t.index + 1, || {
+            anysend_stream::dump::shown_tail(t.path, 60).to_string()
+        })
     };
-    let mut tick = |t: &crate::Tick| meter.borrow_mut().tick(t);
     let result = crate::receive_with_progress(&cfg, input, &mut warn, &mut tick);
-    meter.borrow_mut().clear();
+    match &result {
+        Ok(s) if show => meter.borrow_mut().finish(s.bytes, s.records),
+        _ => meter.borrow_mut().clear(),
+    }
     match result {
         Ok(s) => {
             if !args.quiet {
@@ -268,48 +278,6 @@ pub fn main() -> ExitCode {
                 }
             }
             ExitCode::from(report::exit_code(&e))
-        }
-    }
-}
-
-/// The `--progress` line: redrawn at most every 200 ms, cleared before any other message.
-struct ProgressLine {
-    on: bool,
-    start: std::time::Instant,
-    last: Option<std::time::Instant>,
-    shown: bool,
-}
-
-impl ProgressLine {
-    fn new(on: bool) -> Self {
-        ProgressLine { on, start: std::time::Instant::now(), last: None, shown: false }
-    }
-
-    fn tick(&mut self, t: &crate::Tick) {
-        if !self.on {
-            return;
-        }
-        let now = std::time::Instant::now();
-        if self.last.is_some_and(|l| now.duration_since(l).as_millis() < 200) {
-            return;
-        }
-        self.last = Some(now);
-        let secs = now.duration_since(self.start).as_secs_f64().max(1e-3);
-        let mib = t.offset as f64 / (1 << 20) as f64;
-        let path = anysend_stream::dump::shown_tail(t.path, 60);
-        eprint!(
-            "\r\x1b[Kanyrecv: record {} at byte {} ({mib:.1} MiB, {:.1} MiB/s) {path}",
-            t.index,
-            t.offset,
-            mib / secs
-        );
-        self.shown = true;
-    }
-
-    fn clear(&mut self) {
-        if self.shown {
-            eprint!("\r\x1b[K");
-            self.shown = false;
         }
     }
 }

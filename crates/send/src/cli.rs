@@ -100,8 +100,9 @@ pub struct Cli {
     #[arg(long, requires = "dry_run")]
     pub json: bool,
 
-    /// Show progress on stderr (bytes, records, rate, current path) even when stderr is not a
-    /// terminal. Shown by default on a terminal.
+    /// Show progress on stderr (bytes, rate, records, current path): a status line on a
+    /// terminal [the default there], otherwise a line every 5 seconds
+    /// ($ANYSEND_PROGRESS_INTERVAL) and one at the end.
     #[arg(long, conflicts_with = "quiet")]
     pub progress: bool,
 

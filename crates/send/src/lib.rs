@@ -9,7 +9,6 @@ pub mod cli;
 mod emit;
 mod ids;
 mod origin;
-mod progress;
 pub mod run;
 mod sink;
 mod source;

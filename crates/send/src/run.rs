@@ -9,12 +9,12 @@
 use crate::cli::{Config, Output};
 use crate::emit::{DataMode, Emitter};
 use crate::ids::{identify, stream_id};
-use crate::progress::{human, Progress};
 use crate::sink::{Counts, Sink};
 use crate::source::Source;
 use anyhow::{anyhow, Context, Result};
 use anysend_diff_core::{Identity, Options, Scope, Timestamp};
 use anysend_stream::{Id, StreamHeader, WriterOptions};
+use anysend_ui::{human, Meter};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -132,7 +132,9 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
         (true, Output::Nowhere) => Some(Box::new(std::io::stdout())),
         (true, _) => Some(Box::new(std::io::stderr())),
     };
-    let progress = cfg.progress.then(Progress::default);
+    // The stream's size is known only at its end: bytes, rate and records, no bar.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = cfg.progress.then(|| Meter::new("anysend", None, true, terminal));
     let wopts = WriterOptions { compression_level: cfg.compression };
     let source = match &cfg.origin {
         Some(o) => Source::open(o, &cfg.target)?,
@@ -176,7 +178,7 @@ fn send<W: Write>(
     header: &StreamHeader,
     wopts: WriterOptions,
     list: Option<Box<dyn Write>>,
-    progress: Option<Progress>,
+    progress: Option<Meter>,
     source: Source,
     data: DataMode,
     cfg: &Config,

@@ -5,11 +5,11 @@
 //! is the size of the stream a real run writes (same records, same framing, same compression),
 //! not an approximation.
 
-use crate::progress::Progress;
 use anyhow::Result;
 use anysend_stream::{
     dump, Data, Placed, Record, ResumePoint, StreamError, StreamHeader, StreamWriter, WriterOptions,
 };
+use anysend_ui::Meter;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
@@ -108,7 +108,7 @@ pub struct Sink<W: Write> {
     writer: StreamWriter<Counted<W>>,
     counts: Counts,
     list: Option<Box<dyn Write>>,
-    progress: Option<Progress>,
+    progress: Option<Meter>,
     /// Index of the next record of the plan (records before a resume point are counted only).
     planned: u64,
     /// Where a resumed stream starts: records before it are skipped.
@@ -122,7 +122,7 @@ impl<W: Write> Sink<W> {
         header: &StreamHeader,
         options: WriterOptions,
         list: Option<Box<dyn Write>>,
-        progress: Option<Progress>,
+        progress: Option<Meter>,
     ) -> Result<Self> {
         let writer = StreamWriter::new(Counted { inner: out, bytes: 0 }, header, options)
             .map_err(OutputError)?;
@@ -179,7 +179,10 @@ impl<W: Write> Sink<W> {
         let placed = self.writer.write(rec).map_err(OutputError)?;
         self.count(rec, placed)?;
         if let Some(p) = &mut self.progress {
-            p.tick(self.writer.bytes_written(), self.counts.records, rec.path().unwrap_or(b""));
+            let path = rec.path().unwrap_or(b"");
+            p.update(self.writer.bytes_written(), self.counts.records, || {
+                dump::shown_tail(path, 60).to_string()
+            });
         }
         Ok(())
     }
