@@ -96,7 +96,10 @@ pub struct Cli {
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
 
-    /// With -n: print the summary as one JSON object (for scripts).
+    /// With -n: print the summary as one JSON object (for scripts): incremental, stream_id,
+    /// origin_id (null for a full stream), target_id, stream_bytes, records, data_bytes,
+    /// records_by_type, content_bytes_read, content_bytes_skipped, btrfs_index (whether
+    /// btrfs's change index was used), dirs_listed, entries_statted, entries_skipped.
     #[arg(long, requires = "dry_run")]
     pub json: bool,
 

@@ -245,26 +245,23 @@ pub fn walk_text(o: &Outcome) -> String {
 
 /// The dry run's report, as one JSON object (keys are fixed ASCII; no escaping needed).
 pub fn summary_json(o: &Outcome) -> String {
-    let types: Vec<String> = o.counts.by_type.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
-    let origin = o.origin_id.map_or_else(|| "null".to_string(), |i| format!("\"{i}\""));
-    format!(
-        "{{\"incremental\":{},\"stream_id\":\"{}\",\"origin_id\":{},\"target_id\":\"{}\",\
-         \"stream_bytes\":{},\"records\":{},\"data_bytes\":{},\"records_by_type\":{{{}}},\
-         \"content_bytes_read\":{},\"content_bytes_skipped\":{},\"btrfs_index\":{},\
-         \"dirs_listed\":{},\"entries_statted\":{},\"entries_skipped\":{}}}",
-        o.origin_id.is_some(),
-        o.stream_id,
-        origin,
-        o.target_id,
-        o.counts.stream_bytes,
-        o.counts.records,
-        o.counts.data_bytes,
-        types.join(","),
-        o.plan.content.bytes_read,
-        o.plan.content.bytes_skipped,
-        matches!(o.plan.index, anysend_diff_core::IndexUse::Used { .. }),
-        o.plan.walk.dirs_listed,
-        o.plan.walk.entries_statted,
-        o.plan.walk.entries_skipped
-    )
+    let types: serde_json::Map<String, serde_json::Value> =
+        o.counts.by_type.iter().map(|(k, v)| (k.to_string(), (*v).into())).collect();
+    serde_json::json!({
+        "incremental": o.origin_id.is_some(),
+        "stream_id": o.stream_id.to_string(),
+        "origin_id": o.origin_id.map(|i| i.to_string()),
+        "target_id": o.target_id.to_string(),
+        "stream_bytes": o.counts.stream_bytes,
+        "records": o.counts.records,
+        "data_bytes": o.counts.data_bytes,
+        "records_by_type": types,
+        "content_bytes_read": o.plan.content.bytes_read,
+        "content_bytes_skipped": o.plan.content.bytes_skipped,
+        "btrfs_index": matches!(o.plan.index, anysend_diff_core::IndexUse::Used { .. }),
+        "dirs_listed": o.plan.walk.dirs_listed,
+        "entries_statted": o.plan.walk.entries_statted,
+        "entries_skipped": o.plan.walk.entries_skipped,
+    })
+    .to_string()
 }
