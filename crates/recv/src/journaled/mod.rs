@@ -410,6 +410,11 @@ impl Journaled {
         if in_flight.is_some_and(|l| *l.start() <= next && l != (next..=next)) {
             let _ = s.journal.append(&Entry::new(next, vec![]));
         }
+        // Everything before `next` was applied: made durable, a checkpoint says so, and a
+        // resume continues at `next` rather than at the last checkpoint before it.
+        if fs::syncfs(self.applier.root()).is_ok() {
+            let _ = s.journal.append(&Entry::ahead(next, vec![Undo::Durable { next }]));
+        }
         let _ = s.journal.sync();
         journal::load(&path).ok().flatten().map_or(next, |l| l.next_record())
     }
