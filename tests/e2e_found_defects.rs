@@ -36,19 +36,7 @@ fn new_objects_do_not_keep_flags_inherited_on_the_receiver() {
             write_file(r.join("d/f"), b"f")?;
             mkdir(r.join("d/g"))
         });
-    let src = BtrfsFs::new(256 << 20);
-    let snapshots = run_scenario_on_btrfs(&scenario, &src);
-    for kind in [DestKind::Ext4, DestKind::Xfs] {
-        let dest = DestFs::new(kind);
-        check_chain_on(
-            scenario.name,
-            &snapshots,
-            &dest,
-            &CompareOptions::new(),
-            &support::send_and_receive,
-        );
-        let _ = std::fs::remove_dir_all(support::state_dir_for(dest.path()));
-    }
+    chain_onto(&scenario, &[DestKind::Ext4, DestKind::Xfs]);
 }
 
 /// s1: a dense file of 65,537 bytes; s2: truncated up to 74,052; s3: truncated up to 88,592; s4:
@@ -66,19 +54,7 @@ fn holes_left_by_a_truncate_up_stay_holes() {
         .step("truncated up", |r: &Path| truncate(r.join("f"), 74_052))
         .step("truncated up again", |r: &Path| truncate(r.join("f"), 88_592))
         .step("another file", |r: &Path| write_file(r.join("g"), b"g"));
-    let src = BtrfsFs::new(256 << 20);
-    let snapshots = run_scenario_on_btrfs(&scenario, &src);
-    for kind in [DestKind::Xfs, DestKind::Ext4, DestKind::Tmpfs] {
-        let dest = DestFs::new(kind);
-        check_chain_on(
-            scenario.name,
-            &snapshots,
-            &dest,
-            &CompareOptions::new(),
-            &support::send_and_receive,
-        );
-        let _ = std::fs::remove_dir_all(support::state_dir_for(dest.path()));
-    }
+    chain_onto(&scenario, &[DestKind::Xfs, DestKind::Ext4, DestKind::Tmpfs]);
 }
 
 /// s1: a 16 KiB file whose block 8192..12288 holds written zeros; s2: that block punched. The
@@ -95,17 +71,17 @@ fn zeros_punched_into_a_hole_become_a_hole() {
             write_at(r.join("z"), 8192, &[0; 4096])
         })
         .step("the zero block punched", |r: &Path| punch_hole(r.join("z"), 8192, 4096));
+    chain_onto(&scenario, &[DestKind::Ext4, DestKind::Xfs, DestKind::Tmpfs]);
+}
+
+/// Runs `scenario` on btrfs and checks its send/receive chain onto each of `kinds`.
+fn chain_onto(scenario: &Scenario, kinds: &[DestKind]) {
     let src = BtrfsFs::new(256 << 20);
-    let snapshots = run_scenario_on_btrfs(&scenario, &src);
-    for kind in [DestKind::Ext4, DestKind::Xfs, DestKind::Tmpfs] {
+    let snapshots = run_scenario_on_btrfs(scenario, &src);
+    for &kind in kinds {
         let dest = DestFs::new(kind);
-        check_chain_on(
-            scenario.name,
-            &snapshots,
-            &dest,
-            &CompareOptions::new(),
-            &support::send_and_receive,
-        );
+        let opts = CompareOptions::new();
+        check_chain_on(scenario.name, &snapshots, &dest, &opts, &support::send_and_receive);
         let _ = std::fs::remove_dir_all(support::state_dir_for(dest.path()));
     }
 }

@@ -106,11 +106,9 @@ fn random_chains_are_received_exactly() {
     );
 }
 
-/// The same seeds onto XFS, where a hole a truncate up leaves after a write past the old end
-/// comes out as written zeros (`e2e_found_defects::holes_left_by_a_truncate_up_stay_holes`).
+/// The same seeds onto XFS, whose speculative preallocation once turned a hole left by a truncate
+/// up into written zeros (`e2e_found_defects::holes_left_by_a_truncate_up_stay_holes`).
 #[test]
-#[ignore = "defect: on XFS a hole left by a truncate up after a write past the old end of file \
-            becomes allocated zeros (e2e_found_defects)"]
 fn random_chains_onto_xfs_are_received_exactly() {
     run_chains("e2e_random_chain::random_chains_onto_xfs_are_received_exactly", &[DestKind::Xfs]);
 }
