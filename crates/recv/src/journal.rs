@@ -22,14 +22,16 @@
 //!   "Replay"), whatever the journal says of them. Entries are framed with a length and a CRC:
 //!   a torn tail is detected and ignored.
 //! - Checkpoints come a second after the last one (or 20 times what it took, if longer), at the
-//!   start of every run of structural records of an incremental (so that a resume replays at
-//!   most one such run, from its start, and no run names a path twice), and when the end record
-//!   was applied (the commit: then DEST's state records the target, and only after that is the
-//!   holding directory removed).
+//!   start of a run of structural records of an incremental that names a path a record applied
+//!   since the last checkpoint named, or one beneath or above it (so that no structural record a
+//!   resume replays names another replayed record's path: each finds its own object or nothing;
+//!   also at the first run of a receive or a resume), and when the end record was applied (the
+//!   commit: then DEST's state records the target, and only after that is the holding directory
+//!   removed).
 //! - The journal is also fdatasync'ed before an operation that overwrites origin bytes is
-//!   applied (once per run of such records, whose undo is written ahead in one entry), and a
-//!   structural run's undo is synced with its checkpoint: after a power cut the undo information
-//!   of every such operation that reached the disk is on disk too.
+//!   applied (once per run of such records, whose undo is written ahead in one entry), and
+//!   before a structural run is applied (its undo, written ahead in one entry): after a power cut
+//!   the undo information of every such operation that reached the disk is on disk too.
 //! - Undo information is kept only for incremental receives: an interrupted full receive is
 //!   aborted by emptying DEST.
 //! - Each record's layout (the `Undo` steps, `Begin`) is written down once, as a list of typed

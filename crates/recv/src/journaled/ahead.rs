@@ -165,7 +165,7 @@ impl Session {
         ahead: impl Iterator<Item = (u64, &'r Record)>,
     ) -> Result<Option<u64>, Problem> {
         let mut first = None;
-        let mut named = Named::default();
+        let mut named: Named<&[u8]> = Named::default();
         let mut seen: HashSet<&[u8]> = HashSet::new();
         let mut u = Vec::new();
         let mut last = None;
@@ -199,18 +199,33 @@ impl Session {
             last = Some(index);
         }
         let (Some(first), Some(end)) = (first, last) else { return Ok(None) };
-        // A structural run starts at a checkpoint: DEST is synced with every record before it,
-        // and the journal says so in the run's entry. After a power cut a resume then replays
-        // at most one structural run (from its start, whose records name no path twice), and an
-        // abort finds what the runs before it did on disk; the run's undo is durable before
-        // any of it is applied, creations' too (an abort must not miss a name a cut kept).
+        // After a power cut a resume replays every record from the last checkpoint, and the
+        // replay is right when no structural record among them names a path that another
+        // record among them names (or one beneath or above it): then each creation, rename and
+        // removal finds its own object or nothing, as within one run. So a run starts at a
+        // checkpoint (DEST synced with every record before it, and the run's entry says so)
+        // only when it names a path that a record applied since the last checkpoint named, or
+        // when those are too many to remember; otherwise its records extend the last
+        // checkpoint's replay as one longer run would. An abort finds what was applied since on
+        // disk or not at all, each undo step acting on its own object only. The run's undo is
+        // durable before any of it is applied, creations' too (an abort must not miss a name a
+        // cut kept).
+        let checkpoint = self.checkpoint_next_run
+            || self.since.len() > NAMED_SINCE_MAX
+            || named_conflicts(&self.since, &named);
         let started = std::time::Instant::now();
-        fs::syncfs(applier.root()).map_err(Problem::os("syncfs"))?;
-        u.insert(0, Undo::Durable { next: first });
+        if checkpoint {
+            fs::syncfs(applier.root()).map_err(Problem::os("syncfs"))?;
+            u.insert(0, Undo::Durable { next: first });
+        }
         let entry = Entry::ahead(first, u);
         self.journal.append(&entry).map_err(journal_err("writing the journal"))?;
         self.journal.sync().map_err(journal_err("syncing the journal"))?;
-        self.journal.checkpointed(started.elapsed());
+        if checkpoint {
+            self.journal.checkpointed(started.elapsed());
+            self.since.clear();
+            self.checkpoint_next_run = false;
+        }
         self.ahead = first..end + 1;
         Ok(last)
     }
@@ -287,6 +302,16 @@ impl Session {
         self.kept_ahead.extend(handled);
         Ok(last)
     }
+}
+
+/// How many paths applied records may name between two checkpoints before the next structural
+/// run makes one anyway (memory, and the time to look a run's paths up).
+const NAMED_SINCE_MAX: usize = 65_536;
+
+/// Whether a path of the run (`run`) is, is beneath or is above a path named since the last
+/// checkpoint (`since`).
+fn named_conflicts(since: &Named, run: &Named<&[u8]>) -> bool {
+    run.iter().any(|(p, dir)| since.conflicts(p, dir))
 }
 
 /// Metadata records that may be in a content batch (flags never are).

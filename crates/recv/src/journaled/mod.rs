@@ -84,7 +84,7 @@ use crate::path;
 
 use holding::Holding;
 use kept::{Change, KeepLog, Keeper};
-use paths::Tracked;
+use paths::{Named, Tracked};
 
 type Res = Result<(), Problem>;
 
@@ -131,6 +131,14 @@ struct Session {
     pending: Option<Pending>,
     /// The end record's index, once it was read.
     end: Option<u64>,
+    /// The paths the records applied since the last checkpoint named (incremental receives): a
+    /// structural run that names one of them, or a path beneath or above one, starts with a
+    /// checkpoint (`ahead.rs`).
+    since: Named,
+    /// The next structural run starts with a checkpoint whatever it names: the first of a
+    /// receive (so that the holding directory is durable before anything is moved into it),
+    /// and the first after a resume (what the replayed records named is not remembered).
+    checkpoint_next_run: bool,
     /// DEST's own inode flags to set once the holding directory is gone, when DEST is immutable
     /// or append-only: those are lifted for the whole receive, after the journal says so
     /// ([`root`]).
@@ -328,6 +336,10 @@ impl Journaled {
         }
         if s.undo {
             s.tracked.track(rec);
+            let dir = rec.may_name_directory();
+            for p in rec.paths() {
+                s.since.add_copy(p, dir);
+            }
         }
         if s.journal.checkpoint_due() {
             s.checkpoint(applier, index + 1)?;
@@ -453,6 +465,8 @@ impl Session {
             kept_ahead: HashSet::new(),
             pending: None,
             end: None,
+            since: Named::default(),
+            checkpoint_next_run: true,
             root_flags: None,
         }
     }
@@ -468,6 +482,7 @@ impl Session {
             .map_err(journal_err("writing the journal"))?;
         self.journal.sync().map_err(journal_err("syncing the journal"))?;
         self.journal.checkpointed(started.elapsed());
+        self.since.clear();
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 //! looking at every path, and because a run holds thousands of long paths that share long
 //! prefixes, where comparing bytes is cheaper than hashing them.
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::ops::Bound;
 
@@ -72,16 +73,22 @@ fn remove_beneath(set: &mut BTreeSet<Vec<u8>>, dir: &[u8]) {
     }
 }
 
-/// The paths a structural run names so far, to find a record that names one of them, or a path
-/// beneath or above one.
-#[derive(Default)]
-pub struct Named<'r> {
-    all: BTreeSet<&'r [u8]>,
+/// The paths a structural run names so far (borrowed from the records read ahead), or that the
+/// records applied since the last checkpoint named (owned): to find a record that names one of
+/// them, or a path beneath or above one.
+pub struct Named<P = Vec<u8>> {
+    all: BTreeSet<P>,
     /// Those that can be directories (what renames, rmdirs and mkdirs name).
-    dirs: BTreeSet<&'r [u8]>,
+    dirs: BTreeSet<P>,
 }
 
-impl<'r> Named<'r> {
+impl<P> Default for Named<P> {
+    fn default() -> Self {
+        Named { all: BTreeSet::new(), dirs: BTreeSet::new() }
+    }
+}
+
+impl<P: Borrow<[u8]> + Ord> Named<P> {
     /// Whether `p` is named, beneath a named directory, or (`dir`: `p` can be a directory)
     /// above a named path.
     pub fn conflicts(&self, p: &[u8], dir: bool) -> bool {
@@ -91,17 +98,46 @@ impl<'r> Named<'r> {
             key.push(b'/');
             let mut after =
                 self.all.range::<[u8], _>((Bound::Included(&key[..]), Bound::Unbounded));
-            after.next().is_some_and(|q| q.starts_with(&key))
+            after.next().is_some_and(|q| q.borrow().starts_with(&key))
         };
         self.all.contains(p)
             || (!self.dirs.is_empty() && above().any(|a| self.dirs.contains(a)))
             || (dir && beneath())
     }
 
+    /// How many paths are named.
+    pub fn len(&self) -> usize {
+        self.all.len()
+    }
+
+    /// Each path, and whether it can be a directory.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], bool)> {
+        self.all.iter().map(|p| (p.borrow(), self.dirs.contains(p.borrow())))
+    }
+
+    pub fn clear(&mut self) {
+        self.all.clear();
+        self.dirs.clear();
+    }
+}
+
+impl<'r> Named<&'r [u8]> {
     pub fn add(&mut self, p: &'r [u8], dir: bool) {
         self.all.insert(p);
         if dir {
             self.dirs.insert(p);
+        }
+    }
+}
+
+impl Named<Vec<u8>> {
+    /// Adds a copy of `p` (no copy when it is named already).
+    pub fn add_copy(&mut self, p: &[u8], dir: bool) {
+        if !self.all.contains(p) {
+            self.all.insert(p.to_vec());
+        }
+        if dir && !self.dirs.contains(p) {
+            self.dirs.insert(p.to_vec());
         }
     }
 }
@@ -144,5 +180,25 @@ mod tests {
         assert!(t.undone_already(&utimes(b"dir")) && !t.undone_already(&chmod(b"dir")));
         assert!(!t.undone_already(&utimes(b"other")));
         assert!(!t.undone_already(&Record::Unlink { path: b"new".to_vec() }), "not metadata");
+    }
+
+    #[test]
+    fn named_paths_conflict_with_themselves_and_what_is_beneath_or_above_a_directory() {
+        let mut since = Named::default();
+        since.add_copy(b"a/f", false);
+        since.add_copy(b"d", true);
+        since.add_copy(b"d", true);
+        assert_eq!(since.len(), 2, "a copy once");
+        assert!(since.conflicts(b"a/f", false), "the same path");
+        assert!(since.conflicts(b"a", true), "a directory above a named path");
+        assert!(!since.conflicts(b"a", false), "a file cannot hold a named path");
+        assert!(since.conflicts(b"d/x/y", false), "beneath a named directory");
+        assert!(!since.conflicts(b"a/g", false) && !since.conflicts(b"dd", true));
+        let mut run: Named<&[u8]> = Named::default();
+        run.add(b"e/g", false);
+        assert_eq!(run.iter().collect::<Vec<_>>(), vec![(&b"e/g"[..], false)]);
+        since.clear();
+        assert_eq!(since.len(), 0);
+        assert!(!since.conflicts(b"a/f", false));
     }
 }
