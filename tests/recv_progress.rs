@@ -97,3 +97,26 @@ fn progress_of_a_stream_file_has_its_total_share_and_time_left() {
     }
     assert!(err.contains(&format!("{total} of {total} (100%) in ")), "{err}");
 }
+
+/// From a pipe, the stream header's estimate (stream format 1.2) is the total: the share and the
+/// time left, as with a file; the last line says what was really done.
+#[test]
+fn progress_from_a_pipe_takes_the_total_from_the_header_estimate() {
+    let t = tempfile::tempdir().unwrap();
+    let mut header = anysend_testbed::streams::header(None, 1);
+    let estimate = 200_000u64;
+    header.estimate = Some(estimate);
+    let bytes = anysend_testbed::streams::write(&header, &records(), Default::default());
+    let (state, dest) = (t.path().join("state"), t.path().join("dest"));
+    let mut cmd = std::process::Command::new(support::bin("anyrecv"));
+    cmd.env("ANYSEND_PROGRESS_INTERVAL", "0").arg("--progress").arg("--state-dir").arg(&state);
+    let out: anysend_testbed::cmd::Captured =
+        anysend_testbed::cmd::capture_fed(cmd.arg(&dest), &bytes).into();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let total = anysend_ui::progress::human_bytes(estimate);
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| l.contains("ETA")).collect();
+    assert!(!lines.is_empty(), "{}", out.stderr);
+    for l in &lines {
+        assert!(l.contains(&format!(" of {total} (")) && l.contains("%), ETA "), "{l}");
+    }
+}

@@ -51,6 +51,8 @@ fn status_tells_what_dest_holds_and_what_was_interrupted() {
     assert!(i["origin"].is_null(), "a full stream: {s}");
     assert_eq!(i["resume_token"], token.as_str(), "{s}");
     assert!(i["next_record"].as_u64().is_some() && i["started"].as_str().unwrap().ends_with('Z'));
+    // The sender named the snapshot after its directory (header extension, stream format 1.2).
+    assert_eq!(i["target_label"], "src", "{s}");
 
     // Resumed to the end: DEST holds the target.
     let rest = t.path().join("rest");
@@ -62,6 +64,10 @@ fn status_tells_what_dest_holds_and_what_was_interrupted() {
     assert_eq!(h["target"], target.as_str(), "{s}");
     assert_eq!(h["stream"], plan["stream_id"], "{s}");
     assert!(h["origin"].is_null() && h["completed"].as_str().unwrap().ends_with('Z'), "{s}");
+    assert_eq!(h["target_label"], "src", "{s}");
+    assert!(h["origin_label"].is_null(), "a full stream: {s}");
+    let rest_len = std::fs::metadata(&rest).unwrap().len();
+    assert_eq!(h["stream_bytes"], rest_len, "the resumed stream's bytes: {s}");
 
     // In words, too.
     let out = Command::new(support::bin("anyrecv"))
@@ -73,6 +79,9 @@ fn status_tells_what_dest_holds_and_what_was_interrupted() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains(&format!("holds: snapshot {target}")) && text.contains("interrupted: no")
+        text.contains(&format!("holds: snapshot {target} \"src\""))
+            && text.contains(&format!("{rest_len} bytes"))
+            && text.contains("interrupted: no"),
+        "{text}"
     );
 }

@@ -52,7 +52,7 @@ use std::sync::Arc;
 /// Walk `target_root` and feed `consumer` a full stream's plan: every object created and given
 /// its metadata, as [`crate::plan`] would plan it against an empty origin with
 /// [`Options::full`], in walk order instead (see the module documentation). Of `options`, only
-/// `skip_xattrs`, `scope` and `live` matter here: there is nothing to compare and nothing to
+/// `skip_xattrs`, `scope`, `live` and `estimate` matter here: there is nothing to compare and nothing to
 /// identify.
 pub fn plan_full<C: Consumer + ?Sized>(
     target_root: &Path,
@@ -60,6 +60,9 @@ pub fn plan_full<C: Consumer + ?Sized>(
     consumer: &mut C,
 ) -> Result<Summary> {
     let roots = Roots::open_target(target_root)?;
+    if options.estimate {
+        consumer.estimate(&crate::estimate::of_tree(&roots, &options.scope));
+    }
     let mut p = Planner {
         details: DiskDetails::new(&roots, options),
         roots: &roots,

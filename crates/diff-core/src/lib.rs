@@ -16,6 +16,7 @@
 pub mod btrfs;
 pub mod content;
 pub mod error;
+pub mod estimate;
 pub mod fiemap;
 pub mod full;
 pub mod holes;
@@ -32,6 +33,7 @@ pub mod walk;
 
 pub use content::{ContentStats, Handle};
 pub use error::{BoxError, Error, Result, Side};
+pub use estimate::Estimate;
 pub use full::plan_full;
 pub use inventory::{Inventory, Link, ObjId, Object};
 pub use links::{Identity, LinkCollector};
@@ -81,6 +83,10 @@ pub struct Options {
     /// listing is checked, and a namespace that moved is an [`Error::Changed`], never a plan
     /// (see the `live` module). Off, the walk makes no extra system call.
     pub live: bool,
+    /// Tell the consumer what the plan will carry before its first operation
+    /// ([`Consumer::estimate`]): free for an incremental, a walk of its own for a full stream
+    /// (see the `estimate` module).
+    pub estimate: bool,
 }
 
 /// Whether the walk used a [`btrfs::ChangeIndex`].
@@ -192,6 +198,9 @@ pub fn plan<C: Consumer + ?Sized>(
         inv.objects[ROOT].diff = Some(MetaDiff::all());
     }
     let matching = Matching::of(&inv);
+    if options.estimate {
+        consumer.estimate(&estimate::of_inventory(&inv));
+    }
     let mut details = content::DiskDetails::new(&roots, options);
     let mut summary =
         drive(&inv, consumer, &mut details, options.full).map_err(|e| e.drift(options.live))?;

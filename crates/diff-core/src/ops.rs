@@ -235,6 +235,11 @@ pub trait Consumer {
         let _ = (origin_path, kind, flags);
         Ok(())
     }
+    /// Before any other call, when [`crate::Options::estimate`] asks for it: what the plan
+    /// will carry, about (for a progress display).
+    fn estimate(&mut self, estimate: &crate::estimate::Estimate) {
+        let _ = estimate;
+    }
     /// Create the orphan directory `path`.
     fn mk_tmp_dir(&mut self, path: &[u8]) -> Result<(), BoxError>;
     /// Create directory `path`; its metadata comes with a later `update`.

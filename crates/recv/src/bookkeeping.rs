@@ -102,15 +102,17 @@ impl Bookkeeping {
         self.before.as_ref().unwrap_or(&self.state).last.as_ref().and_then(|l| l.names_len)
     }
 
-    /// Records that `header`'s stream was received completely (DEST is synced already, and no
-    /// object of it changed after `settled`), its names log `names_len` bytes long.
+    /// Records that `header`'s stream (`bytes` long) was received completely (DEST is synced
+    /// already, and no object of it changed after `settled`), its names log `names_len` bytes
+    /// long.
     pub fn complete(
         &mut self,
         header: &StreamHeader,
         settled: Time,
         names_len: Option<u64>,
+        bytes: u64,
     ) -> Result<(), RecvError> {
-        self.state.complete(header, Some(settled), names_len);
+        self.state.complete(header, Some(settled), names_len, Some(bytes));
         state::save(&self.path, &self.state)
             .map_err(RecvError::state(&self.path, "recording the completed receive"))
     }

@@ -140,18 +140,20 @@ struct Args {
     #[arg(long, conflicts_with_all = ["dump", "dry_run", "force", "file", "abort", "resume_token", "atomic"])]
     check: bool,
 
-    /// Print what DEST holds and exit: the snapshot (target id) it was last received as, from
-    /// which origin, by which stream and when, and whether a receive into it is interrupted
-    /// (then the stream, the record it continues at and the resume token). Changes nothing.
+    /// Print what DEST holds and exit: the snapshot (target id, and the name the sender gave
+    /// it) it was last received as, from which origin, by which stream, how many bytes and
+    /// when, and whether a receive into it is interrupted (then the stream, the record it
+    /// continues at and the resume token). Changes nothing.
     #[arg(long, conflicts_with_all = ["dump", "dry_run", "force", "file", "abort", "resume_token", "atomic", "check"])]
     status: bool,
 
     /// With --check: print one JSON object (dest, unchanged, added, removed, changed; paths
     /// escaped as in --dump) instead of lines. With --status: one JSON object with dest,
     /// state_file, received_as (null unless the state was found by DEST's identity), holds
-    /// (null, or target, origin, stream, stream_created, sender, completed, settled) and
-    /// interrupted (null, or stream, target, origin, next_record, started, resume_token); ids
-    /// are UUIDs, times RFC 3339 in UTC.
+    /// (null, or target, origin, stream, stream_created, sender, completed, settled,
+    /// target_label, origin_label, stream_bytes) and interrupted (null, or stream, target,
+    /// origin, next_record, started, target_label, resume_token); ids are UUIDs, times RFC 3339
+    /// in UTC, labels escaped as in --dump (null when the stream had none).
     #[arg(long, requires = "check_or_status")]
     json: bool,
 
@@ -253,6 +255,10 @@ pub fn main() -> ExitCode {
     let meter = std::cell::RefCell::new(meter);
     let mut warn = |w: &Warning| meter.borrow().say(&format!("anyrecv: warning: {w}"));
     let mut tick = |t: &crate::Tick| {
+        // From a pipe, the header's estimate is the total (a file's size is, when there is one).
+        if let Some(e) = t.estimate {
+            meter.borrow_mut().estimate(e);
+        }
         meter.borrow_mut().update(t.offset, t.index + 1, || {
             anysend_stream::dump::shown_tail(t.path, 60).to_string()
         })

@@ -368,6 +368,7 @@ fn records<R: Read>(
             index: frame.index,
             offset: frame.offset + frame.wire_len,
             path: rec.path().unwrap_or_default(),
+            estimate: run.header.estimate,
         });
     }
     let reader = &mut run.input.reader;
@@ -403,7 +404,7 @@ fn records<R: Read>(
     let names_len =
         names::record(&file, target.root(), &changes, anew, book.names_len(), &skip).ok();
     // The commit point: from here on DEST holds the target, whatever cuts the rest.
-    book.complete(&run.header, fsutil::settle(), names_len)?;
+    book.complete(&run.header, fsutil::settle(), names_len, bytes)?;
     target.tidy(&run.canonical)?;
     // Tidying changed DEST's root (its ctime): DEST settled only now.
     book.settled_at(fsutil::settle())?;

@@ -60,6 +60,11 @@ pub struct Received {
     pub settled: Option<(i64, u32)>,
     /// The length of DEST's names log (`names.rs`) after the receive.
     pub names_len: Option<u64>,
+    /// The names the sender gave the snapshots (stream header, 1.2), for people.
+    pub target_label: Option<Vec<u8>>,
+    pub origin_label: Option<Vec<u8>>,
+    /// Bytes of the stream read (of its last part, when the receive was resumed).
+    pub bytes: Option<u64>,
 }
 
 /// A receive that began changing DEST and has not completed.
@@ -71,6 +76,8 @@ pub struct Partial {
     /// Index of the first record not (completely) applied.
     pub next_record: u64,
     pub started: (i64, u32),
+    /// The target's label in the stream header, if it has one.
+    pub target_label: Option<Vec<u8>>,
 }
 
 /// What identifies DEST's directory, whatever path reaches it: its file system and its inode
@@ -401,6 +408,15 @@ impl State {
             if let Some(n) = l.names_len {
                 o.push_str(&format!("names_len={n}\n"));
             }
+            if let Some(x) = &l.target_label {
+                o.push_str(&format!("target_label={}\n", Escaped(x)));
+            }
+            if let Some(x) = &l.origin_label {
+                o.push_str(&format!("origin_label={}\n", Escaped(x)));
+            }
+            if let Some(b) = l.bytes {
+                o.push_str(&format!("stream_bytes={b}\n"));
+            }
         }
         if let Some(p) = &self.partial {
             o.push_str(&format!("partial_stream={}\n", id(&p.stream)));
@@ -408,6 +424,9 @@ impl State {
             o.push_str(&format!("partial_origin={}\n", opt(&p.origin)));
             o.push_str(&format!("partial_next_record={}\n", p.next_record));
             o.push_str(&format!("partial_started={}\n", t(p.started)));
+            if let Some(x) = &p.target_label {
+                o.push_str(&format!("partial_target_label={}\n", Escaped(x)));
+            }
         }
         o
     }
@@ -452,6 +471,12 @@ impl State {
                     None => None,
                     Some(_) => Some(num("names_len")?),
                 },
+                target_label: get("target_label").map(unescape),
+                origin_label: get("origin_label").map(unescape),
+                bytes: match get("stream_bytes") {
+                    None => None,
+                    Some(_) => Some(num("stream_bytes")?),
+                },
             }),
         };
         let partial = match get("partial_stream") {
@@ -462,6 +487,7 @@ impl State {
                 origin: opt_id("partial_origin")?,
                 next_record: num("partial_next_record")?,
                 started: time("partial_started")?,
+                target_label: get("partial_target_label").map(unescape),
             }),
         };
         Ok(State {
@@ -528,16 +554,18 @@ impl State {
             origin: header.origin,
             next_record,
             started: now(),
+            target_label: header.target_label.clone(),
         });
     }
 
-    /// Records that `header`'s stream was received completely, DEST settled at `settled`, its
-    /// names log `names_len` bytes long.
+    /// Records that `header`'s stream (`bytes` long) was received completely, DEST settled at
+    /// `settled`, its names log `names_len` bytes long.
     pub fn complete(
         &mut self,
         header: &StreamHeader,
         settled: Option<(i64, u32)>,
         names_len: Option<u64>,
+        bytes: Option<u64>,
     ) {
         self.partial = None;
         self.last = Some(Received {
@@ -549,6 +577,9 @@ impl State {
             completed: now(),
             settled,
             names_len,
+            target_label: header.target_label.clone(),
+            origin_label: header.origin_label.clone(),
+            bytes,
         });
     }
 }
@@ -775,7 +806,7 @@ mod tests {
 
     fn state_with_target(t: u8) -> State {
         let mut s = State::new(Path::new("/d"), &dest_id());
-        s.complete(&header(None, t), None, None);
+        s.complete(&header(None, t), None, None, None);
         s
     }
 
@@ -842,7 +873,7 @@ mod tests {
         let mut s =
             State::new(Path::new(std::ffi::OsStr::from_bytes(b"/srv/a\nb\xff\\c=d")), &dest_id());
         assert_eq!(State::parse(&s.to_text()), Ok(s.clone()));
-        s.complete(&header(Some(1), 2), Some((1_764_115_200, 5)), Some(1234));
+        s.complete(&header(Some(1), 2), Some((1_764_115_200, 5)), Some(1234), Some(99));
         assert_eq!(State::parse(&s.to_text()), Ok(s.clone()));
         s.begin(&header(Some(2), 3), 5);
         assert_eq!(State::parse(&s.to_text()), Ok(s.clone()));
@@ -912,7 +943,7 @@ mod tests {
         // Recorded under a path that is gone (DEST moved there from).
         let old = t.path().join("old");
         let mut s = State::new(&old, &id);
-        s.complete(&header(None, 1), None, None);
+        s.complete(&header(None, 1), None, None, None);
         save(&state_file(&sd, &old), &s).unwrap();
         let f = find(&sd, &dest, Some(&id));
         assert_eq!(f.path, state_file(&sd, &old));

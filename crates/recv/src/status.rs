@@ -80,6 +80,7 @@ impl Status {
     /// As one JSON object; the fields are documented in `anyrecv --help` (`--status`).
     pub fn to_json(&self) -> serde_json::Value {
         let id = |i: &anysend_stream::Id| i.to_string();
+        let label = |l: &Option<Vec<u8>>| l.as_deref().map(shown);
         let last = self.last.as_ref().map(|l| {
             serde_json::json!({
                 "target": id(&l.target),
@@ -89,6 +90,9 @@ impl Status {
                 "sender": String::from_utf8_lossy(&l.sender),
                 "completed": rfc3339(l.completed),
                 "settled": l.settled.map(rfc3339),
+                "target_label": label(&l.target_label),
+                "origin_label": label(&l.origin_label),
+                "stream_bytes": l.bytes,
             })
         });
         let interrupted = self.interrupted.as_ref().map(|p| {
@@ -98,6 +102,7 @@ impl Status {
                 "origin": p.origin.as_ref().map(id),
                 "next_record": p.next_record,
                 "started": rfc3339(p.started),
+                "target_label": label(&p.target_label),
                 "resume_token": self.resume_token,
             })
         });
@@ -116,12 +121,23 @@ impl Status {
         match &self.last {
             None => out.push_str("  holds: nothing received (no completed receive recorded)\n"),
             Some(l) => {
-                out.push_str(&format!("  holds: snapshot {}\n", l.target));
+                out.push_str(&format!(
+                    "  holds: snapshot {}{}\n",
+                    l.target,
+                    named(&l.target_label)
+                ));
                 match &l.origin {
-                    Some(o) => out.push_str(&format!("  from: snapshot {o} (incremental)\n")),
+                    Some(o) => out.push_str(&format!(
+                        "  from: snapshot {o}{} (incremental)\n",
+                        named(&l.origin_label)
+                    )),
                     None => out.push_str("  from: a full stream\n"),
                 }
-                out.push_str(&format!("  stream: {}\n", l.stream));
+                out.push_str(&format!("  stream: {}", l.stream));
+                if let Some(b) = l.bytes {
+                    out.push_str(&format!(", {b} bytes"));
+                }
+                out.push('\n');
                 out.push_str(&format!("  received: {}\n", rfc3339(l.completed)));
             }
         }
@@ -129,9 +145,10 @@ impl Status {
             None => out.push_str("  interrupted: no\n"),
             Some(p) => {
                 out.push_str(&format!(
-                    "  interrupted: yes, stream {} to snapshot {}, at record {} (started {})\n",
+                    "  interrupted: yes, stream {} to snapshot {}{}, at record {} (started {})\n",
                     p.stream,
                     p.target,
+                    named(&p.target_label),
                     p.next_record,
                     rfc3339(p.started)
                 ));
@@ -146,6 +163,16 @@ impl Status {
         out.push_str(&format!("  state: {}\n", self.state_file.display()));
         out
     }
+}
+
+/// A label as `--dump` shows bytes (escaped, quotes and all).
+fn shown(l: &[u8]) -> String {
+    anysend_stream::dump::Escaped(l).to_string()
+}
+
+/// ` "label"` after a snapshot id, when the sender named it.
+fn named(l: &Option<Vec<u8>>) -> String {
+    l.as_deref().map(|l| format!(" \"{}\"", shown(l))).unwrap_or_default()
 }
 
 #[cfg(test)]

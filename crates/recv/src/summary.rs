@@ -34,4 +34,6 @@ pub struct Tick<'a> {
     pub offset: u64,
     /// The record's path (empty for the root).
     pub path: &'a [u8],
+    /// The stream header's estimate of the stream's bytes, if it has one (a progress total).
+    pub estimate: Option<u64>,
 }

@@ -103,9 +103,10 @@ pub struct Cli {
     #[arg(long, requires = "dry_run")]
     pub json: bool,
 
-    /// Show progress on stderr (bytes, rate, records, current path): a status line on a
-    /// terminal [the default there], otherwise a line every 5 seconds
-    /// ($ANYSEND_PROGRESS_INTERVAL) and one at the end.
+    /// Show progress on stderr (bytes, rate, records, current path, and of the planner's
+    /// estimate of the stream's size the share and the time left): a status line on a terminal
+    /// [the default there], otherwise a line every 5 seconds ($ANYSEND_PROGRESS_INTERVAL) and
+    /// one at the end. The estimate also goes into the stream header, for anyrecv's progress.
     #[arg(long, conflicts_with = "quiet")]
     pub progress: bool,
 
@@ -155,7 +156,8 @@ pub struct Cli {
     #[arg(long = "exclude", value_name = "PATTERN")]
     pub exclude: Vec<std::ffi::OsString>,
 
-    /// Use an id derived from LABEL for TARGET instead of one derived from the snapshot.
+    /// Use an id derived from LABEL for TARGET instead of one derived from the snapshot; the
+    /// stream header names TARGET so (else by its directory's name: `anyrecv --status`).
     #[arg(long, value_name = "LABEL")]
     pub label: Option<String>,
 

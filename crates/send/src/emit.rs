@@ -310,6 +310,9 @@ fn object_type(kind: Kind) -> ObjectType {
 }
 
 impl<W: Write> Consumer for Emitter<'_, W> {
+    fn estimate(&mut self, estimate: &anysend_diff_core::Estimate) {
+        self.sink.estimate(estimate);
+    }
     fn expect(&mut self, origin_path: &[u8], meta: &Meta) -> Result<(), BoxError> {
         // A directory's size and link count differ between file systems: they say nothing.
         let dir = meta.kind == Kind::Dir;

@@ -26,6 +26,10 @@
 //! File system and lineage ([`FsKey`], [`Subvol`]): what `origin.rs` needs to tell whether
 //! ORIGIN can be an origin of TARGET at all.
 //!
+//! Labels: the names people know the snapshots by, which the stream header carries for them
+//! (`anyrecv --status` shows them): `--label`/`--from-label`, else the last component of the
+//! snapshot's canonical path ([`label`]).
+//!
 //! Read-only: on btrfs the subvolume's read-only flag (from the same ioctl), elsewhere the
 //! mount's `ST_RDONLY`. A tree that is not read-only can change under the walk; the sender warns.
 
@@ -207,6 +211,22 @@ pub fn identify(path: &Path, label: Option<&str>) -> Result<TreeInfo> {
         info.how = "label";
     }
     Ok(info)
+}
+
+/// The label the header carries for the snapshot at `path`: `given` (`--label`), else the last
+/// component of its canonical path (a btrfs snapshot's name, say), at most 255 bytes; none for
+/// `/`.
+pub fn label(path: &std::path::Path, given: Option<&str>) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut bytes = match given {
+        Some(l) => l.as_bytes().to_vec(),
+        None => {
+            let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            canonical.file_name()?.as_bytes().to_vec()
+        }
+    };
+    bytes.truncate(anysend_stream::format::MAX_LABEL);
+    Some(bytes)
 }
 
 #[cfg(test)]

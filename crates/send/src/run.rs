@@ -98,6 +98,9 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
     let (sec, nsec) = now();
     let mut header = StreamHeader::new(sid, origin_id, target.id, sec, nsec);
     header.filtered = !cfg.exclude.is_empty();
+    header.target_label = crate::ids::label(&cfg.target, cfg.label.as_deref());
+    header.origin_label =
+        cfg.origin.as_ref().and_then(|o| crate::ids::label(o, cfg.from_label.as_deref()));
     if let Some(t) = &cfg.resume {
         let show =
             |o: Option<Id>| o.map_or_else(|| "none (a full stream)".to_string(), |i| i.to_string());
@@ -124,6 +127,10 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
         scope: Scope { cross_mounts: cfg.cross_mounts, exclude: cfg.exclude.clone() },
         // A tree that is not a read-only snapshot gets its namespace checked as it is walked.
         live: !target.read_only || origin.as_ref().is_some_and(|o| !o.read_only),
+        // A stream's header carries the planner's estimate (a receiver's progress total) and
+        // so does the progress display; a dry run's header too, so that it counts the bytes a
+        // real run writes.
+        estimate: true,
         ..Options::default()
     };
 
@@ -132,7 +139,7 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
         (true, Output::Nowhere) => Some(Box::new(std::io::stdout())),
         (true, _) => Some(Box::new(std::io::stderr())),
     };
-    // The stream's size is known only at its end: bytes, rate and records, no bar.
+    // The total comes with the planner's estimate, before the first record (`Sink::estimate`).
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let progress = cfg.progress.then(|| Meter::new("anysend", None, true, terminal));
     let wopts = WriterOptions { compression_level: cfg.compression };

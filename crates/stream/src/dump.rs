@@ -79,11 +79,22 @@ pub fn shown_tail(path: &[u8], max: usize) -> String {
 }
 
 /// The `--dump` line of the stream header; ` filtered` at its end when header flag FILTERED is
-/// set (and nothing otherwise, so the line of an unfiltered stream is what it always was).
+/// set, and the header extension's items (1.2) that are there, so that the line of a stream
+/// without them is what it always was.
 pub fn header_line(h: &StreamHeader) -> String {
     let origin = h.origin.map_or_else(|| "none".to_string(), |o| o.to_string());
+    let mut ext = String::new();
+    if let Some(e) = h.estimate {
+        ext.push_str(&format!(" estimate={e}"));
+    }
+    if let Some(l) = &h.origin_label {
+        ext.push_str(&format!(" origin_label=\"{}\"", Escaped(l)));
+    }
+    if let Some(l) = &h.target_label {
+        ext.push_str(&format!(" target_label=\"{}\"", Escaped(l)));
+    }
     format!(
-        "header version={}.{} stream={} origin={} target={} created={}.{:09} first_record={} data_offset={} sender=\"{}\"{}",
+        "header version={}.{} stream={} origin={} target={} created={}.{:09} first_record={} data_offset={} sender=\"{}\"{}{ext}",
         h.version_major,
         h.version_minor,
         h.stream_id,

@@ -12,7 +12,7 @@ pub const MAGIC: [u8; 8] = *b"ANYSEND\n";
 pub const VERSION_MAJOR: u16 = 1;
 /// Minor format version written. A reader accepts any minor version of its major version: minor
 /// versions only add what an older reader may skip, or what a required feature bit guards.
-pub const VERSION_MINOR: u16 = 1;
+pub const VERSION_MINOR: u16 = 2;
 
 /// Bytes of the stream header before the variable-length sender version.
 pub const HEADER_FIXED_LEN: usize = 114;
@@ -20,6 +20,17 @@ pub const HEADER_FIXED_LEN: usize = 114;
 pub const MAX_HEADER_LEN: u32 = 4096;
 /// Longest sender version string.
 pub const MAX_SENDER_VERSION: usize = 255;
+
+/// Header extension items (1.2): each is a u16 tag, a u16 value length and the value, in the
+/// header's extension area. A reader skips an item whose tag it does not know.
+/// The sender's estimate of the stream's bytes (u64), for progress displays only.
+pub const EXT_ESTIMATE: u16 = 1;
+/// A human-readable name of the origin snapshot (bytes, at most [`MAX_LABEL`]).
+pub const EXT_ORIGIN_LABEL: u16 = 2;
+/// A human-readable name of the target snapshot (bytes, at most [`MAX_LABEL`]).
+pub const EXT_TARGET_LABEL: u16 = 3;
+/// Longest snapshot label in the header.
+pub const MAX_LABEL: usize = 255;
 
 /// Bytes of a record frame before its payload: type u16, flags u16, payload length u32.
 pub const FRAME_HEADER_LEN: usize = 8;

@@ -82,6 +82,13 @@ pub struct StreamHeader {
     /// The sender left objects of the snapshots out on request (header flag FILTERED): the
     /// receiver ends up with TARGET less them, which it must not take for TARGET itself.
     pub filtered: bool,
+    /// Header extension (1.2): the sender's estimate of this stream's bytes, header included,
+    /// for a progress display (never trusted for anything else).
+    pub estimate: Option<u64>,
+    /// Header extension (1.2): names people know the snapshots by (a snapshot directory's
+    /// name, or `--label`), at most 255 bytes each, any bytes.
+    pub origin_label: Option<Vec<u8>>,
+    pub target_label: Option<Vec<u8>>,
 }
 
 impl StreamHeader {
@@ -106,7 +113,76 @@ impl StreamHeader {
             resume: ResumePoint::default(),
             sender_version: format!("anysend {}", env!("CARGO_PKG_VERSION")).into_bytes(),
             filtered: false,
+            estimate: None,
+            origin_label: None,
+            target_label: None,
         }
+    }
+
+    /// The header extension area's items (1.2), in tag order: those that are set.
+    fn extension(&self) -> Result<Vec<u8>, ErrorKind> {
+        let mut b = Vec::new();
+        let mut item = |tag: u16, value: &[u8]| {
+            b.extend_from_slice(&tag.to_le_bytes());
+            b.extend_from_slice(&(value.len() as u16).to_le_bytes());
+            b.extend_from_slice(value);
+        };
+        if let Some(e) = self.estimate {
+            item(EXT_ESTIMATE, &e.to_le_bytes());
+        }
+        for (tag, label) in
+            [(EXT_ORIGIN_LABEL, &self.origin_label), (EXT_TARGET_LABEL, &self.target_label)]
+        {
+            if let Some(l) = label {
+                if l.len() > MAX_LABEL {
+                    return Err(ErrorKind::HeaderField("snapshot label longer than 255 bytes"));
+                }
+                item(tag, l);
+            }
+        }
+        Ok(b)
+    }
+
+    /// Reads the extension area's items into the header; an item whose tag is unknown is
+    /// skipped, one that runs past the area, is repeated or has a wrong length is refused.
+    fn read_extension(&mut self, mut area: &[u8]) -> Result<(), ErrorKind> {
+        let bad = |why| Err(ErrorKind::HeaderField(why));
+        let mut seen = Vec::new();
+        while !area.is_empty() {
+            if area.len() < 4 {
+                return bad("header extension item cut short");
+            }
+            let tag = LE::read_u16(&area[0..2]);
+            let len = LE::read_u16(&area[2..4]) as usize;
+            let Some(value) = area.get(4..4 + len) else {
+                return bad("header extension item runs past the header");
+            };
+            if seen.contains(&tag) {
+                return bad("header extension item repeated");
+            }
+            seen.push(tag);
+            match tag {
+                EXT_ESTIMATE => {
+                    let Ok(v) = <[u8; 8]>::try_from(value) else {
+                        return bad("header estimate is not 8 bytes");
+                    };
+                    self.estimate = Some(u64::from_le_bytes(v));
+                }
+                EXT_ORIGIN_LABEL | EXT_TARGET_LABEL => {
+                    if len > MAX_LABEL {
+                        return bad("snapshot label longer than 255 bytes");
+                    }
+                    let slot = match tag {
+                        EXT_ORIGIN_LABEL => &mut self.origin_label,
+                        _ => &mut self.target_label,
+                    };
+                    *slot = Some(value.to_vec());
+                }
+                _ => {}
+            }
+            area = &area[4 + len..];
+        }
+        Ok(())
     }
 
     /// Serialises the header, CRC included.
@@ -117,7 +193,8 @@ impl StreamHeader {
         if self.created_nsec >= 1_000_000_000 {
             return Err(ErrorKind::HeaderField("creation nanoseconds out of range"));
         }
-        let len = HEADER_FIXED_LEN + self.sender_version.len() + 4;
+        let ext = self.extension()?;
+        let len = HEADER_FIXED_LEN + self.sender_version.len() + ext.len() + 4;
         let mut b = vec![0u8; len];
         b[0..8].copy_from_slice(&MAGIC);
         LE::write_u16(&mut b[8..10], self.version_major);
@@ -138,7 +215,9 @@ impl StreamHeader {
         LE::write_u64(&mut b[96..104], self.resume.first_record);
         LE::write_u64(&mut b[104..112], self.resume.data_offset);
         LE::write_u16(&mut b[112..114], self.sender_version.len() as u16);
-        b[114..114 + self.sender_version.len()].copy_from_slice(&self.sender_version);
+        let sv_end = 114 + self.sender_version.len();
+        b[114..sv_end].copy_from_slice(&self.sender_version);
+        b[sv_end..sv_end + ext.len()].copy_from_slice(&ext);
         let crc = crc32fast::hash(&b[..len - 4]);
         LE::write_u32(&mut b[len - 4..], crc);
         Ok(b)
@@ -194,7 +273,7 @@ impl StreamHeader {
             v.copy_from_slice(&b[r]);
             Id(v)
         };
-        let header = StreamHeader {
+        let mut header = StreamHeader {
             version_major: major,
             version_minor: minor,
             required_features,
@@ -210,7 +289,15 @@ impl StreamHeader {
             },
             sender_version: b[114..114 + sv_len].to_vec(),
             filtered: flags & HEADER_FLAG_FILTERED != 0,
+            estimate: None,
+            origin_label: None,
+            target_label: None,
         };
+        // A 1.0 or 1.1 writer put nothing in the extension area; what one may have put there
+        // is skipped, as those versions said.
+        if minor >= 2 {
+            header.read_extension(&b[HEADER_FIXED_LEN + sv_len..body]).map_err(at)?;
+        }
         Ok((header, len, stored))
     }
 }

@@ -215,3 +215,64 @@ fn filtered_header_flag_round_trips_and_is_shown() {
     assert!(crate::dump::header_line(&filtered).ends_with("\" filtered"));
     assert!(!crate::dump::header_line(&plain).contains("filtered"));
 }
+
+/// `h` encoded with `ext` as its extension area instead of its own items, at minor version
+/// `minor`, with the length and CRC made right.
+fn with_raw_extension(h: &StreamHeader, minor: u16, ext: &[u8]) -> Vec<u8> {
+    let mut b = h.encode().expect("header");
+    b.truncate(b.len() - 4);
+    b[10..12].copy_from_slice(&minor.to_le_bytes());
+    b.extend_from_slice(ext);
+    let len = (b.len() + 4) as u32;
+    b[12..16].copy_from_slice(&len.to_le_bytes());
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+fn read_header(bytes: &[u8]) -> Result<StreamHeader, crate::StreamError> {
+    let mut with_end = bytes.to_vec();
+    // Only the header is read here: what follows does not matter.
+    with_end.extend_from_slice(&[0u8; 64]);
+    StreamReader::new(&with_end[..]).map(|r| r.header().clone())
+}
+
+#[test]
+fn header_extension_items_round_trip_and_unknown_ones_are_skipped() {
+    let mut h = header();
+    h.estimate = Some(42);
+    h.origin_label = Some(b"mon\n\xff".to_vec());
+    h.target_label = Some(b"tue".to_vec());
+    let bytes = h.encode().expect("header");
+    assert_eq!(read_header(&bytes).expect("reads"), h);
+    // An item of a later version (tag 77) between known ones is skipped.
+    let mut ext = Vec::new();
+    ext.extend_from_slice(&1u16.to_le_bytes());
+    ext.extend_from_slice(&8u16.to_le_bytes());
+    ext.extend_from_slice(&7u64.to_le_bytes());
+    ext.extend_from_slice(&77u16.to_le_bytes());
+    ext.extend_from_slice(&3u16.to_le_bytes());
+    ext.extend_from_slice(b"new");
+    let read = read_header(&with_raw_extension(&header(), 2, &ext)).expect("reads");
+    assert_eq!(read.estimate, Some(7));
+    assert_eq!(read.target_label, None);
+}
+
+#[test]
+fn a_malformed_extension_is_refused_but_a_1_1_extension_area_is_skipped() {
+    let cut = [1u8, 0, 8, 0, 1, 2];
+    let short_estimate = [1u8, 0, 2, 0, 1, 2];
+    let repeated = [3u8, 0, 1, 0, b'a', 3, 0, 1, 0, b'b'];
+    let mut long_label = vec![2u8, 0, 0, 1];
+    long_label.extend_from_slice(&[b'x'; 256]);
+    for ext in [&cut[..], &short_estimate[..], &repeated[..], &long_label[..], &[9u8][..]] {
+        let bytes = with_raw_extension(&header(), 2, ext);
+        assert!(read_header(&bytes).is_err(), "{ext:?} must be refused");
+        // A 1.1 reader was told to skip the area: so is a 1.1 stream's.
+        let old = read_header(&with_raw_extension(&header(), 1, ext)).expect("1.1 reads");
+        assert_eq!((old.estimate, old.origin_label), (None, None));
+    }
+    let mut h = header();
+    h.target_label = Some(vec![b'x'; 256]);
+    assert!(h.encode().is_err(), "a writer refuses a label beyond 255 bytes");
+}

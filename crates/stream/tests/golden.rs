@@ -1,7 +1,7 @@
 //! Golden streams: each version of the format is frozen. Each `fixtures/streams/NAME.stream`
 //! must decode to exactly `NAME.dump`; the uncompressed ones of the current version must be
-//! re-encoded byte for byte from their records. Streams of an older version (1.0) are kept as
-//! they were written and must stay readable: a reader of 1.1 reads every 1.0 stream.
+//! re-encoded byte for byte from their records. Streams of an older version (1.0, 1.1) are kept
+//! as they were written and must stay readable: a reader of 1.2 reads every 1.0 and 1.1 stream.
 //!
 //! To (re)create the current version's fixtures after an intended, versioned change:
 //! `ANYSEND_BLESS=1 cargo test -p anysend-stream --test golden`, then review the diff. The
@@ -69,28 +69,38 @@ fn goldens() -> Vec<Golden> {
         frozen("resumed"),
         frozen("empty-full"),
         frozen("unknown-skippable"),
-        // Version 1.1.
+        // Version 1.1, frozen when 1.2 added the header extension.
+        frozen("1.1-incremental-every-record"),
+        frozen("1.1-resumed"),
+        frozen("1.1-unknown-skippable"),
+        frozen("1.1-empty-full"),
+        // Version 1.2: the incremental and the resumed streams carry every header extension
+        // item (estimate, labels with awkward bytes); the empty full stream carries none.
         Golden {
-            name: "1.1-incremental-every-record",
+            name: "1.2-incremental-every-record",
             bytes: Some(write(
-                &common::incremental_header(),
+                &common::with_extension(common::incremental_header()),
                 &common::every_record_1_1(),
                 WriterOptions::default(),
             )),
             reencode: true,
         },
         Golden {
-            name: "1.1-resumed",
-            bytes: Some(write(&common::resumed_header(), &every[..3], WriterOptions::default())),
+            name: "1.2-resumed",
+            bytes: Some(write(
+                &common::with_extension(common::resumed_header()),
+                &every[..3],
+                WriterOptions::default(),
+            )),
             reencode: true,
         },
         Golden {
-            name: "1.1-unknown-skippable",
+            name: "1.2-unknown-skippable",
             bytes: Some(with_unknown_skippable()),
             reencode: false,
         },
         Golden {
-            name: "1.1-empty-full",
+            name: "1.2-empty-full",
             bytes: Some(write(&common::full_header(), &[], WriterOptions::default())),
             reencode: true,
         },

@@ -69,25 +69,32 @@ impl Meter {
             (false, _) => Shown::Off,
             (true, false) => Shown::Plain { last: None, every: plain_every() },
             (true, true) => {
-                let bar = match total {
-                    Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()),
-                    None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-                };
-                let template = match total {
-                    Some(_) => {
-                        "{prefix} [{bar:25}] {bytes}/{total_bytes} {percent}% \
-                                {bytes_per_sec} ETA {eta} {msg}"
-                    }
-                    None => "{prefix} {spinner} {bytes} {bytes_per_sec} {msg}",
-                };
-                if let Ok(style) = ProgressStyle::with_template(template) {
-                    bar.set_style(style.progress_chars("=> "));
-                }
+                let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
                 bar.set_prefix(format!("{tool}:"));
+                bar_style(&bar, total.is_some());
                 Shown::Bar(bar)
             }
         };
         Meter { tool, total, shown, start: Instant::now(), last_update: None }
+    }
+
+    /// The total learnt once the meter runs (a stream header's estimate, a planned
+    /// incremental's size), unless one is known already: from here on a bar, a share and the
+    /// time left. An estimate below what is done already grows with it.
+    pub fn estimate(&mut self, total: u64) {
+        if self.total.is_some() {
+            return;
+        }
+        self.total = Some(total);
+        if let Shown::Bar(bar) = &self.shown {
+            bar.set_length(total);
+            bar_style(bar, true);
+        }
+    }
+
+    /// The total shown, if any.
+    pub fn total(&self) -> Option<u64> {
+        self.total
     }
 
     /// `bytes` of the stream and `records` done, at the object `path` gives (asked only when
@@ -101,6 +108,9 @@ impl Meter {
                     return;
                 }
                 self.last_update = Some(now);
+                if bar.length().is_some_and(|l| bytes > l) {
+                    bar.set_length(bytes);
+                }
                 bar.set_position(bytes);
                 bar.set_message(format!("{records} records  {}", path()));
             }
@@ -114,7 +124,9 @@ impl Meter {
                     return;
                 }
                 *last = Some(now);
-                let line = plain(self.tool, self.total, bytes, records, now - self.start, false);
+                // An estimate that fell short grows with what was done.
+                let total = self.total.map(|t| t.max(bytes));
+                let line = plain(self.tool, total, bytes, records, now - self.start, false);
                 eprintln!("{line}  {}", path());
             }
         }
@@ -147,6 +159,20 @@ impl Meter {
             Shown::Plain { .. } => eprintln!("{line}"),
         }
         self.shown = Shown::Off;
+    }
+}
+
+/// A bar's look: with a total, the bar, bytes of the total, share, rate and time left; without,
+/// a spinner, bytes and rate.
+fn bar_style(bar: &ProgressBar, total: bool) {
+    let template = match total {
+        true => {
+            "{prefix} [{bar:25}] {bytes}/{total_bytes} {percent}% {bytes_per_sec} ETA {eta} {msg}"
+        }
+        false => "{prefix} {spinner} {bytes} {bytes_per_sec} {msg}",
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
     }
 }
 

@@ -129,6 +129,15 @@ pub fn sweep_records() -> Vec<Record> {
     v
 }
 
+/// `h` with every header extension item of 1.2: an estimate, and labels with a newline, a
+/// quote and a non-UTF-8 byte.
+pub fn with_extension(mut h: StreamHeader) -> StreamHeader {
+    h.estimate = Some(123_456_789);
+    h.origin_label = Some(b"mon\"day".to_vec());
+    h.target_label = Some(b"tue\n\xff".to_vec());
+    h
+}
+
 pub fn resumed_header() -> StreamHeader {
     let mut h = incremental_header();
     h.resume = ResumePoint { first_record: 7, data_offset: 4096 };
