@@ -155,7 +155,15 @@ pub fn copy_range(src: &File, src_off: u64, dst: &File, dst_off: u64, len: u64) 
 /// host takes back, a fresh page costs a fault in the host when first written).
 pub fn sync_and_drop(f: BorrowedFd<'_>) -> io::Result<()> {
     fs::fdatasync(f)?;
-    drop_cache(f);
+    // The last partial page stays: the next append writes into it, and would otherwise wait
+    // for the disk to read it back first.
+    if let Ok(st) = fs::fstat(f) {
+        let page = rustix::param::page_size() as u64;
+        let whole = u64::try_from(st.st_size).unwrap_or(0) / page * page;
+        if let Some(len) = std::num::NonZeroU64::new(whole) {
+            let _ = fs::fadvise(f, 0, Some(len), fs::Advice::DontNeed);
+        }
+    }
     Ok(())
 }
 
@@ -175,6 +183,16 @@ pub fn drop_cache_of_removed(dir: BorrowedFd<'_>, name: &OsStr, st: &fs::Stat) {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     if let Ok(fd) = fs::openat(dir, name, flags, Mode::empty()) {
         drop_cache(fd.as_fd());
+    }
+}
+
+/// Asks the kernel to start reading the bytes [start, end) of `f`, which is `size` bytes long,
+/// into its cache without waiting for them (only advice: a failure changes nothing). Reads of
+/// many files queued so go to the disk together instead of one wait after another.
+pub fn read_soon(f: BorrowedFd<'_>, start: u64, end: u64, size: u64) {
+    let end = end.min(size);
+    if let Some(len) = end.checked_sub(start).and_then(std::num::NonZeroU64::new) {
+        let _ = fs::fadvise(f, start, Some(len), fs::Advice::WillNeed);
     }
 }
 

@@ -9,9 +9,11 @@ use anysend_stream::{Class, Record};
 
 use crate::apply::Applier;
 use crate::error::Problem;
+use crate::fsutil;
 use crate::journal::{Entry, Undo};
 use crate::path;
 use rustix::fs;
+use std::os::fd::AsFd;
 
 use super::holding;
 use super::kept::{Change, KeepLog};
@@ -241,6 +243,7 @@ impl Session {
     ) -> Result<Option<u64>, Problem> {
         let Some((first, _)) = ahead.clone().next() else { return Ok(None) };
         applier.drop_opened();
+        self.read_soon(applier, ahead.clone());
         let mut log = KeepLog::new(holding::keep_log_name('k', first));
         let mut u = Vec::new();
         let mut last = None;
@@ -301,6 +304,45 @@ impl Session {
         }
         self.kept_ahead.extend(handled);
         Ok(last)
+    }
+}
+
+impl Session {
+    /// Before a keep run reads the origin bytes its records will overwrite, one file after
+    /// another: the reads of all of them are started at once (`fsutil::read_soon`), and the
+    /// files opened for it are held for the run (`Applier::keep_opened`), as the run would open
+    /// them. Where those bytes are not cached (a replica's files are seldom read), each read
+    /// would otherwise wait for the disk in turn: that wait, once per changed file, was most of
+    /// what the journal added to an incremental receive. Stops where the run stops.
+    fn read_soon<'r>(&self, applier: &mut Applier, ahead: impl Iterator<Item = (u64, &'r Record)>) {
+        let mut made: HashSet<&[u8]> = HashSet::new();
+        let mut last: Option<&[u8]> = None;
+        for (index, rec) in ahead {
+            if rec.moves_paths() || applier.check(index, rec).is_err() {
+                break;
+            }
+            if let Record::Create { path } | Record::Link { path, .. } = rec {
+                made.insert(path);
+                continue;
+            }
+            let Some((path, start, end)) = rec.changed_range() else { continue };
+            if made.contains(path) || self.tracked.new_files.contains(path) {
+                continue;
+            }
+            let opened = match applier.opened_ahead(path) {
+                Some(o) => Some(o),
+                None if last != Some(path) => applier.open_regular(path).ok(),
+                None => None,
+            };
+            last = Some(path);
+            if let Some((file, st)) = opened {
+                if !self.created.contains(&st.st_ino) {
+                    let size = u64::try_from(st.st_size).unwrap_or(0);
+                    fsutil::read_soon(file.as_fd(), start, end, size);
+                }
+                applier.keep_opened(path, file, st);
+            }
+        }
     }
 }
 
