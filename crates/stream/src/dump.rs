@@ -78,9 +78,9 @@ pub fn shown_tail(path: &[u8], max: usize) -> String {
     format!("...{tail}")
 }
 
-/// The `--dump` line of the stream header; ` filtered` at its end when header flag FILTERED is
-/// set, and the header extension's items (1.2) that are there, so that the line of a stream
-/// without them is what it always was.
+/// The `--dump` line of the stream header: the header extension's items (1.2) that are there
+/// after the sender, and ` filtered` at its end when header flag FILTERED is set, so that the
+/// line of a stream without either is what it always was.
 pub fn header_line(h: &StreamHeader) -> String {
     let origin = h.origin.map_or_else(|| "none".to_string(), |o| o.to_string());
     let mut ext = String::new();
@@ -94,7 +94,7 @@ pub fn header_line(h: &StreamHeader) -> String {
         ext.push_str(&format!(" target_label=\"{}\"", Escaped(l)));
     }
     format!(
-        "header version={}.{} stream={} origin={} target={} created={}.{:09} first_record={} data_offset={} sender=\"{}\"{}{ext}",
+        "header version={}.{} stream={} origin={} target={} created={}.{:09} first_record={} data_offset={} sender=\"{}\"{ext}{}",
         h.version_major,
         h.version_minor,
         h.stream_id,
